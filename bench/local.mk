@@ -1,0 +1,1 @@
+# bench: build rules for this folder are added here.

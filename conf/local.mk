@@ -1,0 +1,2 @@
+# conf: the commented example configuration.
+EXTRA_DIST += conf/tern.conf

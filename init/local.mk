@@ -1,0 +1,2 @@
+# init: systemd unit, sysusers and tmpfiles entries.
+EXTRA_DIST += init/tern.service.in init/tern.sysusers init/tern.tmpfiles

@@ -1,0 +1,1 @@
+# queue: libternq, the LMDB queue store (see queue/SCHEMA.md).

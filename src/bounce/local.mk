@@ -1,0 +1,1 @@
+# src/bounce: build rules for this folder are added here.

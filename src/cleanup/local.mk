@@ -1,0 +1,1 @@
+# src/cleanup: build rules for this folder are added here.

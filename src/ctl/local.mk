@@ -1,0 +1,4 @@
+# src/ctl: ternctl, the administration command.
+sbin_PROGRAMS += src/ctl/ternctl
+src_ctl_ternctl_SOURCES = src/ctl/ternctl.c
+src_ctl_ternctl_LDADD = $(TERN_LIBS)

@@ -1,0 +1,83 @@
+/*
+ * ternctl - the administration command: configuration checks, and (as
+ * their daemons land) the queue, suppression, events, users and DKIM keys.
+ * Runs as the administrator who invokes it.
+ */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "util.h"
+
+struct ctl_command {
+	const char *name;
+	const char *usage;
+	int (*run)(const char *config_path, int argc, char **argv);
+};
+
+/* check-config: prints every problem with file and line. */
+static int
+cmd_check_config(const char *config_path, int argc, char **argv)
+{
+	struct config_errors errs;
+	struct tern_config *cfg;
+
+	(void)argv;
+	if (argc != 1) {
+		fprintf(stderr, "usage: ternctl [-c config] check-config\n");
+		return 2;
+	}
+	cfg = config_load(config_path, &errs);
+	if (cfg == NULL) {
+		config_errors_print(&errs, stderr);
+		fprintf(stderr, "%s: %zu error(s)\n", config_path, errs.n);
+		config_errors_free(&errs);
+		return 1;
+	}
+	printf("%s: ok (%zu listener(s), %zu domain(s))\n", cfg->path,
+	    cfg->n_listeners, cfg->n_domains);
+	config_free(cfg);
+	return 0;
+}
+
+static const struct ctl_command commands[] = {
+	{ "check-config", "check-config", cmd_check_config },
+};
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: ternctl [-c config] command [args]\ncommands:\n");
+	for (size_t i = 0; i < TERN_ARRAY_LEN(commands); i++)
+		fprintf(stderr, "  %s\n", commands[i].usage);
+	exit(2);
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *config_path = NULL;
+	int ch;
+
+	log_init("ctl", LOG_TARGET_STDERR, false);
+	while ((ch = getopt(argc, argv, "+c:h")) != -1) {
+		switch (ch) {
+		case 'c': config_path = optarg; break;
+		default: usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		usage();
+	for (size_t i = 0; i < TERN_ARRAY_LEN(commands); i++)
+		if (strcmp(argv[0], commands[i].name) == 0)
+			return commands[i].run(config_default_path(config_path), argc, argv);
+	fprintf(stderr, "ternctl: unknown command '%s'\n", argv[0]);
+	usage();
+}

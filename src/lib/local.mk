@@ -1,0 +1,11 @@
+# src/lib: libtern, the small library shared by every daemon.
+noinst_LIBRARIES += src/lib/libtern.a
+src_lib_libtern_a_SOURCES = \
+	src/lib/config.c src/lib/config.h \
+	src/lib/daemon.c src/lib/daemon.h \
+	src/lib/ipc.c src/lib/ipc_client.c src/lib/ipc.h \
+	src/lib/log.c src/lib/log.h \
+	src/lib/util.c src/lib/util.h
+
+# What a program linking libtern needs.
+TERN_LIBS = src/lib/libtern.a $(LIBEVENT_LIBS) $(OPENSSL_LIBS) $(INIH_LIBS) $(PTHREAD_LIBS)

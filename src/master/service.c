@@ -1,0 +1,508 @@
+/*
+ * service.c - supervision of tern's daemons by ternd: the table of
+ * services, starting each with the sockets it needs, reaping and logging
+ * every exit, restarting with backoff and throttling a daemon that fails
+ * at start. Runs in ternd.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "ipc.h"
+#include "log.h"
+#include "service.h"
+#include "util.h"
+
+/* A daemon that dies sooner than this after its start failed at start. */
+#define QUICK_FAILURE_USEC	(10 * 1000000ull)
+#define THROTTLE_MAX_SEC	60
+
+/*
+ * Every daemon tern runs. Order is start order: a service comes up after
+ * the services it talks to, though clients reconnect anyway.
+ */
+static const struct service_def service_defs[] = {
+	{ "smtpd", NULL, true, false, NULL },
+};
+
+struct instance {
+	struct supervisor *sv;
+	const struct service_def *def;
+	unsigned slot;			/* which of several, from 0 */
+	pid_t pid;			/* 0: not running */
+	uint64_t started;		/* monotonic usec */
+	unsigned failures;		/* quick failures in a row */
+	struct event *ev_start;		/* delayed (re)start */
+	bool retiring;			/* replaced by a reload: no restart */
+	bool waiting;			/* singleton waiting for its predecessor */
+};
+
+struct supervisor {
+	struct event_base *base;
+	const struct tern_config *cfg;
+	struct master_socket *sockets;
+	size_t n_sockets;
+	struct instance **inst;
+	size_t n_inst;
+	bool stopping;
+};
+
+static void instance_spawn(struct instance *in);
+
+struct supervisor *
+supervisor_new(struct event_base *base)
+{
+	struct supervisor *sv = xcalloc(1, sizeof(*sv));
+
+	sv->base = base;
+	return sv;
+}
+
+size_t
+supervisor_children(const struct supervisor *sv)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < sv->n_inst; i++)
+		if (sv->inst[i]->pid > 0)
+			n++;
+	return n;
+}
+
+/* ---- sockets ---- */
+
+static int
+bind_tcp(const struct cfg_sockaddr *addr)
+{
+	int fd, on = 1;
+
+	fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd == -1)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (addr->ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) == -1 ||
+	    listen(fd, 1024) == -1) {
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+int
+supervisor_bind_listeners(struct supervisor *sv, const struct tern_config *cfg)
+{
+	struct master_socket *next = NULL;
+	size_t n_next = 0;
+
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		const struct cfg_listener *l = &cfg->listeners[i];
+		struct master_socket ms;
+
+		memset(&ms, 0, sizeof(ms));
+		ms.name = xasprintf("listen:%s", l->name);
+		ms.addr = l->address;
+		ms.fd = -1;
+		/* An address already bound keeps its socket: no gap on reload. */
+		for (size_t j = 0; j < sv->n_sockets; j++) {
+			struct master_socket *old = &sv->sockets[j];
+
+			if (old->fd != -1 && strncmp(old->name, "listen:", 7) == 0 &&
+			    old->addr.len == l->address.len &&
+			    memcmp(&old->addr.ss, &l->address.ss, l->address.len) == 0) {
+				ms.fd = old->fd;
+				old->fd = -1;
+				break;
+			}
+		}
+		if (ms.fd == -1 && (ms.fd = bind_tcp(&l->address)) == -1) {
+			log_warn("cannot listen on %s ([listen %s]): %s",
+			    l->address.text, l->name, strerror(errno));
+			free(ms.name);
+			/* Put back what was taken over; close what is new. */
+			for (size_t k = 0; k < n_next; k++) {
+				bool reused = false;
+
+				for (size_t j = 0; j < sv->n_sockets; j++)
+					if (sv->sockets[j].fd == -1 &&
+					    strncmp(sv->sockets[j].name, "listen:", 7) == 0 &&
+					    sv->sockets[j].addr.len == next[k].addr.len &&
+					    memcmp(&sv->sockets[j].addr.ss, &next[k].addr.ss,
+					    next[k].addr.len) == 0) {
+						sv->sockets[j].fd = next[k].fd;
+						reused = true;
+						break;
+					}
+				if (!reused)
+					close(next[k].fd);
+				free(next[k].name);
+			}
+			free(next);
+			return -1;
+		}
+		log_info("listening on %s for [listen %s]", l->address.text, l->name);
+		next = xreallocarray(next, n_next + 1, sizeof(*next));
+		next[n_next++] = ms;
+	}
+	/* Keep the Unix sockets, close the listeners no longer configured. */
+	for (size_t j = 0; j < sv->n_sockets; j++) {
+		struct master_socket *old = &sv->sockets[j];
+
+		if (strncmp(old->name, "listen:", 7) != 0) {
+			next = xreallocarray(next, n_next + 1, sizeof(*next));
+			next[n_next++] = *old;
+			continue;
+		}
+		if (old->fd != -1) {
+			log_info("no longer listening on %s", old->addr.text);
+			close(old->fd);
+		}
+		free(old->name);
+	}
+	free(sv->sockets);
+	sv->sockets = next;
+	sv->n_sockets = n_next;
+	return 0;
+}
+
+int
+supervisor_bind_unix(struct supervisor *sv, const struct tern_config *cfg)
+{
+	for (size_t i = 0; i < TERN_ARRAY_LEN(service_defs); i++) {
+		const struct service_def *def = &service_defs[i];
+		struct master_socket ms;
+		char path[4096];
+
+		if (def->unix_socket == NULL)
+			continue;
+		snprintf(path, sizeof(path), "%s/private/%s", cfg->server.run_dir,
+		    def->unix_socket);
+		memset(&ms, 0, sizeof(ms));
+		/* The private directory (0700) is what keeps others out. */
+		ms.fd = ipc_listen_unix(path, 0666);
+		if (ms.fd == -1) {
+			log_warn("cannot listen on %s: %s", path, strerror(errno));
+			return -1;
+		}
+		fd_set_nonblock(ms.fd);
+		ms.name = xasprintf("unix:%s", def->unix_socket);
+		sv->sockets = xreallocarray(sv->sockets, sv->n_sockets + 1,
+		    sizeof(*sv->sockets));
+		sv->sockets[sv->n_sockets++] = ms;
+	}
+	return 0;
+}
+
+/* ---- instances ---- */
+
+static void
+instance_start_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	instance_spawn(arg);
+}
+
+static struct instance *
+instance_add(struct supervisor *sv, const struct service_def *def, unsigned slot)
+{
+	struct instance *in = xcalloc(1, sizeof(*in));
+
+	in->sv = sv;
+	in->def = def;
+	in->slot = slot;
+	in->ev_start = evtimer_new(sv->base, instance_start_cb, in);
+	if (in->ev_start == NULL)
+		log_fatal("evtimer_new failed");
+	sv->inst = xreallocarray(sv->inst, sv->n_inst + 1, sizeof(*sv->inst));
+	sv->inst[sv->n_inst++] = in;
+	return in;
+}
+
+static void
+instance_remove(struct supervisor *sv, struct instance *in)
+{
+	for (size_t i = 0; i < sv->n_inst; i++)
+		if (sv->inst[i] == in) {
+			memmove(&sv->inst[i], &sv->inst[i + 1],
+			    (sv->n_inst - i - 1) * sizeof(*sv->inst));
+			sv->n_inst--;
+			break;
+		}
+	event_free(in->ev_start);
+	free(in);
+}
+
+/* Which master sockets a service gets. */
+static bool
+is_socket_for(const struct service_def *def, const struct master_socket *ms)
+{
+	if (ms->fd == -1)
+		return false;
+	if (strncmp(ms->name, "listen:", 7) == 0)
+		return def->tcp_listeners;
+	return def->unix_socket != NULL && strncmp(ms->name, "unix:", 5) == 0 &&
+	    strcmp(ms->name + 5, def->unix_socket) == 0;
+}
+
+static void
+instance_spawn(struct instance *in)
+{
+	struct supervisor *sv = in->sv;
+	const struct tern_config *cfg = sv->cfg;
+	char *path, *fds = xstrdup(""), master[32];
+	pid_t pid;
+
+	path = xasprintf("%s/tern-%s", cfg->server.daemon_dir, in->def->name);
+	for (size_t i = 0; i < sv->n_sockets; i++) {
+		char *t;
+
+		if (!is_socket_for(in->def, &sv->sockets[i]))
+			continue;
+		t = xasprintf("%s%s%s=%d", fds, *fds ? " " : "",
+		    sv->sockets[i].name, sv->sockets[i].fd);
+		free(fds);
+		fds = t;
+	}
+	snprintf(master, sizeof(master), "%ld", (long)getpid());
+
+	pid = fork();
+	if (pid == -1) {
+		log_warn("fork for %s: %s; retrying in 1s", path, strerror(errno));
+		struct timeval tv = { 1, 0 };
+		evtimer_add(in->ev_start, &tv);
+		free(path);
+		free(fds);
+		return;
+	}
+	if (pid == 0) {
+		char *argv[5];
+		int argc = 0;
+		sigset_t all;
+
+		for (size_t i = 0; i < sv->n_sockets; i++)
+			if (is_socket_for(in->def, &sv->sockets[i]))
+				fd_set_cloexec(sv->sockets[i].fd, false);
+		setenv(DAEMON_ENV_FDS, fds, 1);
+		setenv(DAEMON_ENV_MASTER, master, 1);
+		sigemptyset(&all);
+		sigprocmask(SIG_SETMASK, &all, NULL);
+		argv[argc++] = path;
+		argv[argc++] = "-c";
+		argv[argc++] = cfg->path;
+		if (log_is_verbose())
+			argv[argc++] = "-v";
+		argv[argc] = NULL;
+		execv(path, argv);
+		log_warn("cannot run %s: %s", path, strerror(errno));
+		_exit(127);
+	}
+	in->pid = pid;
+	in->started = tern_monotonic_usec();
+	in->waiting = false;
+	log_debug("started %s pid %ld", path, (long)pid);
+	free(path);
+	free(fds);
+}
+
+void
+supervisor_start(struct supervisor *sv, const struct tern_config *cfg)
+{
+	sv->cfg = cfg;
+	for (size_t i = 0; i < TERN_ARRAY_LEN(service_defs); i++) {
+		const struct service_def *def = &service_defs[i];
+		unsigned n = def->instances ? def->instances(cfg) : 1;
+
+		for (unsigned slot = 0; slot < n; slot++)
+			instance_spawn(instance_add(sv, def, slot));
+	}
+}
+
+/* Logs how a child ended, in Postfix's words. */
+static void
+log_child_exit(const struct instance *in, pid_t pid, int status)
+{
+	const char *name = in->def->name;
+	bool expected = in->retiring || in->sv->stopping;
+
+	if (WIFEXITED(status)) {
+		if (WEXITSTATUS(status) == 0 && expected)
+			log_debug("process tern-%s pid %ld exited", name, (long)pid);
+		else
+			log_warn("process tern-%s pid %ld exit status %d", name,
+			    (long)pid, WEXITSTATUS(status));
+	} else if (WIFSIGNALED(status)) {
+		log_warn("process tern-%s pid %ld killed by signal %d (%s)", name,
+		    (long)pid, WTERMSIG(status), strsignal(WTERMSIG(status)));
+	}
+}
+
+/* Restarts a daemon that ended on its own: at once after a long run,
+ * with a growing delay when it keeps failing at start. */
+static void
+instance_schedule_restart(struct instance *in)
+{
+	uint64_t ran = tern_monotonic_usec() - in->started;
+	unsigned delay = 0;
+	struct timeval tv;
+
+	if (ran < QUICK_FAILURE_USEC) {
+		in->failures++;
+		delay = in->failures >= 7 ? THROTTLE_MAX_SEC : 1u << (in->failures - 1);
+		if (delay > THROTTLE_MAX_SEC)
+			delay = THROTTLE_MAX_SEC;
+		log_warn("service %s failed %u time(s) in a row within %llus of its "
+		    "start; throttling: next start in %us", in->def->name,
+		    in->failures, (unsigned long long)(QUICK_FAILURE_USEC / 1000000),
+		    delay);
+	} else {
+		in->failures = 0;
+	}
+	tv.tv_sec = delay;
+	tv.tv_usec = 0;
+	evtimer_add(in->ev_start, &tv);
+}
+
+void
+supervisor_reap(struct supervisor *sv)
+{
+	pid_t pid;
+	int status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct instance *in = NULL;
+
+		for (size_t i = 0; i < sv->n_inst; i++)
+			if (sv->inst[i]->pid == pid)
+				in = sv->inst[i];
+		if (in == NULL)
+			continue;
+		in->pid = 0;
+		log_child_exit(in, pid, status);
+		if (in->retiring || sv->stopping) {
+			const struct service_def *def = in->def;
+
+			instance_remove(sv, in);
+			/* A singleton's successor waited for this exit. */
+			for (size_t i = 0; i < sv->n_inst && !sv->stopping; i++)
+				if (sv->inst[i]->def == def && sv->inst[i]->waiting)
+					instance_spawn(sv->inst[i]);
+			continue;
+		}
+		instance_schedule_restart(in);
+	}
+}
+
+void
+supervisor_reload(struct supervisor *sv, const struct tern_config *cfg)
+{
+	size_t n_old = sv->n_inst;
+
+	sv->cfg = cfg;
+	for (size_t i = 0; i < n_old; i++) {
+		struct instance *in = sv->inst[i];
+
+		in->retiring = true;
+		evtimer_del(in->ev_start);
+		if (in->pid > 0)
+			kill(in->pid, SIGTERM);
+	}
+	for (size_t i = 0; i < TERN_ARRAY_LEN(service_defs); i++) {
+		const struct service_def *def = &service_defs[i];
+		unsigned n = def->instances ? def->instances(cfg) : 1;
+
+		for (unsigned slot = 0; slot < n; slot++) {
+			struct instance *in = instance_add(sv, def, slot);
+			bool predecessor = false;
+
+			for (size_t k = 0; k < n_old && def->singleton; k++)
+				if (sv->inst[k]->def == def && sv->inst[k]->pid > 0)
+					predecessor = true;
+			if (predecessor)
+				in->waiting = true;
+			else
+				instance_spawn(in);
+		}
+	}
+	/* Retiring instances that were not running go away now. */
+	for (size_t i = 0; i < sv->n_inst;) {
+		if (sv->inst[i]->retiring && sv->inst[i]->pid == 0)
+			instance_remove(sv, sv->inst[i]);
+		else
+			i++;
+	}
+}
+
+void
+supervisor_stop(struct supervisor *sv)
+{
+	sv->stopping = true;
+	/* Stop accepting: the daemons close their copies as they drain. */
+	for (size_t i = 0; i < sv->n_sockets; i++) {
+		if (sv->sockets[i].fd != -1 &&
+		    strncmp(sv->sockets[i].name, "listen:", 7) == 0) {
+			close(sv->sockets[i].fd);
+			sv->sockets[i].fd = -1;
+		}
+	}
+	for (size_t i = 0; i < sv->n_inst;) {
+		struct instance *in = sv->inst[i];
+
+		evtimer_del(in->ev_start);
+		if (in->pid > 0) {
+			kill(in->pid, SIGTERM);
+			i++;
+		} else {
+			instance_remove(sv, in);
+		}
+	}
+}
+
+void
+supervisor_kill_all(struct supervisor *sv)
+{
+	for (size_t i = 0; i < sv->n_inst; i++)
+		if (sv->inst[i]->pid > 0) {
+			log_warn("process tern-%s pid %ld did not finish in time; killing it",
+			    sv->inst[i]->def->name, (long)sv->inst[i]->pid);
+			kill(sv->inst[i]->pid, SIGKILL);
+		}
+}
+
+void
+supervisor_free(struct supervisor *sv)
+{
+	for (size_t i = 0; i < sv->n_sockets; i++) {
+		if (sv->sockets[i].fd != -1)
+			close(sv->sockets[i].fd);
+		if (strncmp(sv->sockets[i].name, "unix:", 5) == 0 && sv->cfg != NULL) {
+			char path[4096];
+
+			snprintf(path, sizeof(path), "%s/private/%s",
+			    sv->cfg->server.run_dir, sv->sockets[i].name + 5);
+			unlink(path);
+		}
+		free(sv->sockets[i].name);
+	}
+	free(sv->sockets);
+	while (sv->n_inst > 0)
+		instance_remove(sv, sv->inst[0]);
+	free(sv->inst);
+	free(sv);
+}

@@ -1,0 +1,57 @@
+/*
+ * service.h - the daemons ternd runs, and their supervision: start with
+ * the sockets each needs, log every exit, restart with backoff, throttle
+ * a daemon that keeps failing at start. Runs in ternd (root or the
+ * invoking user).
+ */
+#ifndef TERN_MASTER_SERVICE_H
+#define TERN_MASTER_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "config.h"
+
+struct event_base;
+
+/* One daemon program and how ternd runs it. */
+struct service_def {
+	const char *name;		/* binary is daemon_dir/tern-NAME */
+	const char *unix_socket;	/* served at run_dir/private/NAME, or NULL */
+	bool tcp_listeners;		/* gets every [listen] socket */
+	bool singleton;			/* never two at once, even on reload */
+	/* How many to run; NULL means one. */
+	unsigned (*instances)(const struct tern_config *cfg);
+};
+
+/* A listening socket ternd holds and passes down. */
+struct master_socket {
+	char *name;			/* "listen:submission", "unix:cleanup" */
+	int fd;
+	struct cfg_sockaddr addr;	/* TCP listeners only */
+};
+
+struct supervisor;
+
+/* Creates the supervisor over the table of services. */
+struct supervisor *supervisor_new(struct event_base *base);
+/* Binds a Unix socket for every service that serves one. */
+int supervisor_bind_unix(struct supervisor *sv, const struct tern_config *cfg);
+/* Binds the TCP listeners of cfg, reusing sockets for unchanged addresses. */
+int supervisor_bind_listeners(struct supervisor *sv, const struct tern_config *cfg);
+/* Starts every service instance the config asks for. */
+void supervisor_start(struct supervisor *sv, const struct tern_config *cfg);
+/* SIGCHLD: reaps children, logs them, schedules restarts. */
+void supervisor_reap(struct supervisor *sv);
+/* SIGHUP with a valid new config: replace every daemon gracefully. */
+void supervisor_reload(struct supervisor *sv, const struct tern_config *cfg);
+/* SIGTERM: close listeners, ask every daemon to drain. */
+void supervisor_stop(struct supervisor *sv);
+/* Sends SIGKILL to every child still running. */
+void supervisor_kill_all(struct supervisor *sv);
+size_t supervisor_children(const struct supervisor *sv);
+/* Closes every socket and removes the Unix socket files. */
+void supervisor_free(struct supervisor *sv);
+
+#endif

@@ -1,0 +1,1 @@
+# src/qmgr: build rules for this folder are added here.

@@ -1,0 +1,1 @@
+# src/sendmail: build rules for this folder are added here.

@@ -1,0 +1,1 @@
+# src/signer: build rules for this folder are added here.

@@ -1,0 +1,1 @@
+# src/smtp: build rules for this folder are added here.

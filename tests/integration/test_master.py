@@ -1,0 +1,234 @@
+"""ternd, the master: listeners, supervision, throttling, reload, shutdown,
+configuration errors and privileges."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+import ternlib
+from ternlib import BUILD_DIR, IS_ROOT, wait_for
+
+
+def greeting(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        return s.recv(512).decode()
+
+
+def is_listening(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_listeners_up_and_clean_stop(tern):
+    t = tern()
+    sub = t.listen("submission", "submission")
+    inb = t.listen("inbound", "inbound")
+    t.start()
+    assert greeting(sub).startswith("220 mail.tern.test ESMTP")
+    assert greeting(inb).startswith("220 ")
+    assert t.pids_of("smtpd"), "tern-smtpd is not running"
+    assert t.stop() == 0
+    assert t.group_pids() == [], "a process outlived ternd"
+    assert not is_listening(sub) and not is_listening(inb)
+    assert not os.path.exists(os.path.join(t.run_dir, "ternd.pid"))
+
+
+def test_killed_daemon_is_logged_and_restarted(tern):
+    t = tern()
+    t.listen("submission", "submission")
+    t.start()
+    old = t.pids_of("smtpd")
+    assert len(old) == 1
+    os.kill(old[0], signal.SIGKILL)
+    t.wait_log(rf"process tern-smtpd pid {old[0]} killed by signal 9")
+    new = wait_for(lambda: [p for p in t.pids_of("smtpd") if p != old[0]],
+                   timeout=10, what="a new tern-smtpd")
+    assert new
+    assert greeting(t.ports["submission"]).startswith("220 ")
+
+
+def test_daemon_failing_at_start_is_throttled(tern):
+    t = tern()
+    t.listen("submission", "submission")
+    # A daemon directory whose tern-smtpd cannot start.
+    d = os.path.join(t.dir, "broken")
+    os.makedirs(d)
+    with open(os.path.join(d, "tern-smtpd"), "w") as f:
+        f.write("#!/bin/sh\necho 'fatal: cannot start' >&2\nexit 1\n")
+    os.chmod(os.path.join(d, "tern-smtpd"), 0o755)
+    t.sections["server"]["daemon_dir"] = d
+    t.start(wait=False)
+    t.wait_log(r"service smtpd failed 3 time\(s\) in a row.*next start in 4s",
+               timeout=15)
+    time.sleep(2)
+    starts = len(re.findall(r"process tern-smtpd pid \d+ exit status 1", t.log_text()))
+    # 1s + 2s + 4s of backoff: no tight restart loop.
+    assert 3 <= starts <= 4, t.log_text()
+    assert t.stop() == 0
+
+
+BAD_CONFIGS = [
+    ("[server]\nhostname = a.test\nbogus_key = 1\n", 3, "unknown key 'bogus_key'"),
+    ("[listen s]\naddress = 127.0.0.1:70000\nmode = submission\n", 2,
+     "not a numeric address and port"),
+    ("[listen s]\naddress = 127.0.0.1:2587\nmode = smtps\n"
+     "tls_cert = /nonexistent/cert.pem\ntls_key = /nonexistent/key.pem\n", 4,
+     "/nonexistent/cert.pem"),
+    ("[delivery]\nretry_schedule = 5m 10q\n", 2, "'10q' is not a duration"),
+]
+
+
+@pytest.mark.parametrize("text,line,message", BAD_CONFIGS)
+def test_bad_config_names_file_and_line(test_dir, text, line, message):
+    path = os.path.join(test_dir, "bad.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    expected = f"{path}:{line}: "
+    r = subprocess.run([os.path.join(BUILD_DIR, "src/ctl/ternctl"), "-c", path,
+                        "check-config"], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert expected in r.stderr and message in r.stderr, r.stderr
+    r = subprocess.run([os.path.join(BUILD_DIR, "src/master/ternd"), "-f",
+                        "-c", path], capture_output=True, text=True, timeout=10,
+                       env=ternlib.daemon_env())
+    assert r.returncode != 0
+    assert expected in r.stderr and message in r.stderr, r.stderr
+    assert "not starting" in r.stderr
+
+
+def test_check_config_accepts_example(tern):
+    t = tern()
+    t.listen("submission", "submission")
+    t.write_config()
+    r = t.ternctl("check-config")
+    assert r.returncode == 0, r.stderr
+    assert "ok" in r.stdout
+
+
+def test_config_from_environment(tern, test_dir):
+    t = tern()
+    t.write_config()
+    env = dict(os.environ, TERN_CONFIG=t.config_path)
+    r = subprocess.run([os.path.join(BUILD_DIR, "src/ctl/ternctl"), "check-config"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and t.config_path in r.stdout
+
+
+def test_reload_rebinds_listeners_and_keeps_serving(tern):
+    t = tern()
+    old_port = t.listen("submission", "submission")
+    t.start()
+    first = t.pids_of("smtpd")
+    # A new port for the listener, and a second listener.
+    new_port = ternlib.free_port()
+    t.sections["listen submission"]["address"] = f"127.0.0.1:{new_port}"
+    extra = t.listen("inbound", "inbound")
+    t.write_config()
+    t.proc.send_signal(signal.SIGHUP)
+    t.wait_log(r"reload complete")
+    ternlib.wait_port("127.0.0.1", new_port)
+    assert greeting(new_port).startswith("220 ")
+    assert greeting(extra).startswith("220 ")
+    wait_for(lambda: not is_listening(old_port), what="old port closed")
+    wait_for(lambda: t.pids_of("smtpd") and not set(first) & set(t.pids_of("smtpd")),
+             what="smtpd replaced")
+
+    # A broken config is refused and the running one stays.
+    with open(t.config_path, "a") as f:
+        f.write("\n[server]\nnonsense = 1\n")
+    t.proc.send_signal(signal.SIGHUP)
+    t.wait_log(r"reload failed: the configuration has errors")
+    assert greeting(new_port).startswith("220 ")
+    assert t.stop() == 0
+
+
+def test_sigterm_lets_sessions_finish_then_exits(tern):
+    t = tern()
+    port = t.listen("submission", "submission")
+    t.start()
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    assert s.recv(100).startswith(b"220")
+    t.proc.send_signal(signal.SIGTERM)
+    # Listeners close at once; the open session is still served.
+    wait_for(lambda: not is_listening(port), what="listener closed")
+    assert t.proc.poll() is None, "ternd exited with a session still open"
+    s.sendall(b"QUIT\r\n")
+    assert s.recv(100)[:3] in (b"221", b"421")
+    s.close()
+    assert t.proc.wait(10) == 0
+    assert t.group_pids() == []
+
+
+def test_hung_daemon_is_killed_after_shutdown_timeout(tern):
+    t = tern()
+    t.sections["server"]["shutdown_timeout"] = "2s"
+    port = t.listen("submission", "submission")
+    t.start()
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.recv(100)
+    started = time.monotonic()
+    t.proc.send_signal(signal.SIGTERM)
+    assert t.proc.wait(15) == 0
+    assert time.monotonic() - started >= 1.5
+    assert "did not finish in time; killing it" in t.log_text()
+    assert t.group_pids() == []
+    s.close()
+
+
+def test_second_master_refused(tern):
+    t = tern()
+    t.listen("submission", "submission")
+    t.start()
+    r = subprocess.run([os.path.join(BUILD_DIR, "src/master/ternd"), "-f", "-c",
+                        t.config_path], capture_output=True, text=True, timeout=10,
+                       env=ternlib.daemon_env())
+    assert r.returncode != 0
+    assert "another ternd" in r.stderr or "cannot listen" in r.stderr
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to test the privilege drop")
+def test_root_drops_privileges_and_chroots_smtpd(tern):
+    t = tern()
+    t.listen("submission", "submission")
+    t.start()
+    pid = t.pids_of("smtpd")[0]
+    with open(f"/proc/{pid}/status") as f:
+        ids = {l.split(":")[0]: l.split()[1:] for l in f if l.startswith(("Uid", "Gid"))}
+    import pwd
+    tern_uid = pwd.getpwnam("tern").pw_uid
+    assert all(int(x) == tern_uid for x in ids["Uid"])
+    assert os.readlink(f"/proc/{pid}/root") == os.path.realpath(t.run_dir)
+    assert os.stat(t.queue_dir).st_uid == tern_uid
+    assert oct(os.stat(os.path.join(t.run_dir, "private")).st_mode & 0o777) == "0o700"
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to switch to another user")
+def test_ordinary_user_runs_everything_as_itself(tern):
+    """Started by an ordinary user, ternd needs no root and runs every
+    daemon as that user (how developers and tests run it)."""
+    t = tern()
+    t.sections["server"].pop("user", None)
+    t.listen("submission", "submission")
+    os.chown(t.dir, 65534, 65534)
+    t.write_config()
+    t._link_daemons()
+    log = open(t.log_path, "ab")
+    t.proc = subprocess.Popen(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         os.path.join(BUILD_DIR, "src/master/ternd"), "-f", "-c", t.config_path],
+        stdout=log, stderr=subprocess.STDOUT, env=ternlib.daemon_env(),
+        start_new_session=True)
+    ternlib.wait_port("127.0.0.1", t.ports["submission"])
+    pids = wait_for(lambda: t.pids_of("smtpd"), what="smtpd")
+    with open(f"/proc/{pids[0]}/status") as f:
+        uid = [l.split()[1] for l in f if l.startswith("Uid")][0]
+    assert uid == "65534"
+    assert greeting(t.ports["submission"]).startswith("220 ")
+    assert t.stop() == 0
