@@ -1,1 +1,24 @@
-# queue: libternq, the LMDB queue store (see queue/SCHEMA.md).
+# queue: libternq, the LMDB queue store (see queue/SCHEMA.md and queue.h).
+noinst_LIBRARIES += queue/libternq.a
+queue_libternq_a_SOURCES = \
+	queue/queue.h queue/queue_int.h queue/record.h \
+	queue/arena.c queue/batch.c queue/claim.c queue/committer.c \
+	queue/env.c queue/events.c queue/qid.c queue/quarantine.c \
+	queue/read.c queue/record.c queue/store.c queue/suppress.c \
+	queue/update.c
+EXTRA_DIST += queue/SCHEMA.md
+
+# What a program using the queue links (libternq needs libtern).
+TERNQ_LIBS = queue/libternq.a $(LMDB_LIBS) $(TERN_LIBS)
+
+# Unit tests (cmocka); the binaries live in tests/unit so tools/check
+# counts them.
+check_PROGRAMS += tests/unit/test_queue_record tests/unit/test_queue_store
+tests_unit_test_queue_record_SOURCES = tests/unit/test_queue_record.c
+tests_unit_test_queue_record_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_queue_record_LDADD = $(TERNQ_LIBS) $(CMOCKA_LIBS)
+tests_unit_test_queue_store_SOURCES = tests/unit/test_queue_store.c \
+	tests/unit/qtest.h
+tests_unit_test_queue_store_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_queue_store_LDADD = $(TERNQ_LIBS) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_queue_record tests/unit/test_queue_store

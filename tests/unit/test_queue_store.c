@@ -1,0 +1,1189 @@
+/*
+ * test_queue_store.c - unit tests for libternq over a real LMDB store in
+ * a temporary directory: batch commit and read back, schedule order, the
+ * recipient state machine (claim, results, DSNs, hold, release, delete,
+ * flush, requeue), suppression with expiry, events with retention, map
+ * growth and refusal at the bound, disk errors on commit, corrupt
+ * records quarantined and skipped, stale readers of killed processes.
+ * The store's invariants (SCHEMA.md) are checked after each flow.
+ */
+#include "autoconfig.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "log.h"
+#include "qtest.h"
+
+#define MB (1024 * 1024)
+
+static int
+setup(void **state)
+{
+	*state = qtest_new(4 * MB, 64 * MB);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	qtest_free(*state);
+	return 0;
+}
+
+/* ---- batch commit and reading back ---- */
+
+struct content_acc {
+	char *buf;
+	size_t len;
+	uint32_t next;
+};
+
+static int
+content_cb(void *arg, uint32_t index, const void *data, size_t len)
+{
+	struct content_acc *a = arg;
+
+	assert_int_equal(index, a->next);
+	a->next++;
+	a->buf = realloc(a->buf, a->len + len);
+	memcpy(a->buf + a->len, data, len);
+	a->len += len;
+	return 0;
+}
+
+/* Reads a message's content chunk by chunk, as a delivery agent does. */
+static void
+read_content(struct queue *q, uint64_t qid, struct content_acc *a)
+{
+	uint32_t n = 0;
+	int rounds = 0;
+
+	memset(a, 0, sizeof(*a));
+	do {
+		assert_int_equal(queue_content_read(q, qid, a->next, 1,
+		    content_cb, a, &n), 0);
+		assert_true(++rounds < 1000);
+	} while (n == 1);
+}
+
+/* The content qtest_msg() makes for len bytes. */
+static char *
+expected_content(size_t len)
+{
+	char *buf = malloc(len + 32), line[80];
+	size_t done = 0;
+
+	while (done < len) {
+		snprintf(line, sizeof(line), "%010zu line\r\n", done);
+		memcpy(buf + done, line, strlen(line));
+		done += strlen(line);
+	}
+	return buf;
+}
+
+static void
+test_batch_roundtrip(void **state)
+{
+	struct qtest *t = *state;
+	struct queue_batch *b = queue_batch_new();
+	struct queue_msg *m[4];
+	char *ref;
+	struct queue_loaded_msg *l;
+	struct queue_stats st;
+	struct content_acc a;
+	uint64_t qid[4];
+	size_t i, big = 3 * QUEUE_CHUNK_SIZE + 100;
+	struct queue_msg_info env;
+
+	m[0] = qtest_msg(2, 500, "a.test");
+	m[1] = qtest_msg(1, big, "b.test");
+	memset(&env, 0, sizeof(env));
+	env.sender = "";
+	env.hold = true;
+	env.body = CLEANUP_BODY_8BITMIME;
+	env.ret = CLEANUP_RET_FULL;
+	env.envid = "ENV42";
+	env.smtputf8 = true;
+	m[2] = queue_msg_new(&env);
+	assert_int_equal(queue_msg_add_rcpt(m[2], "held@c.test",
+	    "rfc822;held@c.test", CLEANUP_NOTIFY_SUCCESS), 0);
+	queue_msg_append(m[2], "x", 1);
+	m[3] = qtest_msg(0, 10, "d.test");		/* no recipient */
+	assert_int_equal(queue_msg_add_rcpt(m[3], "", "", 0), -1);
+	assert_int_equal(queue_last_error(), QUEUE_ERR_INVALID);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(queue_batch_add(b, m[i]), i);
+	assert_true(queue_msg_size(m[1]) == big);
+	assert_int_equal(queue_batch_commit(t->q, b), 0);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(queue_batch_status(b, i), QUEUE_OK);
+		qid[i] = queue_batch_qid(b, i);
+		assert_true(qid[i] == queue_msg_id(m[i]));
+		if (i > 0)
+			assert_true(qid[i] > qid[i - 1]);
+	}
+	assert_int_equal(queue_batch_status(b, 3), QUEUE_ERR_INVALID);
+	queue_get_stats(t->q, &st);
+	assert_true(st.commits == 1);
+	assert_true(st.messages == 3);
+
+	/* Content comes back byte for byte, chunk by chunk. */
+	read_content(t->q, qid[1], &a);
+	assert_int_equal(a.next, 4);
+	assert_int_equal(a.len, big);
+	ref = expected_content(big);
+	assert_memory_equal(a.buf, ref, big);
+	free(ref);
+	free(a.buf);
+
+	assert_int_equal(queue_load(t->q, qid[2], &l), 0);
+	assert_string_equal(l->info.sender, "");
+	assert_true(l->info.hold);
+	assert_true(l->info.smtputf8);
+	assert_int_equal(l->info.body, CLEANUP_BODY_8BITMIME);
+	assert_int_equal(l->info.ret, CLEANUP_RET_FULL);
+	assert_string_equal(l->info.envid, "ENV42");
+	assert_int_equal(l->n_rcpts, 1);
+	assert_string_equal(l->rcpts[0].address, "held@c.test");
+	assert_string_equal(l->rcpts[0].orcpt, "rfc822;held@c.test");
+	assert_int_equal(l->rcpts[0].notify, CLEANUP_NOTIFY_SUCCESS);
+	assert_int_equal(l->rcpts[0].state, QUEUE_RCPT_QUEUED);
+	queue_loaded_free(l);
+	assert_int_equal(queue_load(t->q, qid[0], &l), 0);
+	assert_int_equal(l->n_rcpts, 2);
+	assert_string_equal(l->info.auth_user, "alice");
+	assert_string_equal(l->info.client_addr, "192.0.2.1");
+	assert_true(l->info.size == 500);
+	assert_int_equal(l->info.n_chunks, 1);
+	queue_loaded_free(l);
+
+	/* Schedule: every recipient of the non-held messages; events: one
+	 * "queued" per recipient. */
+	assert_int_equal(qtest_count(t->q, QDB_SCHEDULE), 3);
+	assert_int_equal(qtest_count(t->q, QDB_EVENTS), 4);
+	assert_int_equal(qtest_count(t->q, QDB_CONTENT), 1 + 4 + 1);
+	assert_int_equal(queue_load(t->q, qid[2] + 1, &l), -1);
+	assert_int_equal(queue_last_error(), QUEUE_ERR_NOTFOUND);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+	queue_batch_free(b);
+}
+
+/* The content a delivery agent streams is exactly what was appended, in
+ * pieces of any size across chunk edges. */
+static void
+test_content_pieces(void **state)
+{
+	struct qtest *t = *state;
+	struct queue_msg_info env;
+	struct queue_msg *m;
+	struct content_acc a;
+	size_t len = 2 * QUEUE_CHUNK_SIZE + 5, off = 0, piece = 1;
+	char *data = malloc(len);
+	uint64_t qid;
+	uint32_t n;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		data[i] = (char)('a' + i % 23);
+	memset(&env, 0, sizeof(env));
+	env.sender = "s@x.test";
+	m = queue_msg_new(&env);
+	queue_msg_add_rcpt(m, "r@x.test", NULL, 0);
+	while (off < len) {
+		size_t k = piece < len - off ? piece : len - off;
+
+		queue_msg_append(m, data + off, k);
+		off += k;
+		piece = piece * 3 + 1;
+	}
+	qid = qtest_commit1(t->q, m);
+	read_content(t->q, qid, &a);
+	assert_int_equal(a.len, len);
+	assert_memory_equal(a.buf, data, len);
+	free(a.buf);
+	/* Reading past the end reads nothing; two at a time works too. */
+	assert_int_equal(queue_content_read(t->q, qid, 3, 5, content_cb, &a,
+	    &n), 0);
+	assert_int_equal(n, 0);
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(queue_content_read(t->q, qid, 0, 2, content_cb, &a,
+	    &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(a.len, 2 * QUEUE_CHUNK_SIZE);
+	free(a.buf);
+	free(data);
+}
+
+struct list_acc {
+	uint64_t qids[64];
+	size_t n;
+	size_t rcpts;
+};
+
+static int
+list_cb(void *arg, const struct queue_msg_info *m,
+    const struct queue_rcpt_info *r, size_t n)
+{
+	struct list_acc *a = arg;
+
+	assert_true(a->n < 64);
+	a->qids[a->n++] = m->qid;
+	a->rcpts += n;
+	assert_int_equal(n, m->n_rcpt);
+	assert_true(r[0].qid == m->qid);
+	return 0;
+}
+
+/* Listing is in arrival order, and queue ids stay ordered and unique
+ * across a reopen. */
+static void
+test_list_order_and_reopen(void **state)
+{
+	struct qtest *t = *state;
+	struct list_acc a;
+	uint64_t first[5], later;
+	size_t i;
+
+	for (i = 0; i < 5; i++)
+		first[i] = qtest_commit1(t->q, qtest_msg(i + 1, 10, "x.test"));
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(queue_list(t->q, list_cb, &a), 0);
+	assert_int_equal(a.n, 5);
+	assert_int_equal(a.rcpts, 15);
+	for (i = 0; i < 5; i++)
+		assert_true(a.qids[i] == first[i]);
+	queue_close(t->q);
+	t->q = qtest_open_dir(t->dir, 4 * MB, 64 * MB, 0);
+	assert_non_null(t->q);
+	later = qtest_commit1(t->q, qtest_msg(1, 10, "x.test"));
+	assert_true(later > first[4]);
+}
+
+/* ---- schedule and the recipient state machine ---- */
+
+struct sched_acc {
+	struct queue_sched_entry e[32];
+	size_t n;
+};
+
+static int
+sched_cb(void *arg, const struct queue_sched_entry *e)
+{
+	struct sched_acc *a = arg;
+
+	assert_true(a->n < 32);
+	a->e[a->n++] = *e;
+	return 0;
+}
+
+/* Claims everything due now and returns the claim. */
+static struct queue_claim *
+claim_all(struct queue *q, int64_t now, size_t max)
+{
+	struct queue_claim *c;
+
+	assert_int_equal(queue_claim_due(q, now, max, &c), 0);
+	return c;
+}
+
+static struct queue_result
+result(uint64_t qid, uint32_t rcpt, uint8_t state, uint16_t code,
+    int64_t next)
+{
+	struct queue_result r;
+
+	memset(&r, 0, sizeof(r));
+	r.qid = qid;
+	r.rcpt = rcpt;
+	r.state = state;
+	r.attempted = true;
+	r.time_ms = queue_now_ms();
+	r.next_attempt_ms = next;
+	r.code = code;
+	r.status = code >= 500 ? "5.1.1" : code >= 400 ? "4.3.0" : "2.0.0";
+	r.text = code >= 500 ? "no such user" : code >= 400 ? "try later" :
+	    "ok";
+	r.remote_host = "mx.x.test[192.0.2.5]:25";
+	return r;
+}
+
+static void
+apply1(struct queue *q, const struct queue_result *r, enum queue_err want)
+{
+	struct queue_update *u = queue_update_new(queue_now_ms());
+
+	queue_update_result(u, r);
+	assert_int_equal(queue_update_commit(q, u), 0);
+	assert_int_equal(queue_update_status(u, 0), want);
+	queue_update_free(u);
+}
+
+static void
+test_schedule_order(void **state)
+{
+	struct qtest *t = *state;
+	int64_t now = queue_now_ms() + 60000, due;
+	struct queue_claim *c;
+	struct queue_result r;
+	struct sched_acc a;
+	uint64_t qid;
+	size_t i;
+	static const int64_t offs[4] = { 30000, 10000, 40000, 20000 };
+
+	qid = qtest_commit1(t->q, qtest_msg(4, 10, "x.test"));
+	c = claim_all(t->q, now + 1000, 100);
+	assert_int_equal(c->n_msgs, 1);
+	assert_int_equal(c->n_rcpts, 4);
+	assert_true(c->msgs[0].info.qid == qid);
+	assert_string_equal(c->msgs[0].info.sender, "sender@example.test");
+	queue_claim_free(c);
+	assert_int_equal(qtest_count(t->q, QDB_SCHEDULE), 0);
+	assert_int_equal(qtest_count(t->q, QDB_ACTIVE), 4);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+	for (i = 0; i < 4; i++) {
+		r = result(qid, (uint32_t)i, QUEUE_RCPT_DEFERRED, 451,
+		    now + offs[i]);
+		apply1(t->q, &r, QUEUE_OK);
+	}
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(queue_schedule_scan(t->q, INT64_MAX, 100, sched_cb,
+	    &a), 0);
+	assert_int_equal(a.n, 4);
+	assert_int_equal(a.e[0].rcpt, 1);
+	assert_int_equal(a.e[1].rcpt, 3);
+	assert_int_equal(a.e[2].rcpt, 0);
+	assert_int_equal(a.e[3].rcpt, 2);
+	for (i = 1; i < 4; i++)
+		assert_true(a.e[i - 1].due_ms < a.e[i].due_ms);
+	assert_int_equal(queue_schedule_earliest(t->q, &due), 0);
+	assert_true(due == now + 10000);
+	/* Nothing is due before the earliest time; then only that one. */
+	c = claim_all(t->q, now + 9999, 100);
+	assert_int_equal(c->n_rcpts, 0);
+	queue_claim_free(c);
+	c = claim_all(t->q, now + 25000, 100);
+	assert_int_equal(c->n_rcpts, 2);
+	assert_int_equal(c->msgs[0].rcpts[0].index, 1);
+	assert_int_equal(c->msgs[0].rcpts[1].index, 3);
+	assert_int_equal(c->msgs[0].rcpts[0].state, QUEUE_RCPT_DEFERRED);
+	assert_int_equal(c->msgs[0].rcpts[0].attempts, 1);
+	assert_string_equal(c->msgs[0].rcpts[0].last_status, "4.3.0");
+	queue_claim_free(c);
+	/* The bound on a claim holds. */
+	c = claim_all(t->q, now + 50000, 1);
+	assert_int_equal(c->n_rcpts, 1);
+	assert_int_equal(c->msgs[0].rcpts[0].index, 0);
+	queue_claim_free(c);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+	/* An empty schedule has no earliest time. */
+	c = claim_all(t->q, now + 50000, 10);
+	queue_claim_free(c);
+	assert_int_equal(queue_schedule_earliest(t->q, &due), -1);
+	assert_int_equal(queue_last_error(), QUEUE_ERR_NOTFOUND);
+}
+
+struct ev_acc {
+	uint8_t types[64];
+	uint64_t seqs[64];
+	size_t n;
+};
+
+static int
+ev_cb(void *arg, const struct queue_event *e)
+{
+	struct ev_acc *a = arg;
+
+	assert_true(a->n < 64);
+	a->types[a->n] = e->type;
+	a->seqs[a->n++] = e->seq;
+	return 0;
+}
+
+static void
+test_results_and_dsn(void **state)
+{
+	struct qtest *t = *state;
+	int64_t now = queue_now_ms() + 60000;	/* after every commit here */
+	struct queue_claim *c;
+	struct queue_result r;
+	struct queue_update *u;
+	struct queue_loaded_msg *l;
+	struct ev_acc ev;
+	uint64_t qid;
+
+	qid = qtest_commit1(t->q, qtest_msg(3, 100, "x.test"));
+	/* A result for a recipient not claimed is refused. */
+	r = result(qid, 0, QUEUE_RCPT_DELIVERED, 250, 0);
+	apply1(t->q, &r, QUEUE_ERR_STATE);
+	c = claim_all(t->q, now + 10, 10);
+	assert_int_equal(c->n_rcpts, 3);
+	assert_true(queue_dsn_wanted(&c->msgs[0].info, &c->msgs[0].rcpts[1],
+	    QUEUE_RF_DSN_FAILURE));
+	assert_false(queue_dsn_wanted(&c->msgs[0].info, &c->msgs[0].rcpts[1],
+	    QUEUE_RF_DSN_SUCCESS));
+	queue_claim_free(c);
+
+	/* Three results in one update: delivered, failed with a DSN to
+	 * queue, deferred with a delay notice. */
+	u = queue_update_new(now);
+	r = result(qid, 0, QUEUE_RCPT_DELIVERED, 250, 0);
+	queue_update_result(u, &r);
+	r = result(qid, 1, QUEUE_RCPT_FAILED, 550, 0);
+	r.dsn = QUEUE_RF_DSN_FAILURE;
+	r.bounce_class = "bad-mailbox";
+	queue_update_result(u, &r);
+	r = result(qid, 2, QUEUE_RCPT_DEFERRED, 451, now + 60000);
+	r.dsn = QUEUE_RF_DSN_DELAY;
+	queue_update_result(u, &r);
+	r = result(qid, 7, QUEUE_RCPT_DELIVERED, 250, 0);
+	queue_update_result(u, &r);
+	assert_int_equal(queue_update_count(u), 4);
+	assert_int_equal(queue_update_commit(t->q, u), 0);
+	assert_int_equal(queue_update_status(u, 0), QUEUE_OK);
+	assert_int_equal(queue_update_status(u, 1), QUEUE_OK);
+	assert_int_equal(queue_update_status(u, 2), QUEUE_OK);
+	assert_int_equal(queue_update_status(u, 3), QUEUE_ERR_NOTFOUND);
+	assert_false(queue_update_removed(u, 2));
+	queue_update_free(u);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+
+	assert_int_equal(queue_load(t->q, qid, &l), 0);
+	assert_int_equal(l->info.n_delivered, 1);
+	assert_int_equal(l->info.n_failed, 1);
+	assert_int_equal(l->info.n_dsn_pending, 2);
+	assert_int_equal(l->rcpts[0].state, QUEUE_RCPT_DELIVERED);
+	assert_int_equal(l->rcpts[0].flags, 0);
+	assert_int_equal(l->rcpts[0].attempts, 1);
+	assert_int_equal(l->rcpts[1].state, QUEUE_RCPT_FAILED);
+	assert_int_equal(l->rcpts[1].flags,
+	    QUEUE_RF_ACTIVE | QUEUE_RF_DSN_FAILURE);
+	assert_string_equal(l->rcpts[1].bounce_class, "bad-mailbox");
+	assert_int_equal(l->rcpts[1].last_code, 550);
+	assert_string_equal(l->rcpts[1].last_host, "mx.x.test[192.0.2.5]:25");
+	assert_int_equal(l->rcpts[2].state, QUEUE_RCPT_DEFERRED);
+	assert_int_equal(l->rcpts[2].flags,
+	    QUEUE_RF_DSN_DELAY | QUEUE_RF_DELAY_WARNED);
+	assert_true(l->rcpts[2].next_attempt_ms == now + 60000);
+	queue_loaded_free(l);
+
+	/* DSNs queued: the failed one leaves the active set. */
+	u = queue_update_new(now);
+	queue_update_dsn_done(u, qid, 1, QUEUE_RF_DSN_FAILURE);
+	queue_update_dsn_done(u, qid, 2, QUEUE_RF_DSN_DELAY);
+	assert_int_equal(queue_update_commit(t->q, u), 0);
+	assert_int_equal(queue_update_status(u, 0), QUEUE_OK);
+	assert_int_equal(queue_update_status(u, 1), QUEUE_OK);
+	queue_update_free(u);
+	assert_int_equal(qtest_count(t->q, QDB_ACTIVE), 0);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+
+	/* The last recipient is delivered: the message is gone, with its
+	 * content and recipients, in the same transaction. */
+	c = claim_all(t->q, now + 60000, 10);
+	assert_int_equal(c->n_rcpts, 1);
+	assert_int_equal(c->msgs[0].rcpts[0].flags,
+	    QUEUE_RF_ACTIVE | QUEUE_RF_DELAY_WARNED);
+	queue_claim_free(c);
+	u = queue_update_new(now);
+	r = result(qid, 2, QUEUE_RCPT_DELIVERED, 250, 0);
+	queue_update_result(u, &r);
+	assert_int_equal(queue_update_commit(t->q, u), 0);
+	assert_int_equal(queue_update_status(u, 0), QUEUE_OK);
+	assert_true(queue_update_removed(u, 0));
+	queue_update_free(u);
+	assert_int_equal(queue_load(t->q, qid, &l), -1);
+	assert_int_equal(qtest_count(t->q, QDB_MESSAGES), 0);
+	assert_int_equal(qtest_count(t->q, QDB_RECIPIENTS), 0);
+	assert_int_equal(qtest_count(t->q, QDB_CONTENT), 0);
+	assert_int_equal(qtest_count(t->q, QDB_SCHEDULE), 0);
+	assert_int_equal(qtest_count(t->q, QDB_ACTIVE), 0);
+
+	/* The journey, in order, outlives the message. */
+	memset(&ev, 0, sizeof(ev));
+	assert_int_equal(queue_events_for(t->q, qid, ev_cb, &ev), 0);
+	assert_int_equal(ev.n, 7);
+	assert_int_equal(ev.types[0], QUEUE_EVENT_QUEUED);
+	assert_int_equal(ev.types[3], QUEUE_EVENT_DELIVERED);
+	assert_int_equal(ev.types[4], QUEUE_EVENT_BOUNCED);
+	assert_int_equal(ev.types[5], QUEUE_EVENT_DEFERRED);
+	assert_int_equal(ev.types[6], QUEUE_EVENT_DELIVERED);
+}
+
+static void
+test_hold_release_delete_flush(void **state)
+{
+	struct qtest *t = *state;
+	int64_t now = queue_now_ms() + 60000;	/* after every commit here */
+	struct queue_claim *c;
+	struct queue_update *u;
+	struct queue_result r;
+	struct queue_loaded_msg *l;
+	struct ev_acc ev;
+	uint64_t a, b;
+	size_t n;
+
+	a = qtest_commit1(t->q, qtest_msg(2, 10, "x.test"));
+	b = qtest_commit1(t->q, qtest_msg(2, 10, "y.test"));
+	u = queue_update_new(now);
+	queue_update_hold(u, a);
+	queue_update_hold(u, a);		/* idempotent */
+	queue_update_hold(u, 12345);		/* no such message */
+	assert_int_equal(queue_update_commit(t->q, u), 0);
+	assert_int_equal(queue_update_status(u, 0), QUEUE_OK);
+	assert_int_equal(queue_update_status(u, 1), QUEUE_OK);
+	assert_int_equal(queue_update_status(u, 2), QUEUE_ERR_NOTFOUND);
+	queue_update_free(u);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+	/* A held message is not claimed. */
+	c = claim_all(t->q, now + 10, 10);
+	assert_int_equal(c->n_msgs, 1);
+	assert_true(c->msgs[0].info.qid == b);
+	queue_claim_free(c);
+	/* b's recipients: one deferred far away, one deferred soon. */
+	r = result(b, 0, QUEUE_RCPT_DEFERRED, 421, now + 3600000);
+	apply1(t->q, &r, QUEUE_OK);
+	r = result(b, 1, QUEUE_RCPT_DEFERRED, 421, now + 7200000);
+	apply1(t->q, &r, QUEUE_OK);
+	/* Flush one message, then all: everything due now. */
+	assert_int_equal(queue_flush(t->q, b, now + 20, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(queue_flush(t->q, 0, now + 20, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+	assert_int_equal(queue_load(t->q, b, &l), 0);
+	assert_true(l->rcpts[0].next_attempt_ms == now + 20);
+	queue_loaded_free(l);
+	c = claim_all(t->q, now + 30, 10);
+	assert_int_equal(c->n_rcpts, 2);
+	queue_claim_free(c);
+	r = result(b, 0, QUEUE_RCPT_DEFERRED, 421, now + 3600000);
+	apply1(t->q, &r, QUEUE_OK);
+	assert_int_equal(queue_flush(t->q, 0, now + 40, &n), 0);
+	assert_int_equal(n, 1);
+	/* Release a: due now again; hold while a recipient is in flight
+	 * keeps its result out of the schedule. */
+	u = queue_update_new(now + 50);
+	queue_update_release(u, a);
+	assert_int_equal(queue_update_commit(t->q, u), 0);
+	assert_int_equal(queue_update_status(u, 0), QUEUE_OK);
+	queue_update_free(u);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+	c = claim_all(t->q, now + 60, 10);
+	assert_int_equal(c->n_rcpts, 3);
+	queue_claim_free(c);
+	u = queue_update_new(now + 70);
+	queue_update_hold(u, a);
+	r = result(a, 0, QUEUE_RCPT_DEFERRED, 451, now + 80);
+	queue_update_result(u, &r);
+	assert_int_equal(queue_update_commit(t->q, u), 0);
+	assert_int_equal(queue_update_status(u, 1), QUEUE_OK);
+	queue_update_free(u);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+	/* Delete a (one recipient still in flight) and b. */
+	u = queue_update_new(now + 90);
+	queue_update_delete(u, a);
+	queue_update_delete(u, b);
+	queue_update_delete(u, b);
+	assert_int_equal(queue_update_commit(t->q, u), 0);
+	assert_true(queue_update_removed(u, 0));
+	assert_true(queue_update_removed(u, 1));
+	assert_int_equal(queue_update_status(u, 2), QUEUE_ERR_NOTFOUND);
+	queue_update_free(u);
+	assert_int_equal(qtest_count(t->q, QDB_MESSAGES), 0);
+	assert_int_equal(qtest_count(t->q, QDB_RECIPIENTS), 0);
+	assert_int_equal(qtest_count(t->q, QDB_SCHEDULE), 0);
+	assert_int_equal(qtest_count(t->q, QDB_ACTIVE), 0);
+	assert_int_equal(qtest_count(t->q, QDB_CONTENT), 0);
+	/* A late result for the deleted message is refused, not applied. */
+	r = result(a, 1, QUEUE_RCPT_DELIVERED, 250, 0);
+	apply1(t->q, &r, QUEUE_ERR_NOTFOUND);
+	memset(&ev, 0, sizeof(ev));
+	assert_int_equal(queue_events_for(t->q, a, ev_cb, &ev), 0);
+	assert_int_equal(ev.types[ev.n - 1], QUEUE_EVENT_DELETED);
+	assert_int_equal(ev.types[2], QUEUE_EVENT_HELD);
+}
+
+/* Recipients in flight when qmgr died are due again at the next start. */
+static void
+test_requeue_active(void **state)
+{
+	struct qtest *t = *state;
+	int64_t now = queue_now_ms() + 60000;	/* after every commit here */
+	struct queue_claim *c;
+	struct queue_update *u;
+	struct queue_result r;
+	uint64_t qid;
+	size_t n;
+
+	qid = qtest_commit1(t->q, qtest_msg(3, 10, "x.test"));
+	c = claim_all(t->q, now + 10, 10);
+	assert_int_equal(c->n_rcpts, 3);
+	queue_claim_free(c);
+	/* One result made it before the crash; one recipient failed with a
+	 * DSN that was not queued yet. */
+	r = result(qid, 0, QUEUE_RCPT_DELIVERED, 250, 0);
+	apply1(t->q, &r, QUEUE_OK);
+	r = result(qid, 1, QUEUE_RCPT_FAILED, 550, 0);
+	r.dsn = QUEUE_RF_DSN_FAILURE;
+	apply1(t->q, &r, QUEUE_OK);
+	/* "Restart": reopen and requeue. */
+	queue_close(t->q);
+	t->q = qtest_open_dir(t->dir, 4 * MB, 64 * MB, 0);
+	assert_int_equal(queue_requeue_active(t->q, now + 100, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(qtest_count(t->q, QDB_ACTIVE), 0);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+	c = claim_all(t->q, now + 100, 10);
+	assert_int_equal(c->n_rcpts, 2);
+	assert_int_equal(c->msgs[0].rcpts[0].index, 1);
+	assert_int_equal(c->msgs[0].rcpts[0].state, QUEUE_RCPT_FAILED);
+	assert_int_equal(c->msgs[0].rcpts[0].flags,
+	    QUEUE_RF_ACTIVE | QUEUE_RF_DSN_FAILURE);
+	assert_int_equal(c->msgs[0].rcpts[1].index, 2);
+	assert_int_equal(c->msgs[0].rcpts[1].state, QUEUE_RCPT_QUEUED);
+	queue_claim_free(c);
+	/* Unclaim gives one back without an attempt. */
+	u = queue_update_new(now);
+	queue_update_unclaim(u, qid, 2, now + 500);
+	queue_update_unclaim(u, qid, 0, now + 500);	/* not claimed */
+	assert_int_equal(queue_update_commit(t->q, u), 0);
+	assert_int_equal(queue_update_status(u, 0), QUEUE_OK);
+	assert_int_equal(queue_update_status(u, 1), QUEUE_ERR_STATE);
+	queue_update_free(u);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+	c = claim_all(t->q, now + 499, 10);
+	assert_int_equal(c->n_rcpts, 0);
+	queue_claim_free(c);
+	c = claim_all(t->q, now + 500, 10);
+	assert_int_equal(c->n_rcpts, 1);
+	assert_int_equal(c->msgs[0].rcpts[0].attempts, 0);
+	queue_claim_free(c);
+}
+
+/* ---- suppression ---- */
+
+struct supp_acc {
+	char addrs[8][64];
+	size_t n;
+};
+
+static int
+supp_cb(void *arg, const struct queue_suppression *s)
+{
+	struct supp_acc *a = arg;
+
+	assert_true(a->n < 8);
+	snprintf(a->addrs[a->n++], 64, "%s", s->address);
+	return 0;
+}
+
+static void
+test_suppression(void **state)
+{
+	struct qtest *t = *state;
+	int64_t now = queue_now_ms() + 60000;	/* after every commit here */
+	struct queue_suppression s;
+	struct queue_supp_hit hits[4];
+	const char *addrs[4] = { "Bad@Example.test", "ok@example.test",
+	    "old@example.test", "" };
+	struct supp_acc a;
+	size_t n;
+
+	memset(&s, 0, sizeof(s));
+	s.address = "BAD@example.TEST";
+	s.source = QUEUE_SUPP_BOUNCE;
+	s.reason = "550 5.1.1 no such user";
+	assert_int_equal(queue_suppress_add(t->q, &s), 0);
+	s.address = "old@example.test";
+	s.source = QUEUE_SUPP_COMPLAINT;
+	s.reason = "abuse";
+	s.expires_ms = now + 1000;
+	assert_int_equal(queue_suppress_add(t->q, &s), 0);
+	s.address = "man@example.test";
+	s.source = QUEUE_SUPP_MANUAL;
+	s.reason = "asked to stop";
+	s.expires_ms = 0;
+	assert_int_equal(queue_suppress_add(t->q, &s), 0);
+	s.source = 0;
+	assert_int_equal(queue_suppress_add(t->q, &s), -1);
+	assert_int_equal(queue_last_error(), QUEUE_ERR_INVALID);
+
+	assert_int_equal(queue_suppress_check(t->q, addrs, 4, now, hits), 0);
+	assert_true(hits[0].found);
+	assert_int_equal(hits[0].source, QUEUE_SUPP_BOUNCE);
+	assert_string_equal(hits[0].reason, "550 5.1.1 no such user");
+	assert_false(hits[1].found);
+	assert_true(hits[2].found);
+	assert_true(hits[2].expires_ms == now + 1000);
+	assert_false(hits[3].found);
+	/* Expiry is respected. */
+	assert_int_equal(queue_suppress_check(t->q, addrs, 4, now + 1000,
+	    hits), 0);
+	assert_true(hits[0].found);
+	assert_false(hits[2].found);
+
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(queue_suppress_list(t->q, 0, NULL, now, supp_cb, &a),
+	    0);
+	assert_int_equal(a.n, 3);
+	assert_string_equal(a.addrs[0], "bad@example.test");
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(queue_suppress_list(t->q, QUEUE_SUPP_MANUAL, NULL, now,
+	    supp_cb, &a), 0);
+	assert_int_equal(a.n, 1);
+	assert_string_equal(a.addrs[0], "man@example.test");
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(queue_suppress_list(t->q, 0, "NO SUCH", now, supp_cb,
+	    &a), 0);
+	assert_int_equal(a.n, 1);
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(queue_suppress_list(t->q, 0, NULL, now + 5000,
+	    supp_cb, &a), 0);
+	assert_int_equal(a.n, 2);
+
+	assert_int_equal(queue_suppress_purge(t->q, now + 5000, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(qtest_count(t->q, QDB_SUPPRESSION), 2);
+	assert_int_equal(queue_suppress_remove(t->q, "bad@EXAMPLE.test"), 0);
+	assert_int_equal(queue_suppress_remove(t->q, "bad@example.test"), -1);
+	assert_int_equal(queue_last_error(), QUEUE_ERR_NOTFOUND);
+	assert_int_equal(queue_suppress_check(t->q, addrs, 1, now, hits), 0);
+	assert_false(hits[0].found);
+}
+
+/* ---- events ---- */
+
+static void
+test_events_retention(void **state)
+{
+	struct qtest *t = *state;
+	struct queue_update *u;
+	struct queue_event e;
+	struct ev_acc acc;
+	uint64_t next, last;
+	size_t n, i;
+
+	/* 30 events, one a second from t = 1000 s. */
+	u = queue_update_new(0);
+	for (i = 0; i < 30; i++) {
+		memset(&e, 0, sizeof(e));
+		e.time_ms = (int64_t)(1000 + i) * 1000;
+		e.type = QUEUE_EVENT_COMPLAINT;
+		e.qid = 1 + i % 3;
+		e.recipient = "c@x.test";
+		queue_update_event(u, &e);
+	}
+	e.type = 99;
+	queue_update_event(u, &e);
+	assert_int_equal(queue_update_commit(t->q, u), 0);
+	assert_int_equal(queue_update_status(u, 30), QUEUE_ERR_INVALID);
+	queue_update_free(u);
+
+	memset(&acc, 0, sizeof(acc));
+	assert_int_equal(queue_events_read(t->q, 0, 10, ev_cb, &acc, &next), 0);
+	assert_int_equal(acc.n, 10);
+	assert_true(acc.seqs[0] == 1 && acc.seqs[9] == 10);
+	assert_true(next == 11);
+	memset(&acc, 0, sizeof(acc));
+	assert_int_equal(queue_events_read(t->q, next, 100, ev_cb, &acc,
+	    &next), 0);
+	assert_int_equal(acc.n, 20);
+	assert_true(next == 31);
+	memset(&acc, 0, sizeof(acc));
+	assert_int_equal(queue_events_for(t->q, 2, ev_cb, &acc), 0);
+	assert_int_equal(acc.n, 10);
+
+	/* Retention: everything before t = 1020 s goes, with its index. */
+	assert_int_equal(queue_events_purge(t->q, 1020 * 1000, &n), 0);
+	assert_int_equal(n, 20);
+	assert_int_equal(qtest_count(t->q, QDB_EVENTS), 10);
+	assert_int_equal(qtest_count(t->q, QDB_EVENT_INDEX), 10);
+	memset(&acc, 0, sizeof(acc));
+	assert_int_equal(queue_events_read(t->q, 0, 100, ev_cb, &acc, &next), 0);
+	assert_int_equal(acc.n, 10);
+	assert_true(acc.seqs[0] == 21);
+	/* Purging all does not make numbers restart. */
+	assert_int_equal(queue_events_purge(t->q, INT64_MAX, &n), 0);
+	assert_int_equal(n, 10);
+	last = acc.seqs[9];
+	qtest_commit1(t->q, qtest_msg(1, 1, "x.test"));
+	memset(&acc, 0, sizeof(acc));
+	assert_int_equal(queue_events_read(t->q, 0, 100, ev_cb, &acc, &next), 0);
+	assert_int_equal(acc.n, 1);
+	assert_true(acc.seqs[0] == last + 1);
+}
+
+/* ---- resilience ---- */
+
+/* The map grows when full, up to the bound; then commits are refused
+ * with QUEUE_ERR_FULL (452 4.3.1), nothing is lost, and deleting mail
+ * makes room again. */
+static void
+test_map_full(void **state)
+{
+	struct qtest *t = qtest_new(1 * MB, 4 * MB);
+	struct queue_stats st;
+	struct queue_batch *b;
+	uint64_t qids[64];
+	size_t n = 0, i;
+	unsigned code;
+	const char *status;
+	struct queue_update *u;
+
+	(void)state;
+	for (i = 0; i < 64; i++) {
+		b = queue_batch_new();
+		queue_batch_add(b, qtest_msg(1, 200 * 1024, "x.test"));
+		if (queue_batch_commit(t->q, b) == -1) {
+			assert_int_equal(queue_last_error(), QUEUE_ERR_FULL);
+			assert_int_equal(queue_batch_status(b, 0),
+			    QUEUE_ERR_FULL);
+			queue_batch_free(b);
+			break;
+		}
+		qids[n++] = queue_batch_qid(b, 0);
+		queue_batch_free(b);
+	}
+	assert_true(i < 64);
+	queue_get_stats(t->q, &st);
+	assert_true(st.map_grows >= 2);
+	assert_true(st.map_size == 4 * MB);
+	assert_true(n >= 10);
+	queue_err_smtp(QUEUE_ERR_FULL, &code, &status);
+	assert_int_equal(code, 452);
+	assert_string_equal(status, "4.3.1");
+	/* What was committed is intact. */
+	assert_int_equal(qtest_count(t->q, QDB_MESSAGES), n);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+	/* Room again after deleting. */
+	u = queue_update_new(queue_now_ms());
+	for (i = 0; i < n / 2; i++)
+		queue_update_delete(u, qids[i]);
+	assert_int_equal(queue_update_commit(t->q, u), 0);
+	queue_update_free(u);
+	/* LMDB reuses the pages a commit freed only after the next commit
+	 * (the previous snapshot must stay intact): one small commit, then
+	 * the big message fits again. */
+	qtest_commit1(t->q, qtest_msg(1, 10, "x.test"));
+	qtest_commit1(t->q, qtest_msg(1, 200 * 1024, "x.test"));
+	/* A reopen never shrinks the grown map. */
+	queue_close(t->q);
+	t->q = qtest_open_dir(t->dir, 1 * MB, 4 * MB, 0);
+	queue_get_stats(t->q, &st);
+	assert_true(st.map_size == 4 * MB);
+	qtest_free(t);
+}
+
+/* Another process (here: another handle) grows the map: this one adopts
+ * the new size at its next transaction (MDB_MAP_RESIZED). */
+static void
+test_map_resized_elsewhere(void **state)
+{
+	struct qtest *t = qtest_new(1 * MB, 32 * MB);
+	struct queue *other = qtest_open_dir(t->dir, 1 * MB, 32 * MB, 0);
+	struct queue_stats st;
+	struct list_acc a;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 20; i++)
+		qtest_commit1(other, qtest_msg(1, 200 * 1024, "x.test"));
+	queue_get_stats(other, &st);
+	assert_true(st.map_size > 1 * MB);
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(queue_list(t->q, list_cb, &a), 0);
+	assert_int_equal(a.n, 20);
+	qtest_commit1(t->q, qtest_msg(1, 10, "x.test"));
+	queue_close(other);
+	qtest_free(t);
+}
+
+/* EIO or ENOSPC from the sync of a commit: a distinct error, nothing
+ * reported as committed, nothing visible; the next commit works. */
+static void
+test_disk_errors(void **state)
+{
+	struct qtest *t = *state;
+	struct queue_batch *b;
+	struct list_acc a;
+	unsigned code;
+	const char *status;
+	long before;
+
+	before = atomic_load(&qtest_sync_count);
+	qtest_commit1(t->q, qtest_msg(1, 10, "x.test"));
+	assert_true(atomic_load(&qtest_sync_count) > before);
+
+	atomic_store(&qtest_sync_errno, EIO);
+	b = queue_batch_new();
+	queue_batch_add(b, qtest_msg(2, 100, "x.test"));
+	queue_batch_add(b, qtest_msg(1, 100, "x.test"));
+	assert_int_equal(queue_batch_commit(t->q, b), -1);
+	assert_int_equal(queue_last_error(), QUEUE_ERR_IO);
+	assert_int_equal(queue_batch_status(b, 0), QUEUE_ERR_IO);
+	assert_int_equal(queue_batch_status(b, 1), QUEUE_ERR_IO);
+	queue_batch_free(b);
+	queue_err_smtp(QUEUE_ERR_IO, &code, &status);
+	assert_int_equal(code, 451);
+	assert_string_equal(status, "4.3.0");
+
+	atomic_store(&qtest_sync_errno, ENOSPC);
+	b = queue_batch_new();
+	queue_batch_add(b, qtest_msg(1, 100, "x.test"));
+	assert_int_equal(queue_batch_commit(t->q, b), -1);
+	assert_int_equal(queue_batch_status(b, 0), QUEUE_ERR_NOSPACE);
+	queue_batch_free(b);
+	queue_err_smtp(QUEUE_ERR_NOSPACE, &code, &status);
+	assert_int_equal(code, 452);
+	atomic_store(&qtest_sync_errno, 0);
+
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(queue_list(t->q, list_cb, &a), 0);
+	assert_int_equal(a.n, 1);
+	assert_false(queue_is_broken(t->q));
+	qtest_commit1(t->q, qtest_msg(1, 10, "x.test"));
+	/* Also after a reopen, only what was committed is there. */
+	queue_close(t->q);
+	t->q = qtest_open_dir(t->dir, 4 * MB, 64 * MB, 0);
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(queue_list(t->q, list_cb, &a), 0);
+	assert_int_equal(a.n, 2);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+}
+
+struct quar_acc {
+	char dbs[16][16];
+	size_t n;
+};
+
+static int
+quar_cb(void *arg, const struct queue_quarantined *r)
+{
+	struct quar_acc *a = arg;
+
+	if (a->n < 16)
+		snprintf(a->dbs[a->n], 16, "%s", r->db);
+	a->n++;
+	return 0;
+}
+
+/* A corrupt recipient is moved aside and counted as failed; the other
+ * recipients go on; the next claim does not see it again. */
+static void
+test_corrupt_rcpt(void **state)
+{
+	struct qtest *t = *state;
+	int64_t now = queue_now_ms() + 60000;	/* after every commit here */
+	uint8_t k[QKEY_RCPT_LEN];
+	struct queue_claim *c;
+	struct queue_loaded_msg *l;
+	struct queue_stats st;
+	struct quar_acc qa;
+	struct list_acc la;
+	uint64_t qid;
+
+	qid = qtest_commit1(t->q, qtest_msg(3, 10, "x.test"));
+	qkey_rcpt(k, qid, 1);
+	qtest_raw_put(t->q, QDB_RECIPIENTS, k, sizeof(k), "\1garbage", 8);
+	/* Readers skip it without writing. */
+	memset(&la, 0, sizeof(la));
+	assert_int_equal(queue_load(t->q, qid, &l), 0);
+	assert_int_equal(l->n_rcpts, 2);
+	queue_loaded_free(l);
+	c = claim_all(t->q, now + 10, 10);
+	assert_int_equal(c->n_rcpts, 2);
+	assert_int_equal(c->msgs[0].rcpts[0].index, 0);
+	assert_int_equal(c->msgs[0].rcpts[1].index, 2);
+	assert_int_equal(c->msgs[0].info.n_failed, 0);
+	queue_claim_free(c);
+	queue_get_stats(t->q, &st);
+	assert_true(st.quarantined == 1);
+	memset(&qa, 0, sizeof(qa));
+	assert_int_equal(queue_quarantine_list(t->q, quar_cb, &qa), 0);
+	assert_int_equal(qa.n, 1);
+	assert_string_equal(qa.dbs[0], "recipients");
+	assert_int_equal(queue_load(t->q, qid, &l), 0);
+	assert_int_equal(l->info.n_failed, 1);
+	queue_loaded_free(l);
+	c = claim_all(t->q, now + 20, 10);
+	assert_int_equal(c->n_rcpts, 0);
+	queue_claim_free(c);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+}
+
+/* A corrupt message record, or missing content: the whole message goes
+ * to quarantine; a bad schedule entry alone goes too; nothing loops. */
+static void
+test_corrupt_message(void **state)
+{
+	struct qtest *t = *state;
+	int64_t now = queue_now_ms() + 60000;	/* after every commit here */
+	uint8_t k[QKEY_SCHED_LEN], ck[QKEY_RCPT_LEN];
+	struct queue_claim *c;
+	struct queue_loaded_msg *l;
+	struct quar_acc qa;
+	struct list_acc la;
+	struct ev_acc ev;
+	uint64_t a, b, ok;
+	size_t i, n_rec = 0, n_msg = 0, n_content = 0, n_sched = 0;
+
+	a = qtest_commit1(t->q, qtest_msg(2, 10, "x.test"));
+	b = qtest_commit1(t->q, qtest_msg(1, 2 * QUEUE_CHUNK_SIZE, "x.test"));
+	ok = qtest_commit1(t->q, qtest_msg(1, 10, "x.test"));
+	qkey_msg(k, a);
+	qtest_raw_put(t->q, QDB_MESSAGES, k, QKEY_MSG_LEN, "\7", 1);
+	qkey_rcpt(ck, b, 1);
+	qtest_raw_put(t->q, QDB_CONTENT, ck, sizeof(ck), NULL, 0);
+	qtest_raw_put(t->q, QDB_SCHEDULE, "short", 5, "\1", 1);
+	/* The listing (a reader) skips the corrupt record. */
+	memset(&la, 0, sizeof(la));
+	assert_int_equal(queue_list(t->q, list_cb, &la), 0);
+	assert_int_equal(la.n, 2);
+	assert_int_equal(queue_load(t->q, a, &l), -1);
+	assert_int_equal(queue_last_error(), QUEUE_ERR_CORRUPT);
+
+	c = claim_all(t->q, now + 10, 10);
+	assert_int_equal(c->n_msgs, 1);
+	assert_true(c->msgs[0].info.qid == ok);
+	queue_claim_free(c);
+	memset(&qa, 0, sizeof(qa));
+	assert_int_equal(queue_quarantine_list(t->q, quar_cb, &qa), 0);
+	for (i = 0; i < qa.n; i++) {
+		n_msg += strcmp(qa.dbs[i], "messages") == 0;
+		n_rec += strcmp(qa.dbs[i], "recipients") == 0;
+		n_content += strcmp(qa.dbs[i], "content") == 0;
+		n_sched += strcmp(qa.dbs[i], "schedule") == 0;
+	}
+	assert_int_equal(n_msg, 2);
+	assert_int_equal(n_rec, 3);
+	assert_int_equal(n_content, 2);	/* a: 1 chunk, b: 1 of 2 left */
+	assert_int_equal(n_sched, 1);
+	assert_int_equal(queue_load(t->q, a, &l), -1);
+	assert_int_equal(queue_last_error(), QUEUE_ERR_NOTFOUND);
+	assert_int_equal(queue_load(t->q, b, &l), -1);
+	memset(&ev, 0, sizeof(ev));
+	assert_int_equal(queue_events_for(t->q, b, ev_cb, &ev), 0);
+	assert_int_equal(ev.types[ev.n - 1], QUEUE_EVENT_QUARANTINED);
+	/* Nothing comes back: no loop. */
+	c = claim_all(t->q, now + 20, 10);
+	assert_int_equal(c->n_rcpts, 0);
+	queue_claim_free(c);
+	assert_int_equal(qtest_count(t->q, QDB_SCHEDULE), 0);
+	assert_int_equal(qtest_count(t->q, QDB_MESSAGES), 1);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+}
+
+static int
+killing_list_cb(void *arg, const struct queue_msg_info *m,
+    const struct queue_rcpt_info *r, size_t n)
+{
+	(void)arg;
+	(void)m;
+	(void)r;
+	(void)n;
+	raise(SIGKILL);
+	return 0;
+}
+
+/* A reader killed inside its read transaction leaves a slot behind;
+ * queue_reader_check() (and every open) clears it. */
+static void
+test_reader_check(void **state)
+{
+	struct qtest *t = *state;
+	int status, cleared = -1;
+	pid_t pid;
+
+	qtest_commit1(t->q, qtest_msg(1, 10, "x.test"));
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* The child opens its own environment, never the parent's. */
+		struct queue *q = qtest_open_dir(t->dir, 4 * MB, 64 * MB,
+		    QUEUE_OPEN_READONLY);
+
+		if (q != NULL)
+			queue_list(q, killing_list_cb, NULL);
+		_exit(3);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	assert_int_equal(queue_reader_check(t->q, &cleared), 0);
+	assert_int_equal(cleared, 1);
+	assert_int_equal(queue_reader_check(t->q, &cleared), 0);
+	assert_int_equal(cleared, 0);
+}
+
+/* A read-only handle reads but never writes; before any writer created
+ * the store it cannot open. */
+static void
+test_readonly(void **state)
+{
+	struct qtest *t = *state;
+	struct queue *ro;
+	struct queue_claim *c;
+	struct list_acc a;
+	char dir[300];
+
+	snprintf(dir, sizeof(dir), "%s/empty", t->dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_null(qtest_open_dir(dir, 4 * MB, 64 * MB, QUEUE_OPEN_READONLY));
+	assert_int_equal(queue_last_error(), QUEUE_ERR_NOTFOUND);
+	qtest_commit1(t->q, qtest_msg(1, 10, "x.test"));
+	ro = qtest_open_dir(t->dir, 4 * MB, 64 * MB, QUEUE_OPEN_READONLY);
+	assert_non_null(ro);
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(queue_list(ro, list_cb, &a), 0);
+	assert_int_equal(a.n, 1);
+	assert_int_equal(queue_claim_due(ro, INT64_MAX, 10, &c), -1);
+	assert_int_equal(queue_last_error(), QUEUE_ERR_INVALID);
+	queue_claim_free(c);
+	queue_close(ro);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_batch_roundtrip, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_content_pieces, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_list_order_and_reopen,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schedule_order, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_results_and_dsn, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_hold_release_delete_flush,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_requeue_active, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_suppression, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_events_retention, setup,
+		    teardown),
+		cmocka_unit_test(test_map_full),
+		cmocka_unit_test(test_map_resized_elsewhere),
+		cmocka_unit_test_setup_teardown(test_disk_errors, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_rcpt, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_message, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_reader_check, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
+	};
+
+	log_init("test_queue", LOG_TARGET_STDERR, false);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
