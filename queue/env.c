@@ -482,6 +482,8 @@ qopen_dbs(struct queue *q)
 	/* Even a read-only txn is committed: that keeps its dbi handles. */
 	if ((rc = mdb_txn_commit(txn)) != 0)
 		return qfail(q, "creating the databases", rc);
+	if (!q->readonly)
+		q->stats.commits++;
 	return 0;
 }
 

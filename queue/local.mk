@@ -13,7 +13,8 @@ TERNQ_LIBS = queue/libternq.a $(LMDB_LIBS) $(TERN_LIBS)
 
 # Unit tests (cmocka); the binaries live in tests/unit so tools/check
 # counts them.
-check_PROGRAMS += tests/unit/test_queue_record tests/unit/test_queue_store
+check_PROGRAMS += tests/unit/test_queue_record tests/unit/test_queue_store \
+	tests/unit/test_queue_commit
 tests_unit_test_queue_record_SOURCES = tests/unit/test_queue_record.c
 tests_unit_test_queue_record_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_queue_record_LDADD = $(TERNQ_LIBS) $(CMOCKA_LIBS)
@@ -21,4 +22,9 @@ tests_unit_test_queue_store_SOURCES = tests/unit/test_queue_store.c \
 	tests/unit/qtest.h
 tests_unit_test_queue_store_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_queue_store_LDADD = $(TERNQ_LIBS) $(CMOCKA_LIBS)
-TESTS += tests/unit/test_queue_record tests/unit/test_queue_store
+tests_unit_test_queue_commit_SOURCES = tests/unit/test_queue_commit.c \
+	tests/unit/qtest.h
+tests_unit_test_queue_commit_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_queue_commit_LDADD = $(TERNQ_LIBS) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_queue_record tests/unit/test_queue_store \
+	tests/unit/test_queue_commit
