@@ -16,7 +16,8 @@ TERNQ_LIBS = queue/libternq.a $(LMDB_LIBS) $(TERN_LIBS)
 check_PROGRAMS += tests/unit/test_queue_record tests/unit/test_queue_store \
 	tests/unit/test_queue_commit
 tests_unit_test_queue_record_SOURCES = tests/unit/test_queue_record.c
-tests_unit_test_queue_record_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_queue_record_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) \
+	-DQUEUE_SEED_DIR='"$(abs_top_srcdir)/tests/fuzz/corpus/fuzz_queue_records"'
 tests_unit_test_queue_record_LDADD = $(TERNQ_LIBS) $(CMOCKA_LIBS)
 tests_unit_test_queue_store_SOURCES = tests/unit/test_queue_store.c \
 	tests/unit/qtest.h
@@ -28,3 +29,12 @@ tests_unit_test_queue_commit_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_queue_commit_LDADD = $(TERNQ_LIBS) $(CMOCKA_LIBS)
 TESTS += tests/unit/test_queue_record tests/unit/test_queue_store \
 	tests/unit/test_queue_commit
+
+# libFuzzer target for the record decoders (corpus in
+# tests/fuzz/corpus/fuzz_queue_records, made by tests/fuzz/queue-seeds.py).
+FUZZ_TARGETS += tests/fuzz/fuzz_queue_records
+tests_fuzz_fuzz_queue_records_SOURCES = tests/fuzz/fuzz_queue_records.c
+tests_fuzz_fuzz_queue_records_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_queue_records_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_queue_records_LDADD = $(TERNQ_LIBS)
+EXTRA_DIST += tests/fuzz/queue-seeds.py

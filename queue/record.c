@@ -667,7 +667,7 @@ qrec_decode_quarantine(const void *p, size_t n, uint64_t seq,
 	r->key = qin_data(&in, &r->key_len);
 	r->why = qin_str(&in);
 	r->value = qin_data(&in, &r->value_len);
-	return qin_end(&in);
+	return qin_end(&in) == -1 || r->time_ms < 0 ? -1 : 0;
 }
 
 int
