@@ -2,7 +2,9 @@
  * queue-commit.c - benchmark of durable queue commits on the disk where
  * the queue lives: the raw sync rate (write + fdatasync of 4 KiB), LMDB
  * durable commits with one message per transaction, and messages/s with
- * group commit from M concurrent submitter threads. Prints a table.
+ * group commit from M concurrent submitter threads; then the time to list
+ * N queued messages with their recipients in one read transaction (what
+ * ternctl queue does). Prints a table.
  * Not run by tools/check; `make bench-queue` runs it (bench/README.md).
  * Needs write access to a scratch directory, which it removes.
  */
@@ -28,6 +30,7 @@
 
 static double seconds = 3.0;
 static size_t msg_size = 1024;
+static long list_count = 100000;
 
 static double
 now_s(void)
@@ -40,13 +43,14 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: queue-commit [-c CONFIG | -d DIR] [-s SECONDS] [-z BYTES] "
-	    "[-m THREADS,...]\n"
+	    "[-m THREADS,...] [-n MESSAGES]\n"
 	    "  -c CONFIG  measure on the disk of [server] queue_dir (a scratch\n"
 	    "             directory is made inside it and removed)\n"
 	    "  -d DIR     make the scratch directory inside DIR (default: .)\n"
 	    "  -s SECONDS per measurement (default 3)\n"
 	    "  -z BYTES   message size (default 1024)\n"
-	    "  -m LIST    submitter threads for group commit (default 1,10,100)\n");
+	    "  -m LIST    submitter threads for group commit (default 1,10,100)\n"
+	    "  -n N       messages to queue and list (default 100000, 0: skip)\n");
 	exit(2);
 }
 
@@ -205,6 +209,50 @@ bench_group(const char *dir, int threads, double *msgs_s, double *commits_s)
 	*commits_s = (double)(after.commits - before.commits) / (end - start);
 }
 
+static int
+count_cb(void *arg, const struct queue_msg_info *m,
+    const struct queue_rcpt_info *r, size_t n)
+{
+	long *count = arg;
+	size_t i;
+
+	(void)m;
+	/* Touch what a listing prints: pending recipients and replies. */
+	for (i = 0; i < n; i++)
+		if (r[i].state == QUEUE_RCPT_QUEUED && r[i].address[0] != '\0')
+			(*count)++;
+	return 0;
+}
+
+/* Queues n messages (100 per commit), then times one full listing. */
+static void
+bench_list(const char *dir, long n, double *fill_s, double *list_s)
+{
+	struct queue *q = open_store(dir, "list");
+	double start;
+	long done = 0, seen = 0;
+
+	start = now_s();
+	while (done < n) {
+		struct queue_batch *b = queue_batch_new();
+		long k;
+
+		for (k = 0; k < 100 && done < n; k++, done++)
+			queue_batch_add(b, make_msg());
+		if (queue_batch_commit(q, b) == -1)
+			log_fatal("commit: %s", queue_strerror(queue_last_error()));
+		queue_batch_free(b);
+	}
+	*fill_s = now_s() - start;
+	start = now_s();
+	if (queue_list(q, count_cb, &seen) == -1)
+		log_fatal("listing failed");
+	*list_s = now_s() - start;
+	if (seen != n)
+		log_fatal("listed %ld of %ld recipients", seen, n);
+	queue_close(q);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -215,17 +263,18 @@ main(int argc, char **argv)
 	int c;
 
 	log_init("bench", LOG_TARGET_STDERR, false);
-	while ((c = getopt(argc, argv, "c:d:s:z:m:h")) != -1) {
+	while ((c = getopt(argc, argv, "c:d:s:z:m:n:h")) != -1) {
 		switch (c) {
 		case 'c': config = optarg; break;
 		case 'd': base = optarg; break;
 		case 's': seconds = atof(optarg); break;
 		case 'z': msg_size = (size_t)atol(optarg); break;
 		case 'm': list = optarg; break;
+		case 'n': list_count = atol(optarg); break;
 		default: usage();
 		}
 	}
-	if (optind != argc || seconds <= 0 || msg_size == 0 ||
+	if (optind != argc || seconds <= 0 || msg_size == 0 || list_count < 0 ||
 	    msg_size > (64u << 20))
 		usage();
 	if (config != NULL) {
@@ -237,7 +286,7 @@ main(int argc, char **argv)
 		log_fatal("mkdtemp %s: %s", scratch, strerror(errno));
 
 	printf("queue commit benchmark in %s (%zu-byte messages, one "
-	    "recipient, %.0f s per row)\n\n", scratch, msg_size, seconds);
+	    "recipient, %.1f s per row)\n\n", scratch, msg_size, seconds);
 	printf("%-44s %12s %12s %8s\n", "case", "messages/s", "commits/s",
 	    "group");
 	fsync_s = bench_fsync(scratch);
@@ -265,6 +314,14 @@ main(int argc, char **argv)
 		fflush(stdout);
 	}
 	free(copy);
+	if (list_count > 0) {
+		double fill_s, list_s;
+
+		bench_list(scratch, list_count, &fill_s, &list_s);
+		printf("\nqueued %ld messages in %.2f s (100 per commit); listing "
+		    "them with their recipients in one read transaction: "
+		    "%.3f s\n", list_count, fill_s, list_s);
+	}
 	printf("\nraw sync rate %.0f/s; group commit multiplies messages per "
 	    "sync (\"group\" = messages per commit)\n", fsync_s);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", scratch);

@@ -51,7 +51,7 @@ qquarantine_record(struct qtxn *t, enum qdb db, const void *key, size_t klen,
 	struct queue_quarantined r;
 	uint8_t k[QKEY_SEQ_LEN];
 	void *kcopy, *vcopy;
-	uint64_t seq;
+	uint64_t seq = 0;
 	int rc;
 
 	/* The key and value may point into the map: copy before writing. */
