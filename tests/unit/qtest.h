@@ -8,6 +8,7 @@
 #define TERN_QTEST_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +23,29 @@
 static atomic_int qtest_sync_errno;	/* 0: real syncs; else fail with it */
 static atomic_long qtest_sync_count;	/* successful data syncs */
 
+static atomic_int qtest_dsync_write_errno; /* fail writes to O_DSYNC fds */
+
 int fdatasync(int fd);
 int fsync(int fd);
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off);
+
+/* LMDB writes its meta page with pwrite through an O_DSYNC descriptor:
+ * failing exactly those writes makes LMDB mark the environment fatal. */
+ssize_t
+pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+	int e = atomic_load(&qtest_dsync_write_errno);
+
+	if (e != 0) {
+		int fl = fcntl(fd, F_GETFL);
+
+		if (fl != -1 && (fl & O_DSYNC)) {
+			errno = e;
+			return -1;
+		}
+	}
+	return (ssize_t)syscall(SYS_pwrite64, fd, buf, n, off);
+}
 
 int
 fdatasync(int fd)

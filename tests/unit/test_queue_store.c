@@ -882,28 +882,104 @@ test_map_full(void **state)
 	qtest_free(t);
 }
 
-/* Another process (here: another handle) grows the map: this one adopts
- * the new size at its next transaction (MDB_MAP_RESIZED). */
+/* Another process grows the map: this one adopts the new size at its
+ * next transaction (MDB_MAP_RESIZED). LMDB forbids two handles on one
+ * environment in a process, so the other writer is a child. */
 static void
 test_map_resized_elsewhere(void **state)
 {
 	struct qtest *t = qtest_new(1 * MB, 32 * MB);
-	struct queue *other = qtest_open_dir(t->dir, 1 * MB, 32 * MB, 0);
 	struct queue_stats st;
 	struct list_acc a;
-	size_t i;
+	int status;
+	pid_t pid;
 
 	(void)state;
-	for (i = 0; i < 20; i++)
-		qtest_commit1(other, qtest_msg(1, 200 * 1024, "x.test"));
-	queue_get_stats(other, &st);
-	assert_true(st.map_size > 1 * MB);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct queue *q = qtest_open_dir(t->dir, 1 * MB, 32 * MB, 0);
+		struct queue_stats cst;
+		int i;
+
+		if (q == NULL)
+			_exit(2);
+		for (i = 0; i < 20; i++)
+			qtest_commit1(q, qtest_msg(1, 200 * 1024, "x.test"));
+		queue_get_stats(q, &cst);
+		_exit(cst.map_grows > 0 ? 0 : 3);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	queue_get_stats(t->q, &st);
+	assert_true(st.map_size == 1 * MB);
 	memset(&a, 0, sizeof(a));
 	assert_int_equal(queue_list(t->q, list_cb, &a), 0);
 	assert_int_equal(a.n, 20);
+	queue_get_stats(t->q, &st);
+	assert_true(st.map_size > 1 * MB);
 	qtest_commit1(t->q, qtest_msg(1, 10, "x.test"));
-	queue_close(other);
 	qtest_free(t);
+}
+
+/* LMDB fails to write a meta page: the environment is unusable (MDB_PANIC)
+ * and says so; a new open finds the last good state. */
+static void
+test_meta_write_panic(void **state)
+{
+	struct qtest *t = *state;
+	struct queue_batch *b;
+	struct list_acc a;
+
+	qtest_commit1(t->q, qtest_msg(1, 10, "x.test"));
+	atomic_store(&qtest_dsync_write_errno, EIO);
+	b = queue_batch_new();
+	queue_batch_add(b, qtest_msg(1, 10, "x.test"));
+	assert_int_equal(queue_batch_commit(t->q, b), -1);
+	assert_int_equal(queue_batch_status(b, 0), QUEUE_ERR_IO);
+	queue_batch_free(b);
+	atomic_store(&qtest_dsync_write_errno, 0);
+	b = queue_batch_new();
+	queue_batch_add(b, qtest_msg(1, 10, "x.test"));
+	assert_int_equal(queue_batch_commit(t->q, b), -1);
+	assert_int_equal(queue_batch_status(b, 0), QUEUE_ERR_IO);
+	queue_batch_free(b);
+	assert_true(queue_is_broken(t->q));
+	queue_close(t->q);
+	t->q = qtest_open_dir(t->dir, 4 * MB, 64 * MB, 0);
+	assert_non_null(t->q);
+	assert_false(queue_is_broken(t->q));
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(queue_list(t->q, list_cb, &a), 0);
+	assert_int_equal(a.n, 1);
+	qtest_commit1(t->q, qtest_msg(1, 10, "x.test"));
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+}
+
+/* The test-only switch: no data sync at all (the negative control). */
+static void
+test_unsafe_nosync(void **state)
+{
+	struct qtest *t = *state;
+	struct queue *q;
+	long before;
+	char dir[300];
+
+	snprintf(dir, sizeof(dir), "%s/nosync", t->dir);
+	setenv("TERN_QUEUE_UNSAFE_NOSYNC", "1", 1);
+	q = qtest_open_dir(dir, 4 * MB, 64 * MB, 0);
+	unsetenv("TERN_QUEUE_UNSAFE_NOSYNC");
+	assert_non_null(q);
+	before = atomic_load(&qtest_sync_count);
+	qtest_commit1(q, qtest_msg(1, 10, "x.test"));
+	qtest_commit1(q, qtest_msg(1, 10, "x.test"));
+	assert_int_equal(atomic_load(&qtest_sync_count), before);
+	queue_close(q);
+	/* Without it, each commit syncs. */
+	before = atomic_load(&qtest_sync_count);
+	qtest_commit1(t->q, qtest_msg(1, 10, "x.test"));
+	assert_int_equal(atomic_load(&qtest_sync_count), before + 1);
 }
 
 /* EIO or ENOSPC from the sync of a commit: a distinct error, nothing
@@ -1122,31 +1198,45 @@ test_reader_check(void **state)
 	assert_int_equal(cleared, 0);
 }
 
-/* A read-only handle reads but never writes; before any writer created
- * the store it cannot open. */
+/* A read-only handle (another process, as tern-smtp) reads but never
+ * writes; before any writer created the store it cannot open. */
 static void
 test_readonly(void **state)
 {
 	struct qtest *t = *state;
-	struct queue *ro;
-	struct queue_claim *c;
-	struct list_acc a;
 	char dir[300];
+	int status;
+	pid_t pid;
 
 	snprintf(dir, sizeof(dir), "%s/empty", t->dir);
 	assert_int_equal(mkdir(dir, 0700), 0);
 	assert_null(qtest_open_dir(dir, 4 * MB, 64 * MB, QUEUE_OPEN_READONLY));
 	assert_int_equal(queue_last_error(), QUEUE_ERR_NOTFOUND);
 	qtest_commit1(t->q, qtest_msg(1, 10, "x.test"));
-	ro = qtest_open_dir(t->dir, 4 * MB, 64 * MB, QUEUE_OPEN_READONLY);
-	assert_non_null(ro);
-	memset(&a, 0, sizeof(a));
-	assert_int_equal(queue_list(ro, list_cb, &a), 0);
-	assert_int_equal(a.n, 1);
-	assert_int_equal(queue_claim_due(ro, INT64_MAX, 10, &c), -1);
-	assert_int_equal(queue_last_error(), QUEUE_ERR_INVALID);
-	queue_claim_free(c);
-	queue_close(ro);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct queue *ro = qtest_open_dir(t->dir, 4 * MB, 64 * MB,
+		    QUEUE_OPEN_READONLY);
+		struct queue_claim *c;
+		struct list_acc a;
+
+		memset(&a, 0, sizeof(a));
+		if (ro == NULL || queue_list(ro, list_cb, &a) == -1 || a.n != 1)
+			_exit(2);
+		if (queue_claim_due(ro, INT64_MAX, 10, &c) != -1 ||
+		    queue_last_error() != QUEUE_ERR_INVALID)
+			_exit(3);
+		queue_claim_free(c);
+		queue_close(ro);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	/* The writer sees the store unchanged. */
+	assert_int_equal(qtest_count(t->q, QDB_ACTIVE), 0);
+	assert_int_equal(qtest_count(t->q, QDB_SCHEDULE), 1);
 }
 
 int
@@ -1173,6 +1263,10 @@ main(void)
 		    teardown),
 		cmocka_unit_test(test_map_full),
 		cmocka_unit_test(test_map_resized_elsewhere),
+		cmocka_unit_test_setup_teardown(test_meta_write_panic, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_unsafe_nosync, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_disk_errors, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_rcpt, setup,
