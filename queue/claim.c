@@ -179,7 +179,8 @@ queue_claim_due(struct queue *q, int64_t now_ms, size_t max,
 	if (max == 0)
 		return 0;
 	if (qtxn_write(q, claim_txn, &a) == -1) {
-		claim_reset(o);
+		queue_claim_free(&o->pub);
+		*out = NULL;
 		return -1;
 	}
 	return 0;

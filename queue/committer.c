@@ -27,6 +27,7 @@ struct pending {
 struct queue_committer {
 	struct queue *q;
 	size_t max_group;
+	struct queue_batch *events;	/* events for the next group, or NULL */
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -53,8 +54,9 @@ take_group(struct queue_committer *c, struct pending **out)
 		bytes += size;
 		k++;
 	}
-	g = xreallocarray(NULL, k, sizeof(*g));
-	memcpy(g, c->v + c->head, k * sizeof(*g));
+	g = xreallocarray(NULL, k ? k : 1, sizeof(*g));
+	if (k > 0)
+		memcpy(g, c->v + c->head, k * sizeof(*g));
 	c->head += k;
 	if (c->head == c->n)
 		c->head = c->n = 0;
@@ -73,14 +75,16 @@ committer_main(void *arg)
 		struct queue_batch *b;
 		size_t k, i;
 
-		while (c->head == c->n && !c->stop)
+		while (c->head == c->n && c->events == NULL && !c->stop)
 			pthread_cond_wait(&c->cond, &c->lock);
-		if (c->head == c->n && c->stop)
+		if (c->head == c->n && c->events == NULL && c->stop)
 			break;
 		k = take_group(c, &g);
+		/* Pending events ride along with this group. */
+		b = c->events != NULL ? c->events : queue_batch_new();
+		c->events = NULL;
 		pthread_mutex_unlock(&c->lock);
 
-		b = queue_batch_new();
 		for (i = 0; i < k; i++)
 			queue_batch_add(b, g[i].msg);
 		(void)queue_batch_commit(c->q, b);
@@ -135,6 +139,19 @@ queue_committer_submit(struct queue_committer *c, struct queue_msg *m,
 	c->v[c->n].cb = cb;
 	c->v[c->n].arg = arg;
 	c->n++;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void
+queue_committer_submit_event(struct queue_committer *c,
+    const struct queue_event *e)
+{
+	pthread_mutex_lock(&c->lock);
+	TERN_ASSERT(!c->stop);
+	if (c->events == NULL)
+		c->events = queue_batch_new();
+	queue_batch_add_event(c->events, e);
 	pthread_cond_signal(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 }

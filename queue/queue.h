@@ -242,9 +242,9 @@ struct queue_suppression {
 
 struct queue_msg;
 
-/* A new message in memory; envelope strings are copied (qid, arrival,
- * size and counters are ignored). Its provisional queue id and arrival
- * time are assigned now. */
+/* A new message in memory (all of it is held there until the commit);
+ * envelope strings are copied (qid, arrival, size and counters are
+ * ignored). Its provisional queue id and arrival time are assigned now. */
 struct queue_msg *queue_msg_new(const struct queue_msg_info *envelope);
 /* Adds a recipient; -1 (QUEUE_ERR_INVALID) when a field is too long. */
 int queue_msg_add_rcpt(struct queue_msg *m, const char *address,
@@ -299,6 +299,10 @@ struct queue_committer *queue_committer_start(struct queue *q,
 /* Hands m over (ownership passes); cb(arg, ...) follows. Thread-safe. */
 void queue_committer_submit(struct queue_committer *c, struct queue_msg *m,
     queue_commit_cb cb, void *arg);
+/* Adds an event (copied) to the next group's transaction, unanswered
+ * (e.g. "suppressed" for a recipient refused at RCPT). Thread-safe. */
+void queue_committer_submit_event(struct queue_committer *c,
+    const struct queue_event *e);
 /* Submits and waits for the commit; the status, *qid when QUEUE_OK. */
 enum queue_err queue_committer_submit_wait(struct queue_committer *c,
     struct queue_msg *m, uint64_t *qid);
@@ -310,7 +314,8 @@ void queue_committer_stop(struct queue_committer *c);
 /* One message with its recipients, owned by the caller. */
 struct queue_loaded_msg {
 	struct queue_msg_info info;
-	struct queue_rcpt_info *rcpts;	/* all (load) or the claimed ones (claim) */
+	struct queue_rcpt_info *rcpts;	/* all (load: but quarantined ones) or
+					 * the claimed ones (claim), by index */
 	size_t n_rcpts;
 };
 
@@ -362,8 +367,9 @@ struct queue_claim {
  * Claims up to max recipients due at or before now_ms, in due order, in
  * one write transaction: each leaves the schedule and becomes ACTIVE.
  * Stale schedule entries are dropped and corrupt records quarantined on
- * the way (never returned, never a loop). *out is set even when nothing
- * is due; free it with queue_claim_free().
+ * the way (never returned, never a loop). On success *out is set, also
+ * when nothing is due (n_rcpts 0): free it with queue_claim_free(); on
+ * failure it is NULL.
  */
 int queue_claim_due(struct queue *q, int64_t now_ms, size_t max,
     struct queue_claim **out);

@@ -136,6 +136,23 @@ async_done(void *arg, enum queue_err status, uint64_t qid)
 	pthread_mutex_unlock(&a->lock);
 }
 
+struct last_event {
+	uint8_t type;
+	char recipient[64];
+	int64_t time_ms;
+};
+
+static int
+last_event_cb(void *arg, const struct queue_event *e)
+{
+	struct last_event *l = arg;
+
+	l->type = e->type;
+	l->time_ms = e->time_ms;
+	snprintf(l->recipient, sizeof(l->recipient), "%s", e->recipient);
+	return 0;
+}
+
 /* The answer comes after the commit that holds the message: when the
  * callback runs, the message is already readable by anyone. Invalid
  * messages are answered with their own error, the others go on. */
@@ -145,6 +162,8 @@ test_answer_after_commit(void **state)
 	struct qtest *t = qtest_new(16 * MB, 64 * MB);
 	struct queue_committer *c;
 	struct async_ctx a;
+	struct queue_event e;
+	struct last_event ev;
 	uint64_t qid = 1;
 	int i;
 
@@ -159,9 +178,22 @@ test_answer_after_commit(void **state)
 	assert_int_equal(queue_committer_submit_wait(c,
 	    qtest_msg(0, 100, "x.test"), &qid), QUEUE_ERR_INVALID);
 	assert_true(qid == 0);
+	/* An event alone is committed too (a recipient refused at RCPT). */
+	memset(&e, 0, sizeof(e));
+	e.type = QUEUE_EVENT_SUPPRESSED;
+	e.recipient = "gone@x.test";
+	e.code = 550;
+	e.status = "5.7.1";
+	queue_committer_submit_event(c, &e);
 	queue_committer_stop(c);
 	assert_int_equal(a.answered, 100);
 	assert_int_equal(a.visible, 100);
+	memset(&ev, 0, sizeof(ev));
+	assert_int_equal(queue_events_read(t->q, 1, 1000, last_event_cb, &ev,
+	    NULL), 0);
+	assert_int_equal(ev.type, QUEUE_EVENT_SUPPRESSED);
+	assert_string_equal(ev.recipient, "gone@x.test");
+	assert_true(ev.time_ms > 0);
 	pthread_mutex_destroy(&a.lock);
 	qtest_free(t);
 }
