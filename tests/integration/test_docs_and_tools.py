@@ -73,3 +73,16 @@ def test_quickstart_runs_and_stops(test_dir):
     finally:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
+
+
+def test_configure_names_missing_package(test_dir):
+    """configure stops with the Debian package to install when a
+    dependency is missing (here: pkg-config finds nothing)."""
+    if not os.path.exists(os.path.join(SRC_DIR, "configure")):
+        subprocess.run(["autoreconf", "-fi"], cwd=SRC_DIR, check=True)
+    env = dict(os.environ, PKG_CONFIG_LIBDIR=os.path.join(test_dir, "empty"),
+               PKG_CONFIG_PATH="")
+    r = subprocess.run([os.path.join(SRC_DIR, "configure"), "-q"], cwd=test_dir,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "install the Debian package libssl-dev" in r.stderr, r.stderr[-2000:]
