@@ -1,2 +1,4 @@
-# man: manual pages.
-dist_man_MANS += man/ternd.8 man/tern.conf.5 man/ternctl.8
+# man: manual pages, one per line.
+dist_man_MANS += man/ternd.8
+dist_man_MANS += man/tern.conf.5
+dist_man_MANS += man/ternctl.8

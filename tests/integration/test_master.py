@@ -232,3 +232,32 @@ def test_ordinary_user_runs_everything_as_itself(tern):
     assert uid == "65534"
     assert greeting(t.ports["submission"]).startswith("220 ")
     assert t.stop() == 0
+
+
+def test_systemd_notify_ready_and_stopping(tern, test_dir):
+    """With NOTIFY_SOCKET set (as systemd does for Type=notify), ternd
+    reports READY=1 once the daemons are started and STOPPING=1 on SIGTERM."""
+    r = subprocess.run(["grep", "-q", "define HAVE_SYSTEMD 1",
+                        os.path.join(BUILD_DIR, "autoconfig.h")])
+    assert r.returncode == 0, "tools/check builds --with-systemd"
+    path = os.path.join(test_dir, "notify.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    os.chmod(path, 0o666)
+    s.settimeout(10)
+    t = tern()
+    t.listen("submission", "submission")
+    t.write_config()
+    t._link_daemons()
+    env = dict(ternlib.daemon_env(), NOTIFY_SOCKET=path)
+    t.proc = subprocess.Popen([os.path.join(BUILD_DIR, "src/master/ternd"), "-f",
+                               "-c", t.config_path], env=env,
+                              stdout=open(t.log_path, "ab"),
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    msgs = s.recv(4096).decode()
+    assert "READY=1" in msgs
+    assert is_listening(t.ports["submission"])
+    t.proc.send_signal(signal.SIGTERM)
+    assert "STOPPING=1" in s.recv(4096).decode()
+    assert t.proc.wait(10) == 0
+    s.close()
