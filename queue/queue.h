@@ -207,7 +207,7 @@ const char *queue_event_type_name(uint8_t type);
 
 struct queue_event {
 	uint64_t seq;			/* assigned when appended; increasing */
-	int64_t time_ms;
+	int64_t time_ms;		/* appending 0: the batch commit or update time */
 	uint8_t type;			/* enum queue_event_type */
 	uint64_t qid;			/* 0: none */
 	uint32_t rcpt_index;		/* the recipient in the message */
