@@ -267,6 +267,7 @@ instance_spawn(struct instance *in)
 	struct supervisor *sv = in->sv;
 	const struct tern_config *cfg = sv->cfg;
 	char *path, *fds = xstrdup(""), master[32];
+	sigset_t all, saved;
 	pid_t pid;
 
 	path = xasprintf("%s/tern-%s", cfg->server.daemon_dir, in->def->name);
@@ -282,7 +283,17 @@ instance_spawn(struct instance *in)
 	}
 	snprintf(master, sizeof(master), "%ld", (long)getpid());
 
+	/*
+	 * Between fork and exec the child still has libevent's handlers: a
+	 * SIGTERM then would be swallowed. Block everything across the fork;
+	 * the child resets every handler before it unblocks, so a signal sent
+	 * that early takes its default effect.
+	 */
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &saved);
 	pid = fork();
+	if (pid > 0 || pid == -1)
+		sigprocmask(SIG_SETMASK, &saved, NULL);
 	if (pid == -1) {
 		log_warn("fork for %s: %s; retrying in 1s", path, strerror(errno));
 		struct timeval tv = { 1, 0 };
@@ -294,13 +305,14 @@ instance_spawn(struct instance *in)
 	if (pid == 0) {
 		char *argv[5];
 		int argc = 0;
-		sigset_t all;
 
 		for (size_t i = 0; i < sv->n_sockets; i++)
 			if (is_socket_for(in->def, &sv->sockets[i]))
 				fd_set_cloexec(sv->sockets[i].fd, false);
 		setenv(DAEMON_ENV_FDS, fds, 1);
 		setenv(DAEMON_ENV_MASTER, master, 1);
+		for (int sig = 1; sig < NSIG; sig++)
+			signal(sig, SIG_DFL);
 		sigemptyset(&all);
 		sigprocmask(SIG_SETMASK, &all, NULL);
 		argv[argc++] = path;
