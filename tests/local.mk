@@ -12,6 +12,14 @@ tests_unit_test_ipc_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_ipc_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test_config tests/unit/test_ipc
 
+check_PROGRAMS += tests/unit/test_signer
+tests_unit_test_signer_SOURCES = tests/unit/test_signer.c \
+	src/signer/header_split.c src/signer/header_split.h
+tests_unit_test_signer_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/signer
+tests_unit_test_signer_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_signer_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_signer
+
 EXTRA_DIST += tests/integration tests/fuzz/corpus
 
 # Test tools the integration tests run (built by make check and make all).
