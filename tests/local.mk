@@ -40,6 +40,20 @@ tests_fuzz_fuzz_ipc_frame_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_ipc_frame_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_ipc_frame_LDADD = $(TERN_LIBS)
 
+# tern-signer's header splitter (message content) and the DKIM record
+# parser (DNS answers in ternctl dkim check).
+FUZZ_TARGETS += tests/fuzz/fuzz_header_split tests/fuzz/fuzz_dkim_record
+tests_fuzz_fuzz_header_split_SOURCES = tests/fuzz/fuzz_header_split.c \
+	src/signer/header_split.c
+tests_fuzz_fuzz_header_split_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/signer
+tests_fuzz_fuzz_header_split_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_header_split_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_header_split_LDADD = $(TERN_LIBS)
+tests_fuzz_fuzz_dkim_record_SOURCES = tests/fuzz/fuzz_dkim_record.c
+tests_fuzz_fuzz_dkim_record_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_dkim_record_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_dkim_record_LDADD = $(TERN_LIBS)
+
 FUZZ_SECONDS = 20
 fuzz: $(FUZZ_TARGETS)
 fuzz-run: fuzz
