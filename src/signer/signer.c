@@ -58,6 +58,7 @@ struct signer_job {
 	TAILQ_ENTRY(signer_job) entry;
 	struct signer_conn *conn;
 	uint32_t reqid;
+	char *name;			/* the domain asked for, for logs */
 	const struct signer_domain *domain;	/* NULL: no key */
 	DKIM **dkim;			/* one handle per loaded selector */
 	const struct signer_selector **sel;
@@ -242,8 +243,21 @@ job_free(struct signer_job *job)
 	free(job->sel);
 	header_split_free(&job->split);
 	free(job->error);
+	free(job->name);
 	free(job);
 	signer.n_jobs--;
+}
+
+/* A copy of a domain from the wire that is safe to log. */
+static char *
+log_safe_name(const char *s)
+{
+	char *copy = xstrndup(s, 255);
+
+	for (char *p = copy; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f || *p == '=')
+			*p = '?';
+	return copy;
 }
 
 static struct signer_job *
@@ -254,12 +268,15 @@ job_new(struct signer_conn *sc, uint32_t reqid, const char *domain)
 
 	job->conn = sc;
 	job->reqid = reqid;
+	job->name = log_safe_name(domain);
 	TAILQ_INSERT_TAIL(&sc->jobs, job, entry);
 	signer.n_jobs++;
 	header_split_init(&job->split, &job_split_ops, job, MAX_HEADER_FIELD);
 	if (sd == NULL || sd->n_loaded == 0)
 		return job;
 	job->domain = sd;
+	free(job->name);
+	job->name = xstrdup(sd->name);	/* lower case, as configured */
 	job->dkim = xcalloc(sd->n_loaded, sizeof(*job->dkim));
 	job->sel = xcalloc(sd->n_loaded, sizeof(*job->sel));
 	for (size_t k = 0; k < sd->n_selectors; k++) {
@@ -308,8 +325,8 @@ job_finish(struct signer_job *job)
 	size_t n_ed25519 = 0;
 
 	if (job->domain == NULL) {
-		log_warn("reqid=%u: no DKIM key for the domain: not signed",
-		    job->reqid);
+		log_warn("reqid=%u domain=%s: no DKIM key for the domain: not "
+		    "signed", job->reqid, *job->name ? job->name : "(none)");
 		job_reply(job, SIGN_NO_KEY, "no DKIM key for the sending domain",
 		    NULL, 0);
 		return;
@@ -337,12 +354,12 @@ job_finish(struct signer_job *job)
 	}
 	if (job->error != NULL) {
 		log_warn("reqid=%u domain=%s size=%llu: not signed: %s",
-		    job->reqid, job->domain->name,
+		    job->reqid, job->name,
 		    (unsigned long long)job->bytes, job->error);
 		job_reply(job, SIGN_TEMPFAIL, job->error, NULL, 0);
 	} else {
 		log_info("reqid=%u domain=%s size=%llu signatures=%zu: signed",
-		    job->reqid, job->domain->name,
+		    job->reqid, job->name,
 		    (unsigned long long)job->bytes, n);
 		job_reply(job, SIGN_OK, "", headers, n);
 		signer.ed25519_signed += n_ed25519;

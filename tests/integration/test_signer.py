@@ -183,9 +183,12 @@ def test_missing_key_is_no_key_and_config_still_loads(signing, test_dir):
         rc, out, jobs = sign(t, domain, path)
         assert rc == 0 and jobs[0][1] == str(SIGN_NO_KEY), jobs
         assert "no DKIM key" in jobs[0][2] and jobs[0][3] == "0"
+        t.wait_log(rf"reqid=\d+ domain={domain}: no DKIM key for the domain: "
+                   r"not signed")
     # The signer is still there for the domains it can sign.
     rc, out, jobs = sign(t, "EXAMPLE.test", path)
     assert jobs[0][1] == "0"
+    t.wait_log(r"reqid=\d+ domain=example\.test size=\d+ signatures=2: signed")
     verify_all(out, dns, 2)
 
 
