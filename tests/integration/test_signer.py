@@ -287,6 +287,17 @@ def test_bad_header_is_a_temporary_failure(signing, test_dir):
     rc, out, jobs = sign(t, "example.test", path)
     assert jobs[0][1] == str(SIGN_TEMPFAIL) and "bare LF" in jobs[0][2], jobs
     t.wait_log(r"not signed: bare LF in the header")
+    cases = [
+        (b"From: a@example.test\r\n\r\nline\nsmuggled\r\n",
+         "bare LF in the body"),
+        (b"From: a@example.test\r\n\r\nline\r.\r\n", "bare CR in the body"),
+        (b"From: a@example.test\r\nno colon\r\n\r\nbody\r\n",
+         "header field refused"),
+        (b"Subject: no From\r\n\r\nbody\r\n", 'required header "from"'),
+    ]
+    for body, why in cases:
+        rc, out, jobs = sign(t, "example.test", write(path, body))
+        assert jobs[0][1] == str(SIGN_TEMPFAIL) and why in jobs[0][2], jobs
 
 
 def test_stuck_signer_times_out_with_tempfail(signing, test_dir):
