@@ -28,6 +28,7 @@
  * then (ternd restarts a daemon that exits). */
 #define ED25519_RECYCLE_DEFAULT	50000
 #define MAX_HEADER_FIELD	(256 * 1024)
+#define MAX_JOBS_PER_CONN	10000	/* a client with more is broken */
 
 /* The header fields signed when present; From is also oversigned. */
 static const char *const signed_headers[] = {
@@ -72,6 +73,7 @@ struct signer_conn {
 	TAILQ_ENTRY(signer_conn) entry;
 	struct ipc_conn *ipc;
 	TAILQ_HEAD(, signer_job) jobs;
+	size_t n_jobs;
 };
 
 struct signer {
@@ -244,6 +246,7 @@ job_free(struct signer_job *job)
 	header_split_free(&job->split);
 	free(job->error);
 	free(job->name);
+	job->conn->n_jobs--;
 	free(job);
 	signer.n_jobs--;
 }
@@ -270,6 +273,7 @@ job_new(struct signer_conn *sc, uint32_t reqid, const char *domain)
 	job->reqid = reqid;
 	job->name = log_safe_name(domain);
 	TAILQ_INSERT_TAIL(&sc->jobs, job, entry);
+	sc->n_jobs++;
 	signer.n_jobs++;
 	header_split_init(&job->split, &job_split_ops, job, MAX_HEADER_FIELD);
 	if (sd == NULL || sd->n_loaded == 0)
@@ -389,6 +393,11 @@ conn_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 		if (job != NULL) {
 			ipc_conn_protocol_error(c, "SIGN_BEGIN for job %u which "
 			    "is already open", m->reqid);
+			return;
+		}
+		if (sc->n_jobs >= MAX_JOBS_PER_CONN) {
+			ipc_conn_protocol_error(c, "more than %d jobs open",
+			    MAX_JOBS_PER_CONN);
 			return;
 		}
 		job_new(sc, m->reqid, domain);

@@ -422,6 +422,22 @@ def test_malformed_frames_close_only_that_connection(signing, test_dir, bad):
     assert jobs[0][1] == "0"
 
 
+def test_too_many_open_jobs_close_the_connection(signing, test_dir):
+    t, dns = signing()
+    pid = t.pids_of("signer")[0]
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(os.path.join(t.run_dir, "private", "signer"))
+        s.sendall(hello() + b"".join(
+            frame(SIGN_BEGIN, i, ipc_str("example.test"))
+            for i in range(1, 10002)))
+        assert read_frames(s, SIGN_REPLY, timeout=30) is None
+    t.wait_log(r"more than 10000 jobs open")
+    assert t.pids_of("signer") == [pid]
+    rc, out, jobs = sign(t, "example.test",
+                         write(os.path.join(test_dir, "m.eml"), MESSAGE))
+    assert jobs[0][1] == "0"
+
+
 def test_raw_protocol_reply_and_abort(signing, test_dir):
     """The wire format of ipc.h, spoken by hand: ABORT frees a job, END
     gets SIGN_REPLY with u8 status, str error, u32 n, n str headers."""
