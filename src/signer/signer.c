@@ -326,7 +326,6 @@ job_finish(struct signer_job *job)
 {
 	char **headers;
 	size_t n = 0;
-	size_t n_ed25519 = 0;
 
 	if (job->domain == NULL) {
 		log_warn("reqid=%u domain=%s: no DKIM key for the domain: not "
@@ -343,6 +342,9 @@ job_finish(struct signer_job *job)
 		size_t len = 0;
 		DKIM_STAT stat = dkim_eom(job->dkim[i], NULL);
 
+		/* The leak is per signature computed, sent or not. */
+		if (job->sel[i]->key.alg == DKIM_KEY_ED25519)
+			signer.ed25519_signed++;
 		if (stat == DKIM_STAT_OK)
 			stat = dkim_getsighdr_d(job->dkim[i],
 			    strlen(DKIM_SIGNHEADER) + 2, &sig, &len);
@@ -353,8 +355,6 @@ job_finish(struct signer_job *job)
 		}
 		headers[n++] = xasprintf("%s: %.*s", DKIM_SIGNHEADER, (int)len,
 		    (const char *)sig);
-		if (job->sel[i]->key.alg == DKIM_KEY_ED25519)
-			n_ed25519++;
 	}
 	if (job->error != NULL) {
 		log_warn("reqid=%u domain=%s size=%llu: not signed: %s",
@@ -366,7 +366,6 @@ job_finish(struct signer_job *job)
 		    job->reqid, job->name,
 		    (unsigned long long)job->bytes, n);
 		job_reply(job, SIGN_OK, "", headers, n);
-		signer.ed25519_signed += n_ed25519;
 	}
 	for (size_t i = 0; i < n; i++)
 		free(headers[i]);
