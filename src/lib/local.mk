@@ -3,8 +3,10 @@ noinst_LIBRARIES += src/lib/libtern.a
 src_lib_libtern_a_SOURCES = \
 	src/lib/config.c src/lib/config.h \
 	src/lib/daemon.c src/lib/daemon.h \
+	src/lib/dkim_key.c src/lib/dkim_key.h \
 	src/lib/ipc.c src/lib/ipc_client.c src/lib/ipc.h \
 	src/lib/log.c src/lib/log.h \
+	src/lib/signer_client.c src/lib/signer_client.h \
 	src/lib/util.c src/lib/util.h
 
 # What a program linking libtern needs.
