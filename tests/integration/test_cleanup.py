@@ -1,0 +1,396 @@
+"""tern-cleanup run by ternd from the build tree, driven over its Unix
+socket by tests/tools/cleanup_client (a small client of the CLEANUP
+conversation in ipc.h). What it committed is read straight from the LMDB
+queue with python3-lmdb, decoding the records as queue/SCHEMA.md
+describes them: an independent reader of the on-disk format."""
+import os
+import re
+import struct
+import subprocess
+import time
+
+import lmdb
+import pytest
+
+import ternlib
+
+CLIENT = os.path.join(ternlib.BUILD_DIR, "tests/tools/cleanup_client")
+
+
+# ---- reading the queue (SCHEMA.md) ----
+
+def _strs(buf, pos, n):
+    out = []
+    for _ in range(n):
+        (ln,) = struct.unpack_from(">H", buf, pos)
+        pos += 2
+        raw = bytes(buf[pos:pos + ln])
+        assert raw.endswith(b"\0")
+        out.append(raw[:-1].decode("utf-8"))
+        pos += ln
+    assert pos == len(buf), "bytes left over in a record"
+    return out
+
+
+def read_queue(queue_dir):
+    """{qid text: {"msg": {...}, "rcpts": [...], "content": bytes}} and the
+    event list."""
+    env = lmdb.open(queue_dir, readonly=True, max_dbs=20, lock=True,
+                    subdir=True)
+    msgs, events = {}, []
+    try:
+        with env.begin() as txn:
+            dbs = {n: env.open_db(n.encode(), txn=txn, create=False)
+                   for n in ("messages", "content", "recipients", "events")}
+            for k, v in txn.cursor(dbs["messages"]):
+                qid = "%016X" % struct.unpack(">Q", k)[0]
+                (ver, arrival, size, n_chunks, body, source, ret, flags,
+                 n_rcpt, n_del, n_fail, n_dsn) = struct.unpack_from(
+                    ">BqQIBBBBIIII", v, 0)
+                assert ver == 1
+                s = _strs(v, struct.calcsize(">BqQIBBBBIIII"), 7)
+                msgs[qid] = {"msg": dict(
+                    size=size, n_chunks=n_chunks, body=body, source=source,
+                    ret=ret, smtputf8=bool(flags & 1), n_rcpt=n_rcpt,
+                    sender=s[0], envid=s[1], auth_user=s[2], client_addr=s[3],
+                    client_name=s[4], stream=s[5], message_id=s[6]),
+                    "rcpts": [], "content": b""}
+            for k, v in txn.cursor(dbs["content"]):
+                qid = "%016X" % struct.unpack(">Q", k[:8])[0]
+                assert v[0] == 1
+                msgs[qid]["content"] += bytes(v[1:])
+            for k, v in txn.cursor(dbs["recipients"]):
+                qid = "%016X" % struct.unpack(">Q", k[:8])[0]
+                hdr = ">BBBBIqqqH"
+                ver, state, flags, notify = struct.unpack_from(">BBBB", v, 0)
+                s = _strs(v, struct.calcsize(hdr), 6)
+                msgs[qid]["rcpts"].append(dict(
+                    state=state, notify=notify, address=s[0], orcpt=s[1]))
+            for k, v in txn.cursor(dbs["events"]):
+                hdr = ">BqBQIIH"
+                ver, t, typ, qid, idx, att, code = struct.unpack_from(hdr, v, 0)
+                s = _strs(v, struct.calcsize(hdr), 5)
+                events.append(dict(type=typ, qid=qid, recipient=s[0],
+                                   code=code, status=s[1], text=s[2]))
+    finally:
+        env.close()
+    return msgs, events
+
+
+# ---- running ----
+
+def start(tern, queue_dir=None, **server):
+    sections = {"domain example.test": {}, "domain other.test": {}}
+    t = tern(sections=sections)
+    t.sections["server"].update(server)
+    if queue_dir is not None:
+        t.sections["server"]["queue_dir"] = queue_dir
+        t.queue_dir = queue_dir
+    t.start()
+    sock = os.path.join(t.run_dir, "private", "cleanup")
+    ternlib.wait_for(lambda: _connectable(sock), 10, what="cleanup socket")
+    t.cleanup_sock = sock
+    return t
+
+
+def _connectable(path):
+    import socket
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(path)
+        return True
+    except OSError:
+        return False
+
+
+def submit(t, message, sender="app@example.test", rcpts=("a@dest.test",),
+           args=(), name="msg.eml"):
+    path = os.path.join(t.dir, name)
+    with open(path, "wb") as f:
+        f.write(message)
+    cmd = [CLIENT, "-f", sender]
+    for r in rcpts:
+        cmd += ["-r", r]
+    cmd += list(args) + [t.cleanup_sock, path]
+    r = subprocess.run(cmd, capture_output=True, timeout=60,
+                       env=ternlib.daemon_env())
+    assert r.returncode in (0, 1), r.stderr.decode()
+    return r.stdout.decode("utf-8").splitlines()
+
+
+def end_line(lines):
+    ends = [l for l in lines if l.startswith("END ")]
+    assert len(ends) == 1, lines
+    return ends[0]
+
+
+def queued_id(lines):
+    m = re.match(r"END 250 2\.0\.0 Ok: queued as ([0-9A-F]{16}) qid=\1$",
+                 end_line(lines))
+    assert m, lines
+    return m.group(1)
+
+
+def headers_of(content):
+    head = content.split(b"\r\n\r\n", 1)[0]
+    return re.split(rb"\r\n(?![ \t])", head)
+
+
+def assert_crlf_only(content):
+    assert re.search(rb"\r(?!\n)", content) is None, "bare CR"
+    assert re.search(rb"(?<!\r)\n", content) is None, "bare LF"
+
+
+# ---- tests ----
+
+def test_fixups_and_durable_commit(tern):
+    t = start(tern)
+    msg = (b"From: App <app@example.test>\r\n"
+           b"To: a@dest.test\r\n"
+           b"Bcc: hidden@dest.test\r\n"
+           b"Subject: folded\r\n"
+           b"  subject continues\r\n"
+           b"\r\n"
+           b"line one\nline two\rline three\r\n"
+           b"no final newline")
+    lines = submit(t, msg, rcpts=("a@dest.test",
+                                  "b@dest.test;rfc822;B@dest.test;3"),
+                   args=["-a", "alice", "-t", "TLSv1.3 TLS_AES_256_GCM_SHA384",
+                         "-e", "env-1", "-R", "2", "-H", "client.example"])
+    assert lines[:3] == ["BEGIN 250 2.1.0 Ok", "RCPT <a@dest.test> 250 2.1.5 Ok",
+                         "RCPT <b@dest.test> 250 2.1.5 Ok"]
+    qid = queued_id(lines)
+    msgs, events = read_queue(t.queue_dir)
+    assert list(msgs) == [qid]
+    m = msgs[qid]
+    content = m["content"]
+    assert m["msg"]["size"] == len(content)
+    assert m["msg"]["sender"] == "app@example.test"
+    assert m["msg"]["envid"] == "env-1" and m["msg"]["ret"] == 2
+    assert m["msg"]["auth_user"] == "alice"
+    assert m["msg"]["source"] == 1
+    assert [(r["address"], r["orcpt"], r["notify"]) for r in m["rcpts"]] == [
+        ("a@dest.test", "", 0), ("b@dest.test", "rfc822;B@dest.test", 3)]
+    assert [e["type"] for e in events if e["qid"]] == [1, 1]  # queued
+
+    assert_crlf_only(content)
+    hdrs = headers_of(content)
+    assert hdrs[0].startswith(b"Received: from client.example (client.test "
+                              b"[127.0.0.1])")
+    assert b"(Authenticated sender: alice)" in hdrs[0]
+    assert b"(using TLSv1.3 TLS_AES_256_GCM_SHA384)" in hdrs[0]
+    assert b"with ESMTPSA id " + qid.encode() in hdrs[0]
+    assert all(len(l) <= 998 for l in content.split(b"\r\n"))
+    names = [h.split(b":", 1)[0].lower() for h in hdrs]
+    assert b"bcc" not in names
+    assert names.count(b"message-id") == 1 and names.count(b"date") == 1
+    mid = [h for h in hdrs if h.lower().startswith(b"message-id:")][0]
+    assert re.match(rb"Message-ID: <[^@<>\s]+@mail\.tern\.test>$", mid)
+    assert m["msg"]["message_id"] == mid.split(b" ", 1)[1].decode()
+    date = [h for h in hdrs if h.lower().startswith(b"date:")][0]
+    from email.utils import parsedate_to_datetime
+    assert abs(parsedate_to_datetime(date[6:].decode()).timestamp()
+               - time.time()) < 60
+    assert b"Subject: folded\r\n  subject continues" in content
+    assert content.endswith(b"\r\n\r\nline one\r\nline two\r\nline three\r\n"
+                            b"no final newline\r\n")
+    # Postfix-shape log lines.
+    t.wait_log(re.escape(qid) + r": message-id=<[^>]+@mail\.tern\.test>")
+    t.wait_log(re.escape(qid) + r": from=<app@example\.test>, size=%d, "
+               r"nrcpt=2 \(queue active\)" % len(content))
+
+
+def test_existing_message_id_and_date_are_kept(tern):
+    t = start(tern)
+    msg = (b"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+           b"Message-ID: <keep.me@example.test>\r\n"
+           b"From: app@example.test\r\n\r\nhello\r\n")
+    qid = queued_id(submit(t, msg))
+    m = read_queue(t.queue_dir)[0][qid]
+    hdrs = headers_of(m["content"])
+    assert hdrs[1:] == [b"Date: Mon, 1 Jan 2024 00:00:00 +0000",
+                        b"Message-ID: <keep.me@example.test>",
+                        b"From: app@example.test"]
+    assert m["msg"]["message_id"] == "<keep.me@example.test>"
+
+
+def put_suppression(queue_dir, address, reason):
+    env = lmdb.open(queue_dir, max_dbs=20, lock=True, subdir=True)
+    try:
+        with env.begin(write=True) as txn:
+            db = env.open_db(b"suppression", txn=txn, create=False)
+            r = reason.encode() + b"\0"
+            val = struct.pack(">BBqqQ", 1, 3, int(time.time() * 1000), 0, 0) + \
+                struct.pack(">H", len(r)) + r
+            txn.put(address.lower().encode(), val, db=db)
+    finally:
+        env.close()
+
+
+def test_suppressed_recipient_is_refused_others_accepted(tern):
+    t = start(tern)
+    put_suppression(t.queue_dir, "gone@dest.test", "550 5.1.1 no such user")
+    msg = b"From: app@example.test\r\nSubject: s\r\n\r\nhi\r\n"
+    lines = submit(t, msg, rcpts=("ok@dest.test", "Gone@Dest.Test",
+                                  "ok2@dest.test"))
+    refused = [l for l in lines if l.startswith("RCPT <Gone@Dest.Test>")][0]
+    assert refused.startswith("RCPT <Gone@Dest.Test> 550 5.7.1 ")
+    assert "suppression list" in refused
+    qid = queued_id(lines)
+    msgs, events = read_queue(t.queue_dir)
+    assert [r["address"] for r in msgs[qid]["rcpts"]] == ["ok@dest.test",
+                                                         "ok2@dest.test"]
+    sup = [e for e in events if e["type"] == 6]
+    assert len(sup) == 1 and sup[0]["recipient"] == "Gone@Dest.Test"
+    assert sup[0]["code"] == 550 and "no such user" in sup[0]["text"]
+    t.wait_log(r"reject: RCPT .*550 5\.7\.1 .*to=<Gone@Dest\.Test>")
+
+
+LONG = b"x" * 999
+REFUSALS = [
+    # (name, message, client args, sender, step, reply start)
+    ("no From", b"Subject: x\r\n\r\nbody\r\n", [], None, "END",
+     "END 550 5.6.0 "),
+    ("two From", b"From: app@example.test\r\nFrom: b@example.test\r\n\r\nb\r\n",
+     [], None, "END", "END 550 5.6.0 "),
+    ("loop", b"".join(b"Received: from h%d by h\r\n" % i for i in range(51)) +
+     b"From: app@example.test\r\n\r\nb\r\n", [], None, "END", "END 554 5.4.6 "),
+    ("long line", b"From: app@example.test\r\n\r\n" + LONG + b"\r\n", [], None,
+     "END", "END 550 5.6.0 "),
+    ("long header line", b"From: app@example.test\r\nX-Long: " + LONG +
+     b"\r\n\r\nb\r\n", [], None, "END", "END 550 5.6.0 "),
+    ("8bit without 8BITMIME", b"From: app@example.test\r\n\r\ncaf\xc3\xa9\r\n",
+     [], None, "END", "END 550 5.6.0 "),
+    ("NUL", b"From: app@example.test\r\n\r\na\0b\r\n", [], None, "END",
+     "END 550 5.6.0 "),
+    ("too big", b"From: app@example.test\r\n\r\n" + (b"y" * 900 + b"\r\n") * 20,
+     [], None, "END", "END 552 5.3.4 "),
+    ("declared too big", b"From: app@example.test\r\n\r\nb\r\n",
+     ["-z", "999999"], None, "BEGIN", "BEGIN 552 5.3.4 "),
+    ("foreign sender", b"From: app@example.test\r\n\r\nb\r\n", [],
+     "app@elsewhere.test", "BEGIN", "BEGIN 553 5.7.1 "),
+    ("bad sender syntax", b"From: app@example.test\r\n\r\nb\r\n", [],
+     "a..b@example.test", "BEGIN", "BEGIN 553 5.1.7 "),
+]
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=[c[0] for c in REFUSALS])
+def test_refusals(tern, case):
+    name, msg, args, sender, step, expect = case
+    t = start(tern, message_size_limit="16k")
+    lines = submit(t, msg, sender=sender or "app@example.test", args=args)
+    got = [l for l in lines if l.startswith(step + " ")]
+    assert got and got[0].startswith(expect), lines
+    assert read_queue(t.queue_dir)[0] == {}
+
+
+def test_recipient_syntax_and_no_recipients(tern):
+    t = start(tern)
+    msg = b"From: app@example.test\r\n\r\nb\r\n"
+    lines = submit(t, msg, rcpts=("not an address", "a@-bad-.test"))
+    assert lines[1].startswith("RCPT <not an address> 501 5.1.3 ")
+    assert lines[2].startswith("RCPT <a@-bad-.test> 501 5.1.3 ")
+    assert end_line(lines).startswith("END 554 5.5.1 ")
+    assert read_queue(t.queue_dir)[0] == {}
+
+
+def test_8bit_and_utf8_when_declared(tern):
+    t = start(tern)
+    msg = "From: app@example.test\r\nSubject: café\r\n\r\ncafé\r\n".encode()
+    qid = queued_id(submit(t, msg, args=["-b", "1"]))
+    assert read_queue(t.queue_dir)[0][qid]["msg"]["body"] == 1
+    # A UTF-8 recipient needs SMTPUTF8.
+    lines = submit(t, msg, rcpts=("josé@dest.test",), args=["-b", "1"])
+    assert lines[1].startswith("RCPT <josé@dest.test> 501 5.1.3 ")
+    lines = submit(t, msg, rcpts=("josé@dest.test",), args=["-U"])
+    qid2 = queued_id(lines)
+    m = read_queue(t.queue_dir)[0][qid2]
+    assert m["msg"]["smtputf8"] and m["rcpts"][0]["address"] == "josé@dest.test"
+    assert b"with UTF8SMTP id" in m["content"]
+
+
+def test_sendmail_source_gets_a_from(tern):
+    t = start(tern)
+    msg = b"Subject: cron\n\nbare LF body\n"
+    qid = queued_id(submit(t, msg, sender="root@example.test",
+                           args=["-s", "3", "-i", "", "-c", "", "-a", "root"]))
+    m = read_queue(t.queue_dir)[0][qid]
+    content = m["content"]
+    assert_crlf_only(content)
+    hdrs = headers_of(content)
+    assert hdrs[0].startswith(b"Received: by mail.tern.test (tern, from user "
+                              b"root)")
+    assert b"From: root@example.test" in hdrs
+    assert content.endswith(b"\r\n\r\nbare LF body\r\n")
+
+
+def test_many_messages_share_commits(tern):
+    t = start(tern)
+    msg = b"From: app@example.test\r\n\r\nb\r\n"
+    procs = []
+    for i in range(8):
+        path = os.path.join(t.dir, "m%d.eml" % i)
+        with open(path, "wb") as f:
+            f.write(msg)
+        procs.append(subprocess.Popen(
+            [CLIENT, "-f", "app@example.test", "-r", "x%d@dest.test" % i,
+             "-n", "10", t.cleanup_sock, path], stdout=subprocess.PIPE,
+            env=ternlib.daemon_env()))
+    qids = []
+    for p in procs:
+        out, _ = p.communicate(timeout=60)
+        assert p.returncode == 0
+        qids += re.findall(r"qid=([0-9A-F]{16})", out.decode())
+    assert len(set(qids)) == 80
+    assert set(read_queue(t.queue_dir)[0]) == set(qids)
+
+
+def _fill_until_refused(t):
+    """Sends 40 KiB messages until the queue refuses; returns the END
+    lines."""
+    body = b"".join(b"%05d " % i + b"z" * 70 + b"\r\n" for i in range(520))
+    msg = b"From: app@example.test\r\nSubject: fill\r\n\r\n" + body
+    return [l for l in submit(t, msg, args=["-n", "60"]) if l.startswith("END")]
+
+
+@pytest.fixture
+def small_tmpfs(test_dir):
+    d = os.path.join(test_dir, "smallfs")
+    os.makedirs(d)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs",
+                    d], check=True)
+    if ternlib.IS_ROOT:
+        q = os.path.join(d, "queue")
+        os.makedirs(q)
+        subprocess.run(["chown", "tern:", q], check=True)
+    yield d
+    subprocess.run(["umount", "-l", d], check=False)
+
+
+@pytest.mark.parametrize("kind", ["disk full", "map full"])
+def test_full_queue_answers_452_and_loses_nothing(tern, small_tmpfs, kind):
+    if kind == "disk full":
+        t = start(tern, queue_dir=os.path.join(small_tmpfs, "queue"))
+    else:
+        t = tern(sections={"domain example.test": {},
+                           "queue": {"map_size": "1M", "map_size_max": "1M"}})
+        t.start()
+        t.cleanup_sock = os.path.join(t.run_dir, "private", "cleanup")
+        ternlib.wait_for(lambda: _connectable(t.cleanup_sock), 10,
+                         what="cleanup socket")
+    ends = _fill_until_refused(t)
+    ok = [l for l in ends if l.startswith("END 250 ")]
+    full = [l for l in ends if not l.startswith("END 250 ")]
+    assert ok, ends
+    assert full, "the queue never filled up"
+    assert all(l.startswith("END 452 4.3.1 ") for l in full), full
+    acked = re.findall(r"qid=([0-9A-F]{16})", "\n".join(ok))
+    msgs = read_queue(t.queue_dir)[0]
+    for q in acked:
+        assert q in msgs, "acknowledged message %s lost" % q
+        assert msgs[q]["content"].endswith(b"00519 " + b"z" * 70 + b"\r\n")
+        assert msgs[q]["msg"]["size"] == len(msgs[q]["content"])
+    t.wait_log(r"queue commit failed: .*answering 452 4\.3\.1")
+    # tern-cleanup is still there and answers.
+    lines = submit(t, b"From: app@example.test\r\n\r\nb\r\n", name="small.eml")
+    assert lines[0] == "BEGIN 250 2.1.0 Ok"
