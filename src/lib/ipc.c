@@ -35,6 +35,11 @@ ipc_type_name(uint16_t type)
 	case IPC_CLEANUP_END: return "CLEANUP_END";
 	case IPC_CLEANUP_ABORT: return "CLEANUP_ABORT";
 	case IPC_CLEANUP_REPLY: return "CLEANUP_REPLY";
+	case IPC_SIGN_BEGIN: return "SIGN_BEGIN";
+	case IPC_SIGN_DATA: return "SIGN_DATA";
+	case IPC_SIGN_END: return "SIGN_END";
+	case IPC_SIGN_ABORT: return "SIGN_ABORT";
+	case IPC_SIGN_REPLY: return "SIGN_REPLY";
 	case IPC_QMGR_QUEUED: return "QMGR_QUEUED";
 	case IPC_DELIVERY_READY: return "DELIVERY_READY";
 	case IPC_DELIVERY_JOB: return "DELIVERY_JOB";

@@ -84,7 +84,27 @@ enum ipc_type {
 					 * str queue id ("" unless the message was
 					 * committed by this END) */
 
-	/* -- tern-cleanup to tern-signer: types 0x02xx, see src/signer -- */
+	/*
+	 * -- tern-cleanup to tern-signer (src/signer). One connection carries
+	 * many signing jobs at once; reqid names the job and is chosen by the
+	 * client. Only END gets a reply (one SIGN_REPLY).
+	 */
+	IPC_SIGN_BEGIN = 0x0201,	/* client -> signer, no reply: a new job.
+					 * str signing domain (the From: domain,
+					 * lower case) */
+	IPC_SIGN_DATA = 0x0202,		/* client -> signer, no reply: data chunk of
+					 * the message (headers and body exactly as
+					 * it will be queued, CRLF line ends), at
+					 * most IPC_DATA_CHUNK */
+	IPC_SIGN_END = 0x0203,		/* client -> signer: the message is complete;
+					 * empty payload; answered by one SIGN_REPLY */
+	IPC_SIGN_ABORT = 0x0204,	/* client -> signer, no reply: forget the job */
+	IPC_SIGN_REPLY = 0x0205,	/* signer -> client: u8 status (enum
+					 * sign_status), str error text ("" on
+					 * success), u32 n, then n times str header
+					 * field ("DKIM-Signature: v=1; ..." complete,
+					 * folded with CRLF+tab, no trailing CRLF),
+					 * to be prepended to the message in order */
 
 	/* -- notices to tern-qmgr from the queue writers -- */
 	IPC_QMGR_QUEUED = 0x0301,	/* cleanup -> qmgr, no reply: new messages
@@ -144,6 +164,13 @@ enum cleanup_ret {
 	CLEANUP_RET_DEFAULT = 0,
 	CLEANUP_RET_FULL = 1,
 	CLEANUP_RET_HDRS = 2,
+};
+
+/* The outcome of a signing job (SIGN_REPLY). */
+enum sign_status {
+	SIGN_OK = 0,
+	SIGN_NO_KEY = 1,		/* no loadable key for the domain */
+	SIGN_TEMPFAIL = 2,		/* an error: try again later */
 };
 
 /* DSN NOTIFY (RFC 3461); 0 means the default (FAILURE, DELAY). */

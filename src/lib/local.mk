@@ -6,6 +6,7 @@ src_lib_libtern_a_SOURCES = \
 	src/lib/daemon.c src/lib/daemon.h \
 	src/lib/ipc.c src/lib/ipc_client.c src/lib/ipc.h \
 	src/lib/log.c src/lib/log.h \
+	src/lib/signer_client.c src/lib/signer_client.h \
 	src/lib/util.c src/lib/util.h
 
 # What a program linking libtern needs.

@@ -1,7 +1,8 @@
 /*
- * signer_client.h - tern-cleanup's connection to tern-signer
- * (run_dir/private/signer). TEMPORARY copy of the agreed interface until
- * the signer branch is merged; the signer's own header replaces it.
+ * signer_client.h - asks tern-signer for DKIM-Signature header fields over
+ * its Unix socket (IPC_SIGN_* in ipc.h). Many jobs share one connection,
+ * which comes back by itself when ternd restarts the signer. Used by
+ * tern-cleanup; needs no privilege.
  */
 #ifndef TERN_SIGNER_CLIENT_H
 #define TERN_SIGNER_CLIENT_H
@@ -12,20 +13,33 @@ struct event_base;
 struct signer_client;
 struct signer_job;
 
-#define SIGN_OK		0
-#define SIGN_NO_KEY	1
-#define SIGN_TEMPFAIL	2
-
+/*
+ * The outcome of a job: status is enum sign_status (ipc.h), error a text
+ * for logs ("" on success), headers the complete "DKIM-Signature: ..."
+ * fields (folded, no trailing CRLF) to prepend to the message in order.
+ * Everything is valid during the call only. The job is gone afterwards.
+ * The callback may start or abort other jobs, but not free the client.
+ */
 typedef void (*signer_done_fn)(void *arg, int status, const char *error,
     const char *const *headers, size_t n_headers);
 
+/* Connects to the signer socket at socket_path (and reconnects). */
 struct signer_client *signer_client_new(struct event_base *base,
     const char *socket_path);
+/* Frees the client; jobs still open are dropped without a callback. */
+void signer_client_free(struct signer_client *sc);
+/* Bytes queued to the signer but not yet written (for backpressure). */
+size_t signer_client_pending(const struct signer_client *sc);
+
+/* Starts a job for domain (the From: domain, lower case). Never NULL. */
 struct signer_job *signer_job_begin(struct signer_client *sc,
     const char *domain, signer_done_fn done, void *arg);
+/* Feeds message bytes (headers and body as queued, CRLF line ends). */
 void signer_job_data(struct signer_job *job, const void *buf, size_t len);
-/* done() follows exactly once. */
+/* The message is complete: done() is called exactly once, later (never
+ * inside this call), also when the signer is unreachable (SIGN_TEMPFAIL). */
 void signer_job_end(struct signer_job *job);
+/* Forgets the job, before or after end; done() is not called. */
 void signer_job_abort(struct signer_job *job);
 
 #endif

@@ -90,7 +90,25 @@ def start(tern, queue_dir=None, **server):
     sock = os.path.join(t.run_dir, "private", "cleanup")
     ternlib.wait_for(lambda: _connectable(sock), 10, what="cleanup socket")
     t.cleanup_sock = sock
+    ternlib.wait_for(lambda: _queue_ready(t.queue_dir), 10,
+                     what="tern-cleanup to create the queue")
     return t
+
+
+def _queue_ready(queue_dir):
+    """True once a writer created the queue's databases."""
+    try:
+        env = lmdb.open(queue_dir, readonly=True, max_dbs=20, lock=True)
+    except lmdb.Error:
+        return False
+    try:
+        with env.begin() as txn:
+            env.open_db(b"suppression", txn=txn, create=False)
+        return True
+    except lmdb.Error:
+        return False
+    finally:
+        env.close()
 
 
 def _connectable(path):
@@ -378,6 +396,8 @@ def test_full_queue_answers_452_and_loses_nothing(tern, small_tmpfs, kind):
         t.cleanup_sock = os.path.join(t.run_dir, "private", "cleanup")
         ternlib.wait_for(lambda: _connectable(t.cleanup_sock), 10,
                          what="cleanup socket")
+        ternlib.wait_for(lambda: _queue_ready(t.queue_dir), 10,
+                         what="tern-cleanup to create the queue")
     ends = _fill_until_refused(t)
     ok = [l for l in ends if l.startswith("END 250 ")]
     full = [l for l in ends if not l.startswith("END 250 ")]
