@@ -18,6 +18,7 @@
 #include <event2/listener.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -119,6 +120,7 @@ main(int argc, char **argv)
 	int fd, status;
 
 	daemon_init(d, &cleanup_spec, argc, argv);
+	tzset();	/* Date and Received fields use local time */
 
 	queue_options_from_config(&qo, d->cfg, 0);
 	if ((cleanup.q = queue_open(&qo)) == NULL)

@@ -17,3 +17,20 @@ CLEANUP_LIBS = src/cleanup/libcleanup.a $(TERN_LIBS)
 noinst_PROGRAMS += tests/tools/cleanup_client
 tests_tools_cleanup_client_SOURCES = tests/tools/cleanup_client.c
 tests_tools_cleanup_client_LDADD = $(TERN_LIBS)
+
+# Unit tests (cmocka) of the pure parts and of the address parser.
+check_PROGRAMS += tests/unit/test_address tests/unit/test_cleanup_message \
+	tests/unit/test_cleanup_headers
+tests_unit_test_address_SOURCES = tests/unit/test_address.c
+tests_unit_test_address_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_address_LDADD = $(TERN_LIBS) $(CMOCKA_LIBS)
+tests_unit_test_cleanup_message_SOURCES = tests/unit/test_cleanup_message.c
+tests_unit_test_cleanup_message_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) \
+	-I$(top_srcdir)/src/cleanup
+tests_unit_test_cleanup_message_LDADD = $(CLEANUP_LIBS) $(CMOCKA_LIBS)
+tests_unit_test_cleanup_headers_SOURCES = tests/unit/test_cleanup_headers.c
+tests_unit_test_cleanup_headers_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) \
+	-I$(top_srcdir)/src/cleanup
+tests_unit_test_cleanup_headers_LDADD = $(CLEANUP_LIBS) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_address tests/unit/test_cleanup_message \
+	tests/unit/test_cleanup_headers
