@@ -34,3 +34,12 @@ tests_unit_test_cleanup_headers_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) \
 tests_unit_test_cleanup_headers_LDADD = $(CLEANUP_LIBS) $(CMOCKA_LIBS)
 TESTS += tests/unit/test_address tests/unit/test_cleanup_message \
 	tests/unit/test_cleanup_headers
+
+# libFuzzer target for the reader, the fix-ups and the address parser
+# (corpus in tests/fuzz/corpus/fuzz_cleanup_message).
+FUZZ_TARGETS += tests/fuzz/fuzz_cleanup_message
+tests_fuzz_fuzz_cleanup_message_SOURCES = tests/fuzz/fuzz_cleanup_message.c
+tests_fuzz_fuzz_cleanup_message_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS) \
+	-I$(top_srcdir)/src/cleanup
+tests_fuzz_fuzz_cleanup_message_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_cleanup_message_LDADD = $(CLEANUP_LIBS)
