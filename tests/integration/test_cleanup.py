@@ -414,3 +414,146 @@ def test_full_queue_answers_452_and_loses_nothing(tern, small_tmpfs, kind):
     # tern-cleanup is still there and answers.
     lines = submit(t, b"From: app@example.test\r\n\r\nb\r\n", name="small.eml")
     assert lines[0] == "BEGIN 250 2.1.0 Ok"
+
+
+# ---- signing, with a test double of tern-signer (tests/tools/fake_signer.py)
+# started by ternd in the real signer's place; it signs with dkimpy ----
+
+FAKE_SIGNER = os.path.join(ternlib.SRC_DIR, "tests/tools/fake_signer.py")
+
+
+def dkim_key(d):
+    key = os.path.join(d, "dkim.pem")
+    subprocess.run(["openssl", "genrsa", "-out", key, "2048"], check=True,
+                   capture_output=True)
+    os.chmod(key, 0o644)
+    der = subprocess.run(["openssl", "rsa", "-in", key, "-pubout", "-outform",
+                          "DER"], check=True, capture_output=True).stdout
+    import base64
+    return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+
+
+def start_with_fake_signer(tern, test_dir, monkeypatch, mode="ok"):
+    key, record = dkim_key(test_dir)
+    libexec = os.path.join(test_dir, "fake-libexec")
+    os.makedirs(libexec)
+    os.symlink(os.path.join(ternlib.BUILD_DIR, "src/cleanup/tern-cleanup"),
+               os.path.join(libexec, "tern-cleanup"))
+    os.symlink(os.path.join(ternlib.BUILD_DIR, "src/smtpd/tern-smtpd"),
+               os.path.join(libexec, "tern-smtpd"))
+    os.symlink(FAKE_SIGNER, os.path.join(libexec, "tern-signer"))
+    mode_file = os.path.join(test_dir, "signer-mode")
+    with open(mode_file, "w") as f:
+        f.write(mode)
+    monkeypatch.setenv("FAKE_SIGNER_KEY", key)
+    monkeypatch.setenv("FAKE_SIGNER_MODE_FILE", mode_file)
+    monkeypatch.setenv("FAKE_SIGNER_LOG", os.path.join(test_dir, "signer.log"))
+    t = tern(sections={
+        "domain example.test": {"dkim_selector": "s1", "dkim_key": key},
+        "domain plain.test": {}})
+    t.sections["server"]["daemon_dir"] = libexec
+    t.start()
+    t.cleanup_sock = os.path.join(t.run_dir, "private", "cleanup")
+    ternlib.wait_for(lambda: _connectable(t.cleanup_sock), 10,
+                     what="cleanup socket")
+    ternlib.wait_for(lambda: _queue_ready(t.queue_dir), 10,
+                     what="tern-cleanup to create the queue")
+    t.dkim_record = record
+    t.mode_file = mode_file
+    t.signer_log = os.path.join(test_dir, "signer.log")
+    return t
+
+
+def set_mode(t, mode):
+    with open(t.mode_file, "w") as f:
+        f.write(mode)
+
+
+def verify(t, content):
+    import dkim
+
+    def dns(name, timeout=5):
+        assert name == b"s1._domainkey.example.test."
+        return t.dkim_record
+    return dkim.verify(content, dnsfunc=dns)
+
+
+SIGNED_MSG = (b"From: App <app@example.test>\r\nTo: a@dest.test\r\n"
+              b"Subject: signed\r\n\r\nbare\nLF and bare\rCR\r\n.dot\r\n")
+
+
+def test_signature_prepended_and_verifies(tern, test_dir, monkeypatch):
+    t = start_with_fake_signer(tern, test_dir, monkeypatch)
+    qid = queued_id(submit(t, SIGNED_MSG))
+    content = read_queue(t.queue_dir)[0][qid]["content"]
+    assert content.startswith(b"DKIM-Signature: v=1;")
+    assert_crlf_only(content)
+    assert verify(t, content)
+    # The signer saw exactly the queued bytes after the signature.
+    sig_len = len(headers_of(content)[0]) + 2
+    with open(t.signer_log) as f:
+        assert f.read().split() == ["example.test", str(len(content) - sig_len)]
+    # Tampering is detected: the check can fail.
+    assert not verify(t, content.replace(b"bare\r\nLF", b"bare\r\nLf"))
+
+
+def test_domain_without_dkim_is_not_signed(tern, test_dir, monkeypatch):
+    t = start_with_fake_signer(tern, test_dir, monkeypatch)
+    msg = b"From: x@plain.test\r\nSubject: plain\r\n\r\nb\r\n"
+    qid = queued_id(submit(t, msg, sender="x@plain.test"))
+    content = read_queue(t.queue_dir)[0][qid]["content"]
+    assert content.startswith(b"Received: ")
+    assert b"DKIM-Signature" not in content
+    assert not os.path.exists(t.signer_log)
+
+
+@pytest.mark.parametrize("mode,log", [
+    ("nokey", r"cannot sign for domain example\.test: no usable DKIM key "
+              r"\(no key for example\.test\); deferring with 451 4\.7\.0"),
+    ("tempfail", r"signing for domain example\.test failed: fake failure"),
+    ("close", r"signing for domain example\.test failed"),
+])
+def test_unsigned_never_queued(tern, test_dir, monkeypatch, mode, log):
+    t = start_with_fake_signer(tern, test_dir, monkeypatch, mode=mode)
+    lines = submit(t, SIGNED_MSG)
+    assert end_line(lines).startswith("END 451 4.7.0 "), lines
+    assert read_queue(t.queue_dir)[0] == {}
+    t.wait_log(log)
+    # Once the signer works again, so does submission.
+    set_mode(t, "ok")
+    qid = ternlib.wait_for(
+        lambda: re.findall(r"qid=(\w+)", "\n".join(submit(t, SIGNED_MSG))),
+        10, what="a signed message to be queued")[0]
+    assert verify(t, read_queue(t.queue_dir)[0][qid]["content"])
+
+
+def signer_pids(t):
+    out = subprocess.run(["ps", "-eo", "pid=,pgid=,args="], capture_output=True,
+                         text=True).stdout
+    return [int(l.split()[0]) for l in out.splitlines()
+            if int(l.split()[1]) == t.proc.pid and "tern-signer" in l]
+
+
+def test_signer_killed_gives_4xx_until_restarted(tern, test_dir, monkeypatch):
+    import signal as sig
+    t = start_with_fake_signer(tern, test_dir, monkeypatch)
+    assert queued_id(submit(t, SIGNED_MSG))
+    pids = ternlib.wait_for(lambda: signer_pids(t), 10, what="the signer")
+    os.kill(pids[0], sig.SIGKILL)
+    ternlib.wait_for(lambda: signer_pids(t) != pids, 10,
+                     what="the signer to be gone")
+    lines = submit(t, SIGNED_MSG)
+    end = end_line(lines)
+    assert end.startswith("END 451 4.7.0 ") or end.startswith("END 250 "), lines
+    if end.startswith("END 250 "):
+        # The master was quicker: it must be signed all the same.
+        q = queued_id(lines)
+        assert verify(t, read_queue(t.queue_dir)[0][q]["content"])
+    t.wait_log(r"process tern-signer pid %d killed by signal 9" % pids[0])
+    ternlib.wait_for(lambda: signer_pids(t), 15, what="the signer restarted")
+    qid = ternlib.wait_for(
+        lambda: re.findall(r"qid=(\w+)", "\n".join(submit(t, SIGNED_MSG))),
+        15, what="a signed message after the restart")[0]
+    assert verify(t, read_queue(t.queue_dir)[0][qid]["content"])
+    for m in read_queue(t.queue_dir)[0].values():
+        assert m["content"].startswith(b"DKIM-Signature: ")
