@@ -95,6 +95,22 @@ cleanup_drain(struct daemon *d)
 	cleanup_maybe_exit();
 }
 
+/* Clears reader slots of dead processes now and then (SCHEMA.md). */
+static void
+reader_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+	int cleared = 0;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (queue_reader_check(cleanup.q, &cleared) == -1)
+		log_warn("queue reader check failed: %s",
+		    queue_strerror(queue_last_error()));
+	else if (cleared > 0)
+		log_info("cleared %d stale queue reader slot(s)", cleared);
+}
+
 /* True when some [domain] has DKIM selectors: a signer is needed. */
 static bool
 has_dkim_domains(const struct tern_config *cfg)
@@ -131,6 +147,15 @@ main(int argc, char **argv)
 	cleanup.ev_done = event_new(d->base, -1, 0, txn_commits_done, NULL);
 	if (cleanup.ev_done == NULL)
 		log_fatal("event_new failed");
+
+	{
+		struct timeval minute = { 60, 0 };
+		struct event *ev = event_new(d->base, -1, EV_PERSIST,
+		    reader_check_cb, NULL);
+
+		if (ev == NULL || event_add(ev, &minute) == -1)
+			log_fatal("cannot set up the reader check timer");
+	}
 
 	daemon_service_path(d, "qmgr", path, sizeof(path));
 	cleanup.qmgr = ipc_client_new(d->base, path, "cleanup", qmgr_msg_cb,

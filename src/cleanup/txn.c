@@ -406,6 +406,15 @@ content_out(void *arg, const char *p, size_t n)
 		signer_job_data(t->sign, p, n);
 }
 
+/* Appends final content only. */
+static void
+content_add(void *arg, const char *p, size_t n)
+{
+	struct txn *t = arg;
+
+	evbuffer_add(t->content, p, n);
+}
+
 /* A unique left part for a new Message-ID. */
 static void
 unique_id(char *buf, size_t size)
@@ -523,7 +532,11 @@ on_headers(void *arg, struct header_list *h)
 	t->content = evbuffer_new();
 	if (t->content == NULL)
 		log_fatal("evbuffer_new failed");
-	fixup_write_headers(h, &t->fix, content_out, t);
+	/* The header section goes to the signer in one piece. */
+	fixup_write_headers(h, &t->fix, content_add, t);
+	if (t->sign != NULL)
+		signer_job_data(t->sign, evbuffer_pullup(t->content, -1),
+		    evbuffer_get_length(t->content));
 }
 
 static void
@@ -791,6 +804,25 @@ txn_commits_done(evutil_socket_t fd, short what, void *arg)
 
 /* ---- ABORT and the dispatcher ---- */
 
+/* The client no longer wants an answer. A message being committed is
+ * committed all the same (a duplicate if the client retries, never a
+ * loss); anything earlier was never acknowledged and is dropped. */
+static void
+txn_forget(struct txn *t)
+{
+	if (t->state == TXN_COMMITTING) {
+		txn_detach(t);
+		return;
+	}
+	if (t->state == TXN_SIGNING) {
+		cleanup.n_ending--;
+		txn_free(t);	/* aborts the signing job */
+		cleanup_maybe_exit();
+		return;
+	}
+	txn_free(t);
+}
+
 static void
 on_abort(struct client *cl, struct ipc_msg *m)
 {
@@ -800,12 +832,8 @@ on_abort(struct client *cl, struct ipc_msg *m)
 		ipc_conn_protocol_error(cl->conn, "malformed CLEANUP_ABORT");
 		return;
 	}
-	if ((t = txn_find(cl, m->reqid)) == NULL)
-		return;
-	if (t->state == TXN_SIGNING || t->state == TXN_COMMITTING)
-		txn_detach(t);	/* finishes unanswered */
-	else
-		txn_free(t);
+	if ((t = txn_find(cl, m->reqid)) != NULL)
+		txn_forget(t);
 }
 
 void
@@ -836,12 +864,6 @@ txn_dispatch(struct client *cl, struct ipc_msg *m)
 void
 txn_client_gone(struct client *cl)
 {
-	while (cl->txns != NULL) {
-		struct txn *t = cl->txns;
-
-		if (t->state == TXN_SIGNING || t->state == TXN_COMMITTING)
-			txn_detach(t);
-		else
-			txn_free(t);
-	}
+	while (cl->txns != NULL)
+		txn_forget(cl->txns);
 }

@@ -557,3 +557,104 @@ def test_signer_killed_gives_4xx_until_restarted(tern, test_dir, monkeypatch):
     assert verify(t, read_queue(t.queue_dir)[0][qid]["content"])
     for m in read_queue(t.queue_dir)[0].values():
         assert m["content"].startswith(b"DKIM-Signature: ")
+
+
+# ---- the conversation itself, frame by frame ----
+
+class Raw:
+    """A raw CLEANUP connection (framing of src/lib/ipc.h)."""
+
+    def __init__(self, path):
+        import socket
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.settimeout(10)
+        self.s.connect(path)
+        self.buf = b""
+        self.send(0x0001, 0, struct.pack(">I", 1) + self.str("raw"))
+        assert self.recv()[0] == 0x0001
+
+    @staticmethod
+    def str(s):
+        b = s.encode() + b"\0"
+        return struct.pack(">I", len(b)) + b
+
+    def send(self, ftype, reqid, payload=b""):
+        self.s.sendall(struct.pack(">IHHI", len(payload), ftype, 0, reqid) +
+                       payload)
+
+    def recv(self):
+        while True:
+            if len(self.buf) >= 12:
+                n, ftype, _f, reqid = struct.unpack_from(">IHHI", self.buf)
+                if len(self.buf) >= 12 + n:
+                    p = self.buf[12:12 + n]
+                    self.buf = self.buf[12 + n:]
+                    return ftype, reqid, p
+            d = self.s.recv(65536)
+            if not d:
+                return None
+            self.buf += d
+
+    def reply(self):
+        f = self.recv()
+        assert f is not None and f[0] == 0x0106, f
+        code = struct.unpack_from(">H", f[2])[0]
+        pos, out = 2, []
+        for _ in range(3):
+            (n,) = struct.unpack_from(">I", f[2], pos)
+            out.append(f[2][pos + 4:pos + 4 + n - 1].decode())
+            pos += 4 + n
+        return f[1], code, out[0], out[1], out[2]
+
+    def begin(self, reqid, sender="app@example.test"):
+        p = struct.pack(">B", 1) + self.str("") + self.str("c.test") + \
+            self.str("192.0.2.9") + self.str("c.test") + self.str("") + \
+            struct.pack(">B", 0) + self.str("") + self.str(sender) + \
+            struct.pack(">BBQB", 0, 0, 0, 0) + self.str("")
+        self.send(0x0101, reqid, p)
+
+    def rcpt(self, reqid, addr):
+        self.send(0x0102, reqid, self.str(addr) + self.str("") + b"\0")
+
+    def data(self, reqid, b):
+        self.send(0x0103, reqid, struct.pack(">I", len(b)) + b)
+
+
+def test_interleaved_transactions_and_abort(tern):
+    t = start(tern)
+    c = Raw(t.cleanup_sock)
+    c.begin(1)
+    c.begin(2)
+    assert c.reply()[:2] == (1, 250) and c.reply()[:2] == (2, 250)
+    c.rcpt(2, "two@dest.test")
+    c.rcpt(1, "one@dest.test")
+    assert c.reply()[:2] == (2, 250) and c.reply()[:2] == (1, 250)
+    c.data(2, b"From: app@example.test\r\nSubject: two\r\n\r\n")
+    c.data(1, b"From: app@example.test\r\nSub")
+    c.data(1, b"ject: one\r\n\r\nbody one\r\n")
+    c.send(0x0105, 2)                       # ABORT 2
+    c.send(0x0104, 1)                       # END 1
+    reqid, code, status, text, qid = c.reply()
+    assert (reqid, code, status) == (1, 250, "2.0.0") and qid
+    c.send(0x0104, 2)                       # END for a forgotten transaction
+    assert c.reply()[:3] == (2, 503, "5.5.1")
+    msgs = read_queue(t.queue_dir)[0]
+    assert list(msgs) == [qid]
+    assert b"Subject: one\r\n" in msgs[qid]["content"]
+    assert [r["address"] for r in msgs[qid]["rcpts"]] == ["one@dest.test"]
+
+
+def test_malformed_frame_closes_only_that_connection(tern):
+    t = start(tern)
+    good = Raw(t.cleanup_sock)
+    bad = Raw(t.cleanup_sock)
+    good.begin(7)
+    bad.send(0x0101, 1, b"\x01garbage")
+    assert bad.recv() is None               # closed by cleanup
+    assert good.reply()[:2] == (7, 250)
+    good.rcpt(7, "a@dest.test")
+    assert good.reply()[:2] == (7, 250)
+    good.data(7, b"From: app@example.test\r\n\r\nb\r\n")
+    good.send(0x0104, 7)
+    assert good.reply()[1] == 250
+    t.wait_log(r"malformed CLEANUP_BEGIN")
