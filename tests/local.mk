@@ -14,6 +14,11 @@ TESTS += tests/unit/test_config tests/unit/test_ipc
 
 EXTRA_DIST += tests/integration tests/fuzz/corpus
 
+# Test tools the integration tests run (built by make check and make all).
+noinst_PROGRAMS += tests/tools/sign_client
+tests_tools_sign_client_SOURCES = tests/tools/sign_client.c
+tests_tools_sign_client_LDADD = $(TERN_LIBS)
+
 # libFuzzer targets: `make fuzz` builds them in a clang build directory
 # configured with --enable-fuzzing; `make fuzz-run` runs each for
 # FUZZ_SECONDS on its corpus (tests/fuzz/corpus/NAME).

@@ -54,6 +54,7 @@ enum key_type {
 	K_DIR,			/* a path; need not exist yet */
 	K_FILE,			/* a path that must exist */
 	K_FILE_LIST,		/* paths that must exist */
+	K_PATH_LIST,		/* paths that may be missing until used */
 	K_BOOL,
 	K_UINT,			/* unsigned within [min, max] */
 	K_SIZE,			/* bytes with optional K, M, G */
@@ -130,7 +131,7 @@ static const struct key_spec key_specs[] = {
 	{ SECT_LISTEN, "trusted_networks", K_CIDR_LIST, LF(trusted_networks), LF(n_trusted_networks), 0, 0, NULL, NULL },
 
 	{ SECT_DOMAIN, "dkim_selector", K_STRING_LIST, DF(dkim_selectors), DF(n_dkim), 0, 0, NULL, NULL },
-	{ SECT_DOMAIN, "dkim_key", K_FILE_LIST, DF(dkim_keys), DF(n_dkim_keys), 0, 0, NULL, NULL },
+	{ SECT_DOMAIN, "dkim_key", K_PATH_LIST, DF(dkim_keys), DF(n_dkim_keys), 0, 0, NULL, NULL },
 	{ SECT_DOMAIN, "return_path", K_HOSTNAME, DF(return_path), 0, 0, 0, NULL, NULL },
 
 	{ SECT_DESTINATION, "max_connections", K_UINT, XF(max_connections), 0, 1, 100000, NULL, NULL },
@@ -604,6 +605,7 @@ store_value(struct parse_state *st, const struct key_spec *ks, void *base,
 	}
 	case K_STRING_LIST:
 	case K_FILE_LIST:
+	case K_PATH_LIST:
 	case K_DURATION_LIST:
 	case K_CIDR_LIST:
 		break;
@@ -671,7 +673,7 @@ store_value(struct parse_state *st, const struct key_spec *ks, void *base,
 			*count = 0;
 		}
 		for (size_t w = 0; w < nwords; w++) {
-			char *item = ks->type == K_FILE_LIST
+			char *item = ks->type == K_FILE_LIST || ks->type == K_PATH_LIST
 			    ? config_resolve_path(st, words[w]) : xstrdup(words[w]);
 
 			errno = 0;
@@ -910,7 +912,8 @@ config_read_line(char *str, int num, void *stream)
 static bool
 is_list_type(enum key_type t)
 {
-	return t == K_STRING_LIST || t == K_FILE_LIST || t == K_DURATION_LIST ||
+	return t == K_STRING_LIST || t == K_FILE_LIST || t == K_PATH_LIST ||
+	    t == K_DURATION_LIST ||
 	    t == K_CIDR_LIST;
 }
 
@@ -1115,7 +1118,7 @@ config_free(struct tern_config *cfg)
 		case K_DURATION_LIST: case K_CIDR_LIST:
 			free(*(void **)p);
 			break;
-		case K_STRING_LIST: case K_FILE_LIST:
+		case K_STRING_LIST: case K_FILE_LIST: case K_PATH_LIST:
 			free_words(*(char ***)p, *(size_t *)((char *)cfg + ks->count));
 			break;
 		default:

@@ -4,6 +4,7 @@ src_lib_libtern_a_SOURCES = \
 	src/lib/address.c src/lib/address.h \
 	src/lib/config.c src/lib/config.h \
 	src/lib/daemon.c src/lib/daemon.h \
+	src/lib/dkim_key.c src/lib/dkim_key.h \
 	src/lib/ipc.c src/lib/ipc_client.c src/lib/ipc.h \
 	src/lib/log.c src/lib/log.h \
 	src/lib/signer_client.c src/lib/signer_client.h \

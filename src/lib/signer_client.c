@@ -18,6 +18,7 @@
 #include "util.h"
 
 #define SIGNER_MAX_HEADERS	64	/* a reply with more is malformed */
+#define SIGNER_TIMEOUT_SEC	30	/* from END to the reply */
 
 struct signer_job {
 	TAILQ_ENTRY(signer_job) entry;
@@ -26,6 +27,8 @@ struct signer_job {
 	uint64_t generation;		/* connection the job was begun on */
 	bool ended;			/* END sent (or due): done() pending */
 	bool failed;			/* the connection is gone: TEMPFAIL */
+	bool sent;			/* BEGIN went out */
+	struct event *ev_timeout;	/* after END: the signer is stuck */
 	signer_done_fn done;
 	void *arg;
 };
@@ -37,6 +40,8 @@ struct signer_client {
 	struct signer_job_list jobs;
 	uint32_t next_reqid;
 	uint64_t generation;		/* counts connections that came up */
+	struct event_base *base;
+	unsigned timeout_sec;
 	struct event *ev_fail;		/* runs done() of failed, ended jobs */
 };
 
@@ -44,6 +49,8 @@ static void
 signer_job_remove(struct signer_job *job)
 {
 	TAILQ_REMOVE(&job->sc->jobs, job, entry);
+	if (job->ev_timeout != NULL)
+		event_free(job->ev_timeout);
 	free(job);
 }
 
@@ -81,10 +88,10 @@ signer_fail_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		signer_done_fn done = job->done;
 		void *done_arg = job->arg;
-		bool up = ipc_client_is_up(sc->ipc);
+		bool sent = job->sent;
 
 		signer_job_remove(job);
-		done(done_arg, SIGN_TEMPFAIL, up ? "lost connection to the signer"
+		done(done_arg, SIGN_TEMPFAIL, sent ? "lost connection to the signer"
 		    : "the signer is not reachable", NULL, 0);
 	}
 }
@@ -160,6 +167,8 @@ signer_client_new(struct event_base *base, const char *socket_path)
 	struct signer_client *sc = xcalloc(1, sizeof(*sc));
 
 	TAILQ_INIT(&sc->jobs);
+	sc->base = base;
+	sc->timeout_sec = SIGNER_TIMEOUT_SEC;
 	sc->next_reqid = 1;
 	sc->ev_fail = event_new(base, -1, 0, signer_fail_cb, sc);
 	if (sc->ev_fail == NULL)
@@ -181,6 +190,12 @@ signer_client_free(struct signer_client *sc)
 	ipc_client_free(sc->ipc);
 	event_free(sc->ev_fail);
 	free(sc);
+}
+
+bool
+signer_client_is_up(const struct signer_client *sc)
+{
+	return ipc_client_is_up(sc->ipc);
 }
 
 size_t
@@ -213,6 +228,7 @@ signer_job_begin(struct signer_client *sc, const char *domain,
 	o = ipc_out_new(IPC_SIGN_BEGIN, job->reqid);
 	ipc_put_str(o, domain);
 	ipc_client_send(sc->ipc, o);
+	job->sent = true;
 	return job;
 }
 
@@ -233,9 +249,30 @@ signer_job_data(struct signer_job *job, const void *buf, size_t len)
 	}
 }
 
+/* No reply in time: the signer is stuck, or not yet accepting (ternd
+ * throttles a failing signer while its socket queues connections). */
+static void
+signer_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct signer_job *job = arg;
+	signer_done_fn done = job->done;
+	void *done_arg = job->arg;
+
+	(void)fd;
+	(void)what;
+	if (signer_job_is_live(job))
+		ipc_client_send(job->sc->ipc,
+		    ipc_out_new(IPC_SIGN_ABORT, job->reqid));
+	signer_job_remove(job);
+	done(done_arg, SIGN_TEMPFAIL, "the signer did not answer in time",
+	    NULL, 0);
+}
+
 void
 signer_job_end(struct signer_job *job)
 {
+	struct timeval tv = { job->sc->timeout_sec, 0 };
+
 	TERN_ASSERT(!job->ended);
 	job->ended = true;
 	if (!signer_job_is_live(job)) {
@@ -243,6 +280,16 @@ signer_job_end(struct signer_job *job)
 		return;
 	}
 	ipc_client_send(job->sc->ipc, ipc_out_new(IPC_SIGN_END, job->reqid));
+	job->ev_timeout = evtimer_new(job->sc->base, signer_timeout_cb, job);
+	if (job->ev_timeout == NULL)
+		log_fatal("evtimer_new failed");
+	evtimer_add(job->ev_timeout, &tv);
+}
+
+void
+signer_client_set_timeout(struct signer_client *sc, unsigned seconds)
+{
+	sc->timeout_sec = seconds;
 }
 
 void

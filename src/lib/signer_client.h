@@ -7,6 +7,7 @@
 #ifndef TERN_SIGNER_CLIENT_H
 #define TERN_SIGNER_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct event_base;
@@ -28,8 +29,13 @@ struct signer_client *signer_client_new(struct event_base *base,
     const char *socket_path);
 /* Frees the client; jobs still open are dropped without a callback. */
 void signer_client_free(struct signer_client *sc);
+/* Whether the connection to the signer is up (jobs begun now can work). */
+bool signer_client_is_up(const struct signer_client *sc);
 /* Bytes queued to the signer but not yet written (for backpressure). */
 size_t signer_client_pending(const struct signer_client *sc);
+
+/* How long END waits for the reply before SIGN_TEMPFAIL (default 30 s). */
+void signer_client_set_timeout(struct signer_client *sc, unsigned seconds);
 
 /* Starts a job for domain (the From: domain, lower case). Never NULL. */
 struct signer_job *signer_job_begin(struct signer_client *sc,
@@ -37,7 +43,8 @@ struct signer_job *signer_job_begin(struct signer_client *sc,
 /* Feeds message bytes (headers and body as queued, CRLF line ends). */
 void signer_job_data(struct signer_job *job, const void *buf, size_t len);
 /* The message is complete: done() is called exactly once, later (never
- * inside this call), also when the signer is unreachable (SIGN_TEMPFAIL). */
+ * inside this call), also when the signer is unreachable, the connection
+ * is lost or the reply does not come in time (SIGN_TEMPFAIL). */
 void signer_job_end(struct signer_job *job);
 /* Forgets the job, before or after end; done() is not called. */
 void signer_job_abort(struct signer_job *job);

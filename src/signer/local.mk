@@ -1,1 +1,6 @@
-# src/signer: build rules for this folder are added here.
+# src/signer: tern-signer, the only process that reads DKIM private keys.
+pkglibexec_PROGRAMS += src/signer/tern-signer
+src_signer_tern_signer_SOURCES = src/signer/signer.c \
+	src/signer/header_split.c src/signer/header_split.h
+src_signer_tern_signer_CPPFLAGS = $(AM_CPPFLAGS) $(OPENDKIM_CFLAGS)
+src_signer_tern_signer_LDADD = $(TERN_LIBS) $(OPENDKIM_LIBS)

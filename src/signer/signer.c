@@ -1,0 +1,544 @@
+/*
+ * tern-signer - adds DKIM signatures for tern-cleanup. It is the only
+ * process that reads the DKIM private keys: it loads them as root at
+ * start (ternd replaces it on reload), then chroots into run_dir and runs
+ * unprivileged. Messages are streamed through libopendkim chunk by chunk
+ * (IPC_SIGN_* in ipc.h) and never held whole; one signature per selector
+ * of the sending [domain], rsa-sha256 or ed25519-sha256, relaxed/relaxed.
+ */
+#include "autoconfig.h"
+
+#include <dkim.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "dkim_key.h"
+#include "header_split.h"
+#include "ipc.h"
+#include "log.h"
+#include "util.h"
+
+/* libopendkim leaks a little per ed25519 signature: start afresh now and
+ * then (ternd restarts a daemon that exits). */
+#define ED25519_RECYCLE_DEFAULT	50000
+#define MAX_HEADER_FIELD	(256 * 1024)
+
+/* The header fields signed when present; From is also oversigned. */
+static const char *const signed_headers[] = {
+	"from", "to", "cc", "subject", "date", "message-id", "mime-version",
+	"content-type", "content-transfer-encoding", "reply-to",
+	"list-unsubscribe", "list-unsubscribe-post", "feedback-id", NULL,
+};
+static const char *const oversigned_headers[] = { "from", NULL };
+
+/* One selector of a domain, with its key when it could be loaded. */
+struct signer_selector {
+	const char *selector;
+	const char *path;
+	bool loaded;
+	struct dkim_key key;
+};
+
+struct signer_domain {
+	const char *name;
+	struct signer_selector *selectors;
+	size_t n_selectors;
+	size_t n_loaded;
+};
+
+struct signer_conn;
+
+struct signer_job {
+	TAILQ_ENTRY(signer_job) entry;
+	struct signer_conn *conn;
+	uint32_t reqid;
+	const struct signer_domain *domain;	/* NULL: no key */
+	DKIM **dkim;			/* one handle per loaded selector */
+	const struct signer_selector **sel;
+	size_t n_dkim;
+	struct header_split split;
+	uint64_t bytes;
+	char *error;			/* set: the job fails with TEMPFAIL */
+};
+
+struct signer_conn {
+	TAILQ_ENTRY(signer_conn) entry;
+	struct ipc_conn *ipc;
+	TAILQ_HEAD(, signer_job) jobs;
+};
+
+struct signer {
+	struct daemon d;
+	DKIM_LIB *lib;
+	struct signer_domain *domains;
+	size_t n_domains;
+	struct evconnlistener *listener;
+	TAILQ_HEAD(, signer_conn) conns;
+	size_t n_jobs;
+	uint64_t ed25519_signed;
+	uint64_t ed25519_recycle;	/* 0: never */
+};
+
+static struct signer signer;
+
+static void signer_maybe_exit(void);
+
+/* ---- keys: loaded before the privilege drop ---- */
+
+static void
+signer_load_keys(struct daemon *d)
+{
+	const struct tern_config *cfg = d->cfg;
+
+	signer.domains = xcalloc(cfg->n_domains + 1, sizeof(*signer.domains));
+	signer.n_domains = cfg->n_domains;
+	for (size_t i = 0; i < cfg->n_domains; i++) {
+		const struct cfg_domain *cd = &cfg->domains[i];
+		struct signer_domain *sd = &signer.domains[i];
+
+		sd->name = cd->name;
+		sd->n_selectors = cd->n_dkim;
+		sd->selectors = xcalloc(cd->n_dkim + 1, sizeof(*sd->selectors));
+		for (size_t k = 0; k < cd->n_dkim; k++) {
+			struct signer_selector *s = &sd->selectors[k];
+			char *why = NULL;
+
+			s->selector = cd->dkim_selectors[k];
+			s->path = cd->dkim_keys[k];
+			if (dkim_key_load(s->path, &s->key, &why) == -1) {
+				log_warn("domain=%s selector=%s: %s; mail from "
+				    "this domain is not signed with it", sd->name,
+				    s->selector, why);
+				free(why);
+				continue;
+			}
+			s->loaded = true;
+			sd->n_loaded++;
+			log_info("domain=%s selector=%s key=%s algorithm=%s-sha256 "
+			    "bits=%d: loaded", sd->name, s->selector, s->path,
+			    dkim_key_alg_name(s->key.alg), s->key.bits);
+		}
+		if (sd->n_loaded == 0)
+			log_warn("domain=%s: no usable DKIM key; its mail is "
+			    "refused with a temporary error until one is "
+			    "configured", sd->name);
+	}
+}
+
+static const struct signer_domain *
+signer_find_domain(const char *name)
+{
+	for (size_t i = 0; i < signer.n_domains; i++)
+		if (strcasecmp(signer.domains[i].name, name) == 0)
+			return &signer.domains[i];
+	return NULL;
+}
+
+/* ---- jobs ---- */
+
+static int
+job_fail(struct signer_job *job, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+job_fail(struct signer_job *job, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (job->error == NULL) {
+		va_start(ap, fmt);
+		if (vasprintf(&job->error, fmt, ap) == -1)
+			log_fatal("out of memory");
+		va_end(ap);
+	}
+	return -1;
+}
+
+/* The text of a libopendkim failure on handle i. */
+static const char *
+job_dkim_error(struct signer_job *job, size_t i, DKIM_STAT stat)
+{
+	const char *e = dkim_geterror(job->dkim[i]);
+
+	return e != NULL && *e != '\0' ? e : dkim_getresultstr(stat);
+}
+
+static int
+job_field(void *arg, const char *field, size_t len)
+{
+	struct signer_job *job = arg;
+
+	for (size_t i = 0; i < job->n_dkim; i++) {
+		DKIM_STAT stat = dkim_header(job->dkim[i], (u_char *)field, len);
+
+		if (stat != DKIM_STAT_OK)
+			return job_fail(job, "header field refused: %s",
+			    job_dkim_error(job, i, stat));
+	}
+	return 0;
+}
+
+static int
+job_eoh(void *arg)
+{
+	struct signer_job *job = arg;
+
+	for (size_t i = 0; i < job->n_dkim; i++) {
+		DKIM_STAT stat = dkim_eoh(job->dkim[i]);
+
+		if (stat != DKIM_STAT_OK)
+			return job_fail(job, "end of header refused: %s",
+			    job_dkim_error(job, i, stat));
+	}
+	return 0;
+}
+
+static int
+job_body(void *arg, const char *buf, size_t len)
+{
+	struct signer_job *job = arg;
+
+	for (size_t i = 0; i < job->n_dkim; i++) {
+		DKIM_STAT stat = dkim_body(job->dkim[i], (u_char *)buf, len);
+
+		if (stat != DKIM_STAT_OK)
+			return job_fail(job, "body refused: %s",
+			    job_dkim_error(job, i, stat));
+	}
+	return 0;
+}
+
+static const struct header_split_ops job_split_ops = {
+	.field = job_field,
+	.eoh = job_eoh,
+	.body = job_body,
+};
+
+static struct signer_job *
+job_find(struct signer_conn *sc, uint32_t reqid)
+{
+	struct signer_job *job;
+
+	TAILQ_FOREACH(job, &sc->jobs, entry)
+		if (job->reqid == reqid)
+			return job;
+	return NULL;
+}
+
+static void
+job_free(struct signer_job *job)
+{
+	TAILQ_REMOVE(&job->conn->jobs, job, entry);
+	for (size_t i = 0; i < job->n_dkim; i++)
+		if (job->dkim[i] != NULL)
+			dkim_free(job->dkim[i]);
+	free(job->dkim);
+	free(job->sel);
+	header_split_free(&job->split);
+	free(job->error);
+	free(job);
+	signer.n_jobs--;
+}
+
+static struct signer_job *
+job_new(struct signer_conn *sc, uint32_t reqid, const char *domain)
+{
+	struct signer_job *job = xcalloc(1, sizeof(*job));
+	const struct signer_domain *sd = signer_find_domain(domain);
+
+	job->conn = sc;
+	job->reqid = reqid;
+	TAILQ_INSERT_TAIL(&sc->jobs, job, entry);
+	signer.n_jobs++;
+	header_split_init(&job->split, &job_split_ops, job, MAX_HEADER_FIELD);
+	if (sd == NULL || sd->n_loaded == 0)
+		return job;
+	job->domain = sd;
+	job->dkim = xcalloc(sd->n_loaded, sizeof(*job->dkim));
+	job->sel = xcalloc(sd->n_loaded, sizeof(*job->sel));
+	for (size_t k = 0; k < sd->n_selectors; k++) {
+		const struct signer_selector *s = &sd->selectors[k];
+		DKIM_STAT stat;
+		DKIM *dkim;
+
+		if (!s->loaded)
+			continue;
+		dkim = dkim_sign(signer.lib, (const u_char *)"tern-signer", NULL,
+		    (dkim_sigkey_t)s->key.pem, (const u_char *)s->selector,
+		    (const u_char *)sd->name, DKIM_CANON_RELAXED,
+		    DKIM_CANON_RELAXED, s->key.alg == DKIM_KEY_ED25519
+		    ? DKIM_SIGN_ED25519SHA256 : DKIM_SIGN_RSASHA256, -1, &stat);
+		if (dkim == NULL) {
+			job_fail(job, "dkim_sign for selector %s: %s", s->selector,
+			    dkim_getresultstr(stat));
+			break;
+		}
+		job->sel[job->n_dkim] = s;
+		job->dkim[job->n_dkim++] = dkim;
+	}
+	return job;
+}
+
+static void
+job_reply(struct signer_job *job, uint8_t status, const char *error,
+    char **headers, size_t n)
+{
+	struct ipc_out *o = ipc_out_new(IPC_SIGN_REPLY, job->reqid);
+
+	ipc_put_u8(o, status);
+	ipc_put_str(o, error);
+	ipc_put_u32(o, (uint32_t)n);
+	for (size_t i = 0; i < n; i++)
+		ipc_put_str(o, headers[i]);
+	ipc_conn_send(job->conn->ipc, o);
+}
+
+/* END: finish every signature and answer. */
+static void
+job_finish(struct signer_job *job)
+{
+	char **headers;
+	size_t n = 0;
+	size_t n_ed25519 = 0;
+
+	if (job->domain == NULL) {
+		log_warn("reqid=%u: no DKIM key for the domain: not signed",
+		    job->reqid);
+		job_reply(job, SIGN_NO_KEY, "no DKIM key for the sending domain",
+		    NULL, 0);
+		return;
+	}
+	headers = xcalloc(job->n_dkim + 1, sizeof(*headers));
+	if (job->error == NULL && header_split_finish(&job->split) == -1)
+		job_fail(job, "%s", job->split.error);
+	for (size_t i = 0; i < job->n_dkim && job->error == NULL; i++) {
+		unsigned char *sig = NULL;
+		size_t len = 0;
+		DKIM_STAT stat = dkim_eom(job->dkim[i], NULL);
+
+		if (stat == DKIM_STAT_OK)
+			stat = dkim_getsighdr_d(job->dkim[i],
+			    strlen(DKIM_SIGNHEADER) + 2, &sig, &len);
+		if (stat != DKIM_STAT_OK) {
+			job_fail(job, "selector %s: %s", job->sel[i]->selector,
+			    job_dkim_error(job, i, stat));
+			break;
+		}
+		headers[n++] = xasprintf("%s: %.*s", DKIM_SIGNHEADER, (int)len,
+		    (const char *)sig);
+		if (job->sel[i]->key.alg == DKIM_KEY_ED25519)
+			n_ed25519++;
+	}
+	if (job->error != NULL) {
+		log_warn("reqid=%u domain=%s size=%llu: not signed: %s",
+		    job->reqid, job->domain->name,
+		    (unsigned long long)job->bytes, job->error);
+		job_reply(job, SIGN_TEMPFAIL, job->error, NULL, 0);
+	} else {
+		log_info("reqid=%u domain=%s size=%llu signatures=%zu: signed",
+		    job->reqid, job->domain->name,
+		    (unsigned long long)job->bytes, n);
+		job_reply(job, SIGN_OK, "", headers, n);
+		signer.ed25519_signed += n_ed25519;
+	}
+	for (size_t i = 0; i < n; i++)
+		free(headers[i]);
+	free(headers);
+}
+
+/* ---- the IPC conversation ---- */
+
+static void
+conn_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+{
+	struct signer_conn *sc = arg;
+	struct signer_job *job = job_find(sc, m->reqid);
+	const char *domain;
+	const void *data;
+	size_t len;
+
+	switch (m->type) {
+	case IPC_SIGN_BEGIN:
+		if (ipc_get_str(m, &domain) == -1 || ipc_msg_end(m) == -1) {
+			ipc_conn_protocol_error(c, "malformed SIGN_BEGIN");
+			return;
+		}
+		if (job != NULL) {
+			ipc_conn_protocol_error(c, "SIGN_BEGIN for job %u which "
+			    "is already open", m->reqid);
+			return;
+		}
+		job_new(sc, m->reqid, domain);
+		return;
+	case IPC_SIGN_DATA:
+		if (ipc_get_data(m, &data, &len) == -1 || ipc_msg_end(m) == -1 ||
+		    len > IPC_DATA_CHUNK) {
+			ipc_conn_protocol_error(c, "malformed SIGN_DATA");
+			return;
+		}
+		if (job == NULL) {
+			ipc_conn_protocol_error(c, "SIGN_DATA for unknown job %u",
+			    m->reqid);
+			return;
+		}
+		job->bytes += len;
+		if (job->domain != NULL && job->error == NULL &&
+		    header_split_feed(&job->split, data, len) == -1)
+			job_fail(job, "%s", job->split.error);
+		return;
+	case IPC_SIGN_END:
+	case IPC_SIGN_ABORT:
+		if (ipc_msg_end(m) == -1) {
+			ipc_conn_protocol_error(c, "malformed %s",
+			    ipc_type_name(m->type));
+			return;
+		}
+		if (job == NULL) {
+			/* An ABORT may cross the reply to its END. */
+			if (m->type == IPC_SIGN_END)
+				ipc_conn_protocol_error(c, "SIGN_END for unknown "
+				    "job %u", m->reqid);
+			return;
+		}
+		if (m->type == IPC_SIGN_END)
+			job_finish(job);
+		job_free(job);
+		signer_maybe_exit();
+		return;
+	default:
+		ipc_conn_protocol_error(c, "unexpected %s",
+		    ipc_type_name(m->type));
+		return;
+	}
+}
+
+static void
+conn_close_cb(struct ipc_conn *c, const char *why, void *arg)
+{
+	struct signer_conn *sc = arg;
+	struct signer_job *job;
+
+	if (!TAILQ_EMPTY(&sc->jobs))
+		log_warn("connection from %s closed with jobs open: %s",
+		    ipc_conn_peer_name(c), why);
+	while ((job = TAILQ_FIRST(&sc->jobs)) != NULL)
+		job_free(job);
+	TAILQ_REMOVE(&signer.conns, sc, entry);
+	ipc_conn_free(c);
+	free(sc);
+	signer_maybe_exit();
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct signer_conn *sc = xcalloc(1, sizeof(*sc));
+
+	(void)l;
+	(void)sa;
+	(void)salen;
+	(void)arg;
+	TAILQ_INIT(&sc->jobs);
+	TAILQ_INSERT_TAIL(&signer.conns, sc, entry);
+	sc->ipc = ipc_conn_new(signer.d.base, fd, "signer", conn_msg_cb,
+	    conn_close_cb, sc);
+}
+
+/* ---- lifecycle ---- */
+
+static void
+signer_stop_listening(void)
+{
+	if (signer.listener != NULL) {
+		evconnlistener_free(signer.listener);
+		signer.listener = NULL;
+	}
+}
+
+/* Exits once idle when draining or due for recycling. */
+static void
+signer_maybe_exit(void)
+{
+	bool recycle = signer.ed25519_recycle > 0 &&
+	    signer.ed25519_signed >= signer.ed25519_recycle;
+
+	if (signer.n_jobs > 0 || (!signer.d.draining && !recycle))
+		return;
+	if (recycle && !signer.d.draining)
+		log_info("recycling after %llu ed25519 signatures",
+		    (unsigned long long)signer.ed25519_signed);
+	signer_stop_listening();
+	daemon_exit(&signer.d);
+}
+
+static void
+signer_drain(struct daemon *d)
+{
+	(void)d;
+	signer_stop_listening();
+	signer_maybe_exit();
+}
+
+static void
+signer_open_privileged(struct daemon *d)
+{
+	signer_load_keys(d);
+}
+
+static const struct daemon_spec signer_spec = {
+	.name = "signer",
+	.chroot_run_dir = true,
+	.open_privileged = signer_open_privileged,
+	.drain = signer_drain,
+};
+
+static void
+signer_setup_lib(void)
+{
+	signer.lib = dkim_init(NULL, NULL);
+	if (signer.lib == NULL)
+		log_fatal("dkim_init failed");
+	if (dkim_options(signer.lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS,
+	    (void *)signed_headers, sizeof(char **)) != DKIM_STAT_OK ||
+	    dkim_options(signer.lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS,
+	    (void *)oversigned_headers, sizeof(char **)) !=
+	    DKIM_STAT_OK)
+		log_fatal("cannot set the signed header list of libopendkim");
+	if (!dkim_libfeature(signer.lib, DKIM_FEATURE_ED25519))
+		log_warn("this libopendkim cannot sign with ed25519");
+}
+
+int
+main(int argc, char **argv)
+{
+	struct daemon *d = &signer.d;
+	const char *env = getenv("TERN_SIGNER_ED25519_RECYCLE");
+	int fd;
+
+	TAILQ_INIT(&signer.conns);
+	signer.ed25519_recycle = ED25519_RECYCLE_DEFAULT;
+	daemon_init(d, &signer_spec, argc, argv);
+	if (env != NULL && parse_uint64(env, UINT64_MAX,
+	    &signer.ed25519_recycle) == -1)
+		log_fatal("TERN_SIGNER_ED25519_RECYCLE=%s is not a number", env);
+	signer_setup_lib();
+
+	fd = daemon_socket(d, "unix:signer");
+	if (fd == -1)
+		log_fatal("no unix:signer socket from the master (tern-signer is "
+		    "started by ternd)");
+	fd_set_nonblock(fd);
+	signer.listener = evconnlistener_new(d->base, accept_cb, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (signer.listener == NULL)
+		log_fatal("cannot listen on the signer socket: %s",
+		    strerror(errno));
+	return daemon_run(d);
+}
