@@ -658,3 +658,82 @@ def test_malformed_frame_closes_only_that_connection(tern):
     good.send(0x0104, 7)
     assert good.reply()[1] == 250
     t.wait_log(r"malformed CLEANUP_BEGIN")
+
+
+# ---- with the real tern-signer (libopendkim); dkimpy verifies ----
+
+def key_pair(d, kind):
+    """A PEM private key (PKCS#8) and its DKIM DNS record."""
+    import base64
+    key = os.path.join(d, "%s.pem" % kind)
+    algo = ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"] \
+        if kind == "rsa" else ["-algorithm", "ED25519"]
+    subprocess.run(["openssl", "genpkey", *algo, "-out", key], check=True,
+                   capture_output=True)
+    os.chmod(key, 0o600)
+    der = subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-outform",
+                          "DER"], check=True, capture_output=True).stdout
+    if kind == "rsa":
+        return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+    return key, b"v=DKIM1; k=ed25519; p=" + base64.b64encode(der[-32:])
+
+
+def test_real_signer_rsa_and_ed25519_verify(tern, test_dir):
+    import dkim
+    rsa, rsa_rec = key_pair(test_dir, "rsa")
+    ed, ed_rec = key_pair(test_dir, "ed25519")
+    t = tern(sections={"domain example.test": {
+        "dkim_selector": "rsa1 ed1", "dkim_key": "%s %s" % (rsa, ed)}})
+    t.start()
+    t.cleanup_sock = os.path.join(t.run_dir, "private", "cleanup")
+    ternlib.wait_for(lambda: _connectable(t.cleanup_sock), 10,
+                     what="cleanup socket")
+    ternlib.wait_for(lambda: _queue_ready(t.queue_dir), 10,
+                     what="tern-cleanup to create the queue")
+    records = {b"rsa1._domainkey.example.test.": rsa_rec,
+               b"ed1._domainkey.example.test.": ed_rec}
+
+    def dns(name, timeout=5):
+        return records.get(name)
+
+    msg = (b"From: App <app@example.test>\r\nTo: a@dest.test\r\n"
+           b"Subject: real signer\r\n\r\nbare\nLF, bare\rCR\r\n")
+    # The signer may still be starting: the first try can be a 451.
+    qid = ternlib.wait_for(
+        lambda: re.findall(r"qid=(\w+)", "\n".join(submit(t, msg))), 15,
+        what="a signed message")[0]
+    content = read_queue(t.queue_dir)[0][qid]["content"]
+    assert_crlf_only(content)
+    hdrs = headers_of(content)
+    sigs = [h for h in hdrs if h.startswith(b"DKIM-Signature:")]
+    assert hdrs[:2] == sigs and len(sigs) == 2, hdrs[:3]
+    algos = sorted(re.search(rb"a=([\w-]+)", s).group(1) for s in sigs)
+    assert algos == [b"ed25519-sha256", b"rsa-sha256"]
+    d = dkim.DKIM(content)
+    assert d.verify(idx=0, dnsfunc=dns) and d.verify(idx=1, dnsfunc=dns)
+    assert not dkim.DKIM(content.replace(b"real signer", b"real signor")).verify(
+        idx=0, dnsfunc=dns)
+    for m in read_queue(t.queue_dir)[0].values():
+        assert m["content"].startswith(b"DKIM-Signature: ")
+
+
+def test_real_signer_missing_key_is_451(tern, test_dir):
+    t = tern(sections={"domain example.test": {
+        "dkim_selector": "s1",
+        "dkim_key": os.path.join(test_dir, "no-such-key.pem")}})
+    t.start()
+    t.cleanup_sock = os.path.join(t.run_dir, "private", "cleanup")
+    ternlib.wait_for(lambda: _connectable(t.cleanup_sock), 10,
+                     what="cleanup socket")
+    ternlib.wait_for(lambda: _queue_ready(t.queue_dir), 10,
+                     what="tern-cleanup to create the queue")
+    msg = b"From: app@example.test\r\nSubject: x\r\n\r\nb\r\n"
+    for _ in range(3):
+        lines = submit(t, msg)
+        assert end_line(lines).startswith("END 451 4.7.0 "), lines
+        if "no usable DKIM key" in end_line(lines):
+            break
+        time.sleep(1)
+    assert "no usable DKIM key" in end_line(lines)
+    t.wait_log(r"cannot sign for domain example\.test: no usable DKIM key")
+    assert read_queue(t.queue_dir)[0] == {}
