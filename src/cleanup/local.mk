@@ -17,6 +17,8 @@ CLEANUP_LIBS = src/cleanup/libcleanup.a $(TERN_LIBS)
 noinst_PROGRAMS += tests/tools/cleanup_client
 tests_tools_cleanup_client_SOURCES = tests/tools/cleanup_client.c
 tests_tools_cleanup_client_LDADD = $(TERN_LIBS)
+# The tern-signer test double the integration tests start in its place.
+EXTRA_DIST += tests/tools/fake_signer.py
 
 # Unit tests (cmocka) of the pure parts and of the address parser.
 check_PROGRAMS += tests/unit/test_address tests/unit/test_cleanup_message \
