@@ -506,12 +506,17 @@ on_headers(void *arg, struct header_list *h)
 	queue_id_format(t->provisional_qid, t->qid_text);
 	env.queue_id = t->qid_text;
 	t->fix.prepend = fixup_received(&env);
-	for (size_t i = 0; i < t->n_rcpts; i++)
+	for (size_t i = 0; i < t->n_rcpts; i++) {
 		if (queue_msg_add_rcpt(t->qm, t->rcpts[i].address,
 		    t->rcpts[i].orcpt, t->rcpts[i].notify) == -1) {
 			txn_fail(t, 501, "5.5.4", "Recipient parameters too long");
 			return;
 		}
+		/* The queue message has its own copy now. */
+		free(t->rcpts[i].address);
+		free(t->rcpts[i].orcpt);
+		t->rcpts[i].address = t->rcpts[i].orcpt = NULL;
+	}
 	choose_signer(t);
 	if (t->sign_domain[0] != '\0') {
 		if (cleanup.signer == NULL) {
