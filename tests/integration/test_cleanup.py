@@ -737,3 +737,38 @@ def test_real_signer_missing_key_is_451(tern, test_dir):
     assert "no usable DKIM key" in end_line(lines)
     t.wait_log(r"cannot sign for domain example\.test: no usable DKIM key")
     assert read_queue(t.queue_dir)[0] == {}
+
+
+def test_cleanup_killed_mid_stream_loses_nothing_acknowledged(tern):
+    import signal as sig
+    t = start(tern)
+    body = b"".join(b"%04d " % i + b"k" * 60 + b"\r\n" for i in range(300))
+    path = os.path.join(t.dir, "kill.eml")
+    with open(path, "wb") as f:
+        f.write(b"From: app@example.test\r\nSubject: k\r\n\r\n" + body)
+    procs = [subprocess.Popen([CLIENT, "-f", "app@example.test", "-r",
+                               "k%d@dest.test" % i, "-n", "400",
+                               t.cleanup_sock, path],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=ternlib.daemon_env()) for i in range(4)]
+    ternlib.wait_for(lambda: len(read_queue(t.queue_dir)[0]) >= 20, 20,
+                     what="messages to be queued")
+    pid = t.pids_of("cleanup")[0]
+    os.kill(pid, sig.SIGKILL)
+    acked = []
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 2, err       # the connection was cut
+        acked += re.findall(r"qid=([0-9A-F]{16})", out.decode())
+    assert len(acked) >= 20
+    t.wait_log(r"process tern-cleanup pid %d killed by signal 9" % pid)
+    msgs = read_queue(t.queue_dir)[0]
+    for q in acked:
+        assert q in msgs, "acknowledged message %s lost" % q
+        assert msgs[q]["content"].endswith(b"0299 " + b"k" * 60 + b"\r\n")
+    # The master starts a new tern-cleanup, which takes mail again.
+    lines = ternlib.wait_for(
+        lambda: _connectable(t.cleanup_sock) and
+        submit(t, b"From: app@example.test\r\n\r\nb\r\n", name="after.eml"),
+        15, what="tern-cleanup to be back")
+    assert queued_id(lines)
