@@ -127,8 +127,16 @@ fixup_received(const struct fixup_env *env)
 		cat(&s, "\r\n\tby %s (tern) with %s id %s", host,
 		    protocol_name(env), qid);
 	} else if (env->source == CLEANUP_SOURCE_SENDMAIL && *user) {
-		cat(&s, "Received: by %s (tern, from user %s)\r\n\tid %s", host,
-		    user, qid);
+		unsigned long uid;
+		int n = 0;
+
+		/* sendmail's identity is "uid=N user=NAME": Postfix's words. */
+		if (sscanf(env->auth_user, "uid=%lu%n", &uid, &n) == 1 && n > 4)
+			cat(&s, "Received: by %s (tern, from userid %lu)\r\n\tid %s",
+			    host, uid, qid);
+		else
+			cat(&s, "Received: by %s (tern, from user %s)\r\n\tid %s",
+			    host, user, qid);
 	} else {
 		cat(&s, "Received: by %s (tern)\r\n\tid %s", host, qid);
 	}

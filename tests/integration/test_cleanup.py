@@ -331,13 +331,15 @@ def test_sendmail_source_gets_a_from(tern):
     t = start(tern)
     msg = b"Subject: cron\n\nbare LF body\n"
     qid = queued_id(submit(t, msg, sender="root@example.test",
-                           args=["-s", "3", "-i", "", "-c", "", "-a", "root"]))
+                           args=["-s", "3", "-i", "", "-c", "", "-a",
+                                 "uid=0 user=root"]))
     m = read_queue(t.queue_dir)[0][qid]
     content = m["content"]
     assert_crlf_only(content)
     hdrs = headers_of(content)
-    assert hdrs[0].startswith(b"Received: by mail.tern.test (tern, from user "
-                              b"root)")
+    assert hdrs[0].startswith(b"Received: by mail.tern.test (tern, from userid "
+                              b"0)\r\n\tid " + qid.encode())
+    assert m["msg"]["source"] == 3 and m["msg"]["client_addr"] == ""
     assert b"From: root@example.test" in hdrs
     assert content.endswith(b"\r\n\r\nbare LF body\r\n")
 

@@ -296,6 +296,17 @@ test_received_is_safe(void **state)
 		assert_true(strlen(line) <= 998);
 	free(s);
 
+	env_init(&e, CLEANUP_SOURCE_SENDMAIL);
+	e.auth_user = "uid=1000 user=alice";
+	s = fixup_received(&e);
+	assert_true(strncmp(s, "Received: by mail.tern.test (tern, from userid "
+	    "1000)\r\n\tid 0123456789ABCDEF", 67) == 0);
+	free(s);
+	e.auth_user = "root";
+	s = fixup_received(&e);
+	assert_non_null(strstr(s, "(tern, from user root)"));
+	free(s);
+
 	env_init(&e, CLEANUP_SOURCE_BOUNCE);
 	s = fixup_received(&e);
 	assert_true(strncmp(s, "Received: by mail.tern.test (tern)\r\n\tid "
