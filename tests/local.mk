@@ -12,6 +12,14 @@ tests_unit_test_ipc_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_ipc_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test_config tests/unit/test_ipc
 
+check_PROGRAMS += tests/unit/test_signer
+tests_unit_test_signer_SOURCES = tests/unit/test_signer.c \
+	src/signer/header_split.c src/signer/header_split.h
+tests_unit_test_signer_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/signer
+tests_unit_test_signer_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_signer_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_signer
+
 EXTRA_DIST += tests/integration tests/fuzz/corpus
 
 # Test tools the integration tests run (built by make check and make all).
@@ -31,6 +39,20 @@ tests_fuzz_fuzz_ipc_frame_SOURCES = tests/fuzz/fuzz_ipc_frame.c
 tests_fuzz_fuzz_ipc_frame_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_ipc_frame_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_ipc_frame_LDADD = $(TERN_LIBS)
+
+# tern-signer's header splitter (message content) and the DKIM record
+# parser (DNS answers in ternctl dkim check).
+FUZZ_TARGETS += tests/fuzz/fuzz_header_split tests/fuzz/fuzz_dkim_record
+tests_fuzz_fuzz_header_split_SOURCES = tests/fuzz/fuzz_header_split.c \
+	src/signer/header_split.c
+tests_fuzz_fuzz_header_split_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/signer
+tests_fuzz_fuzz_header_split_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_header_split_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_header_split_LDADD = $(TERN_LIBS)
+tests_fuzz_fuzz_dkim_record_SOURCES = tests/fuzz/fuzz_dkim_record.c
+tests_fuzz_fuzz_dkim_record_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_dkim_record_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_dkim_record_LDADD = $(TERN_LIBS)
 
 FUZZ_SECONDS = 20
 fuzz: $(FUZZ_TARGETS)

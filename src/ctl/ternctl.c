@@ -45,8 +45,12 @@ cmd_check_config(const char *config_path, int argc, char **argv)
 	return 0;
 }
 
+int cmd_dkim(const char *config_path, int argc, char **argv);	/* ctl_dkim.c */
+
 static const struct ctl_command commands[] = {
 	{ "check-config", "check-config", cmd_check_config },
+	{ "dkim", "dkim keygen DOMAIN SELECTOR [--algorithm rsa|ed25519] "
+	    "[--bits N] [--out FILE]\n  dkim check [DOMAIN]", cmd_dkim },
 };
 
 static void

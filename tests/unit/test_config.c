@@ -271,6 +271,28 @@ test_missing_file(void **state)
 	config_errors_free(&errs);
 }
 
+/* A DKIM key file may be missing: tern-signer reports it, not the config. */
+static void
+test_missing_dkim_key_is_allowed(void **state)
+{
+	struct config_errors errs;
+	struct tern_config *cfg;
+	const struct cfg_domain *d;
+
+	(void)state;
+	cfg = load_text("[domain example.test]\n"
+	    "dkim_selector = s1\n"
+	    "dkim_key = keys/absent.pem\n", &errs);
+	assert_non_null(cfg);
+	d = config_find_domain(cfg, "example.test");
+	assert_non_null(d);
+	assert_int_equal(d->n_dkim_keys, 1);
+	/* Resolved against the config's folder like any other path. */
+	assert_non_null(strstr(d->dkim_keys[0], "/keys/absent.pem"));
+	assert_int_equal(d->dkim_keys[0][0], '/');
+	config_free(cfg);
+}
+
 static void
 test_value_parsers(void **state)
 {
@@ -341,6 +363,7 @@ main(void)
 		cmocka_unit_test(test_listener_rules),
 		cmocka_unit_test(test_long_line_and_continuation),
 		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_missing_dkim_key_is_allowed),
 		cmocka_unit_test(test_value_parsers),
 	};
 
