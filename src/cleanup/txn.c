@@ -70,7 +70,6 @@ struct txn {
 	/* The content. */
 	struct msg_reader reader;
 	struct fixup_result fix;
-	bool headers_done;
 	struct evbuffer *content;	/* final header section and body */
 	struct queue_msg *qm;		/* created once the headers are known */
 	uint64_t provisional_qid;
@@ -259,10 +258,16 @@ on_begin(struct client *cl, struct ipc_msg *m)
 		return;
 	}
 	if (validate_sender(cleanup.d.cfg, source, sender, smtputf8, &v) == -1) {
-		log_info("NOQUEUE: reject: MAIL from %s[%s]: %u %s %s; from=<%s>",
-		    *client_name ? client_name : "unknown",
-		    *client_addr ? client_addr : "local", v.code, v.status, v.text,
-		    sender);
+		/* Nothing unchecked reaches the log as it came. */
+		char *name = info_field(*client_name ? client_name : "unknown",
+		    INFO_FIELD_MAX);
+		char *addr = info_field(*client_addr ? client_addr : "local",
+		    INFO_FIELD_MAX);
+
+		log_info("NOQUEUE: reject: MAIL from %s[%s]: %u %s %s", name,
+		    addr, v.code, v.status, v.text);
+		free(name);
+		free(addr);
 		reply(cl, m->reqid, v.code, v.status, v.text, "");
 		return;
 	}
@@ -461,7 +466,6 @@ on_headers(void *arg, struct header_list *h)
 	struct queue_msg_info info;
 	char unique[128];
 
-	t->headers_done = true;
 	memset(&env, 0, sizeof(env));
 	env.source = t->source;
 	env.hostname = cleanup.d.cfg->server.hostname;

@@ -774,3 +774,16 @@ def test_cleanup_killed_mid_stream_loses_nothing_acknowledged(tern):
         submit(t, b"From: app@example.test\r\n\r\nb\r\n", name="after.eml"),
         15, what="tern-cleanup to be back")
     assert queued_id(lines)
+
+
+def test_hostile_envelope_cannot_forge_log_lines(tern):
+    t = start(tern)
+    msg = b"From: app@example.test\r\n\r\nb\r\n"
+    lines = submit(t, msg, sender="x\r\nforged: line@example.test",
+                   args=["-c", "evil\nforged: client"])
+    assert lines[0].startswith("BEGIN 553 5.1.7 ")
+    lines = submit(t, msg, rcpts=("a\nforged: rcpt@dest.test",))
+    assert lines[1].startswith("RCPT <a\nforged: rcpt@dest.test> 501 5.1.3") \
+        or lines[1].startswith("RCPT <a")
+    t.wait_log(r"NOQUEUE: reject: RCPT from")
+    assert not re.search(r"^forged:", t.log_text(), re.M)
