@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -87,6 +88,17 @@ qrc_is_fatal(int rc)
 	    rc != QRC_STATE && rc != QRC_INVALID;
 }
 
+/* True when the file system holding dir has (almost) no room left. */
+static bool
+is_disk_nearly_full(const char *dir)
+{
+	struct statvfs st;
+
+	if (statvfs(dir, &st) == -1)
+		return false;
+	return (uint64_t)st.f_bavail * st.f_frsize < 256 * 1024;
+}
+
 enum queue_err
 qrc_to_err(struct queue *q, int rc)
 {
@@ -100,6 +112,11 @@ qrc_to_err(struct queue *q, int rc)
 	case ENOSPC:
 	case EDQUOT:
 		return QUEUE_ERR_NOSPACE;
+	case EIO:
+		/* LMDB reports a short write as EIO: on a full disk that
+		 * is what a write that ran out of space returns. */
+		return is_disk_nearly_full(q->dir) ? QUEUE_ERR_NOSPACE
+		    : QUEUE_ERR_IO;
 	case MDB_PANIC:
 		if (!atomic_exchange(&q->broken, true))
 			log_warn("queue %s: LMDB environment panicked; this "

@@ -1,6 +1,7 @@
 # src/lib: libtern, the small library shared by every daemon.
 noinst_LIBRARIES += src/lib/libtern.a
 src_lib_libtern_a_SOURCES = \
+	src/lib/address.c src/lib/address.h \
 	src/lib/config.c src/lib/config.h \
 	src/lib/daemon.c src/lib/daemon.h \
 	src/lib/dkim_key.c src/lib/dkim_key.h \

@@ -35,6 +35,7 @@
  */
 static const struct service_def service_defs[] = {
 	{ "signer", "signer", false, false, NULL },
+	{ "cleanup", "cleanup", false, false, NULL },
 	{ "smtpd", NULL, true, false, NULL },
 };
 

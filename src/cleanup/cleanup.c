@@ -1,0 +1,184 @@
+/*
+ * tern-cleanup - turns what smtpd, sendmail and bounce hand over into a
+ * correct, signed message committed to the queue. It serves
+ * run_dir/private/cleanup (the CLEANUP_* conversation in ipc.h): checks
+ * the envelope and the suppression list, fixes up the headers, has the
+ * message signed by tern-signer, commits it with the group committer and
+ * answers 250 only after the synced commit; then tells tern-qmgr.
+ *
+ * It is a queue writer: it runs as the tern user with write access to
+ * queue_dir, not chrooted, and never reads keys or network input.
+ *
+ * The story of a message is in txn.c; this file sets up and runs the loop.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "signer_client.h"
+#include "util.h"
+
+/* Messages committed at most in one group (one fsync). */
+#define COMMIT_GROUP_MAX	256
+
+struct cleanup cleanup;
+
+static void
+client_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+{
+	(void)c;
+	txn_dispatch(arg, m);
+}
+
+static void
+client_close_cb(struct ipc_conn *c, const char *why, void *arg)
+{
+	struct client *cl = arg;
+
+	log_debug("client %s disconnected: %s", ipc_conn_peer_name(c), why);
+	txn_client_gone(cl);
+	ipc_conn_free(c);
+	free(cl);
+	cleanup.n_clients--;
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct client *cl = xcalloc(1, sizeof(*cl));
+
+	(void)l;
+	(void)sa;
+	(void)salen;
+	(void)arg;
+	fd_set_nonblock(fd);
+	fd_set_cloexec(fd, true);
+	cl->conn = ipc_conn_new(cleanup.d.base, fd, "cleanup", client_msg_cb,
+	    client_close_cb, cl);
+	cleanup.n_clients++;
+}
+
+static void
+qmgr_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+{
+	(void)arg;
+	ipc_conn_protocol_error(c, "unexpected message %s from qmgr",
+	    ipc_type_name(m->type));
+}
+
+void
+cleanup_maybe_exit(void)
+{
+	if (cleanup.d.draining && cleanup.n_ending == 0)
+		daemon_exit(&cleanup.d);
+}
+
+/* SIGTERM: take no new connection or transaction; exit once every
+ * message past END has been answered. */
+static void
+cleanup_drain(struct daemon *d)
+{
+	(void)d;
+	if (cleanup.listener != NULL) {
+		evconnlistener_free(cleanup.listener);
+		cleanup.listener = NULL;
+	}
+	cleanup_maybe_exit();
+}
+
+/* Clears reader slots of dead processes now and then (SCHEMA.md). */
+static void
+reader_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+	int cleared = 0;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (queue_reader_check(cleanup.q, &cleared) == -1)
+		log_warn("queue reader check failed: %s",
+		    queue_strerror(queue_last_error()));
+	else if (cleared > 0)
+		log_info("cleared %d stale queue reader slot(s)", cleared);
+}
+
+/* True when some [domain] has DKIM selectors: a signer is needed. */
+static bool
+has_dkim_domains(const struct tern_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_domains; i++)
+		if (cfg->domains[i].n_dkim > 0)
+			return true;
+	return false;
+}
+
+static const struct daemon_spec cleanup_spec = {
+	.name = "cleanup",
+	.chroot_run_dir = false,	/* it needs queue_dir */
+	.drain = cleanup_drain,
+};
+
+int
+main(int argc, char **argv)
+{
+	struct daemon *d = &cleanup.d;
+	struct queue_options qo;
+	char path[4096];
+	int fd, status;
+
+	daemon_init(d, &cleanup_spec, argc, argv);
+	tzset();	/* Date and Received fields use local time */
+
+	queue_options_from_config(&qo, d->cfg, 0);
+	if ((cleanup.q = queue_open(&qo)) == NULL)
+		log_fatal("cannot open the queue in %s: %s", qo.dir,
+		    queue_strerror(queue_last_error()));
+	cleanup.committer = queue_committer_start(cleanup.q, COMMIT_GROUP_MAX);
+	pthread_mutex_init(&cleanup.done_lock, NULL);
+	cleanup.ev_done = event_new(d->base, -1, 0, txn_commits_done, NULL);
+	if (cleanup.ev_done == NULL)
+		log_fatal("event_new failed");
+
+	{
+		struct timeval minute = { 60, 0 };
+		struct event *ev = event_new(d->base, -1, EV_PERSIST,
+		    reader_check_cb, NULL);
+
+		if (ev == NULL || event_add(ev, &minute) == -1)
+			log_fatal("cannot set up the reader check timer");
+	}
+
+	daemon_service_path(d, "qmgr", path, sizeof(path));
+	cleanup.qmgr = ipc_client_new(d->base, path, "cleanup", qmgr_msg_cb,
+	    NULL, NULL);
+	if (has_dkim_domains(d->cfg)) {
+		daemon_service_path(d, "signer", path, sizeof(path));
+		cleanup.signer = signer_client_new(d->base, path);
+	}
+
+	if ((fd = daemon_socket(d, "unix:cleanup")) == -1)
+		log_fatal("no cleanup socket from the master (run by ternd)");
+	fd_set_nonblock(fd);
+	cleanup.listener = evconnlistener_new(d->base, accept_cb, NULL,
+	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (cleanup.listener == NULL)
+		log_fatal("cannot accept on the cleanup socket");
+	log_debug("ready");
+
+	status = daemon_run(d);
+
+	/* Everything past END was answered; whatever else was in flight
+	 * was never acknowledged. */
+	queue_committer_stop(cleanup.committer);
+	queue_close(cleanup.q);
+	return status;
+}

@@ -1,0 +1,56 @@
+/*
+ * cleanup.h - tern-cleanup's state shared by its files: the daemon, the
+ * queue and its group committer, the signer and qmgr connections, the
+ * client connections and their transactions. Runs as the queue writer.
+ */
+#ifndef TERN_CLEANUP_H
+#define TERN_CLEANUP_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <event2/util.h>
+
+#include "daemon.h"
+#include "ipc.h"
+#include "queue.h"
+
+struct txn;
+struct signer_client;
+
+struct cleanup {
+	struct daemon d;
+	struct queue *q;
+	struct queue_committer *committer;
+	struct signer_client *signer;	/* NULL when no domain has DKIM keys */
+	struct ipc_client *qmgr;
+	struct evconnlistener *listener;
+	size_t n_clients;
+	size_t n_ending;		/* transactions past END, not yet answered */
+	/* Commits finished on the committer thread, answered in the loop. */
+	pthread_mutex_t done_lock;
+	struct txn *done;
+	struct event *ev_done;
+};
+
+extern struct cleanup cleanup;
+
+/* One connection from a client (smtpd, sendmail, bounce, ...). */
+struct client {
+	struct ipc_conn *conn;
+	struct txn *txns;		/* open transactions, by reqid */
+};
+
+/* Handles one CLEANUP_* request of a client (txn.c). */
+void txn_dispatch(struct client *cl, struct ipc_msg *m);
+/* The client went away: its transactions are forgotten, except those
+ * already committing, which finish unanswered. */
+void txn_client_gone(struct client *cl);
+/* Answers the transactions whose commit finished (the ev_done event). */
+void txn_commits_done(evutil_socket_t fd, short what, void *arg);
+
+/* Drain: exit once nothing is past END. */
+void cleanup_maybe_exit(void);
+
+#endif

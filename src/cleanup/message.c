@@ -1,0 +1,230 @@
+/*
+ * message.c - the streaming message reader of tern-cleanup: line ends
+ * normalized to CRLF (so tern never emits a bare CR or LF another server
+ * could read as a smuggled end of data), the header section collected as
+ * fields, the body passed on in pieces, every limit checked on the way.
+ * Pure code; runs in tern-cleanup.
+ */
+#include "autoconfig.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "message.h"
+#include "util.h"
+
+void
+msg_reader_init(struct msg_reader *r, const struct msg_reader_opts *o,
+    msg_headers_fn on_headers, msg_body_fn on_body, void *arg)
+{
+	memset(r, 0, sizeof(*r));
+	r->opts = *o;
+	r->on_headers = on_headers;
+	r->on_body = on_body;
+	r->arg = arg;
+	r->at_start = true;
+	header_list_init(&r->headers);
+}
+
+void
+msg_reader_free(struct msg_reader *r)
+{
+	header_list_free(&r->headers);
+	free(r->out);
+	r->out = NULL;
+}
+
+static void
+set_error(struct msg_reader *r, enum msg_error e)
+{
+	if (r->error == MSG_OK)
+		r->error = e;
+}
+
+static void
+flush_body(struct msg_reader *r)
+{
+	if (r->out_len > 0 && r->error == MSG_OK)
+		r->on_body(r->arg, r->out, r->out_len);
+	r->out_len = 0;
+}
+
+static void
+emit_body(struct msg_reader *r, const char *p, size_t n)
+{
+	if (r->out == NULL)
+		r->out = xmalloc(MSG_BODY_FLUSH + MSG_LINE_MAX + 2);
+	memcpy(r->out + r->out_len, p, n);
+	r->out_len += n;
+	if (r->out_len >= MSG_BODY_FLUSH)
+		flush_body(r);
+}
+
+static void
+end_headers(struct msg_reader *r)
+{
+	r->in_body = true;
+	r->on_headers(r->arg, &r->headers);
+}
+
+/* One complete line (without its line end) has been read. */
+static void
+take_line(struct msg_reader *r)
+{
+	const char *line = r->line;
+	size_t len = r->line_len, name;
+
+	r->n_lines++;
+	r->size += len + 2;
+	if (r->opts.size_limit > 0 && r->size > r->opts.size_limit) {
+		set_error(r, MSG_ERR_TOO_BIG);
+		return;
+	}
+	if (r->line_8bit) {
+		r->has_8bit = true;
+		if (!r->opts.allow_8bit) {
+			set_error(r, MSG_ERR_8BIT);
+			return;
+		}
+	}
+	if (r->in_body) {
+		emit_body(r, line, len);
+		emit_body(r, "\r\n", 2);
+		return;
+	}
+	if (r->at_start) {
+		r->at_start = false;
+		/* An mbox postmark ("From sender date") is not the message. */
+		if (len >= 5 && memcmp(line, "From ", 5) == 0) {
+			r->size -= len + 2;
+			return;
+		}
+	}
+	if (len == 0) {
+		end_headers(r);
+		return;
+	}
+	if ((line[0] == ' ' || line[0] == '\t') && r->headers.n > 0) {
+		header_list_continue(&r->headers, line, len);
+	} else if ((name = header_name_len(line, len)) > 0) {
+		if (r->headers.n >= MSG_HEADER_FIELDS_MAX) {
+			set_error(r, MSG_ERR_HEADER_TOO_BIG);
+			return;
+		}
+		header_list_append(&r->headers, line, len, name);
+	} else {
+		/* Not a header field: the body starts here, after the empty
+		 * line the sender left out. */
+		end_headers(r);
+		emit_body(r, line, len);
+		emit_body(r, "\r\n", 2);
+		return;
+	}
+	if (r->headers.bytes > MSG_HEADER_BYTES_MAX)
+		set_error(r, MSG_ERR_HEADER_TOO_BIG);
+}
+
+static void
+end_line(struct msg_reader *r)
+{
+	if (r->error == MSG_OK)
+		take_line(r);
+	r->line_len = 0;
+	r->line_8bit = false;
+}
+
+void
+msg_reader_feed(struct msg_reader *r, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+
+	for (size_t i = 0; i < len && r->error == MSG_OK; i++) {
+		unsigned char c = p[i];
+
+		if (r->pending_cr) {
+			r->pending_cr = false;
+			end_line(r);
+			if (c == '\n')
+				continue;
+			if (r->error != MSG_OK)
+				break;
+		}
+		if (c == '\r') {
+			r->pending_cr = true;
+			continue;
+		}
+		if (c == '\n') {
+			end_line(r);
+			continue;
+		}
+		if (c == '\0') {
+			set_error(r, MSG_ERR_NUL);
+			break;
+		}
+		if (r->line_len >= MSG_LINE_MAX) {
+			set_error(r, MSG_ERR_LINE_TOO_LONG);
+			break;
+		}
+		if (c >= 0x80)
+			r->line_8bit = true;
+		r->line[r->line_len++] = (char)c;
+	}
+	flush_body(r);
+}
+
+void
+msg_reader_finish(struct msg_reader *r)
+{
+	if (r->finished)
+		return;
+	r->finished = true;
+	if (r->error == MSG_OK && (r->pending_cr || r->line_len > 0)) {
+		r->pending_cr = false;
+		end_line(r);
+	}
+	if (r->error == MSG_OK && !r->in_body)
+		end_headers(r);
+	flush_body(r);
+}
+
+void
+msg_error_reply(enum msg_error e, unsigned *code, const char **status,
+    const char **text)
+{
+	switch (e) {
+	case MSG_OK:
+		*code = 250;
+		*status = "2.0.0";
+		*text = "Ok";
+		return;
+	case MSG_ERR_LINE_TOO_LONG:
+		*code = 550;
+		*status = "5.6.0";
+		*text = "Message contains a line longer than 998 characters";
+		return;
+	case MSG_ERR_8BIT:
+		*code = 550;
+		*status = "5.6.0";
+		*text = "Message contains 8-bit data but was not sent with "
+		    "BODY=8BITMIME or SMTPUTF8";
+		return;
+	case MSG_ERR_NUL:
+		*code = 550;
+		*status = "5.6.0";
+		*text = "Message contains a NUL character";
+		return;
+	case MSG_ERR_HEADER_TOO_BIG:
+		*code = 552;
+		*status = "5.3.4";
+		*text = "Message header section too large";
+		return;
+	case MSG_ERR_TOO_BIG:
+		*code = 552;
+		*status = "5.3.4";
+		*text = "Message size exceeds fixed limit";
+		return;
+	}
+	*code = 451;
+	*status = "4.3.0";
+	*text = "Internal error";
+}
