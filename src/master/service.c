@@ -34,6 +34,7 @@
  * the services it talks to, though clients reconnect anyway.
  */
 static const struct service_def service_defs[] = {
+	{ "cleanup", "cleanup", false, false, NULL },
 	{ "smtpd", NULL, true, false, NULL },
 };
 
