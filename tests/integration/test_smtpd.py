@@ -96,6 +96,28 @@ class Raw:
     def close(self):
         self.s.close()
 
+    def tls(self):
+        """Wraps the socket in TLS (after 220 to STARTTLS, or smtps)."""
+        self.s = ternlib.client_tls_context().wrap_socket(self.s)
+
+
+def s_client(args, lines, timeout=20):
+    """openssl s_client with lines sent one by one; its output as text."""
+    p = subprocess.Popen(["openssl", "s_client", "-quiet", *args],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    for line in lines:
+        p.stdin.write(line.encode() + b"\r\n")
+        p.stdin.flush()
+        time.sleep(0.3)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, _ = p.communicate()
+    return out.decode("utf-8", "replace")
+
 
 def msg(subject="hi", frm="app@example.test", to="user@dest.test", body="hello"):
     return (f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\n\r\n{body}\r\n")
@@ -195,3 +217,153 @@ def test_sigterm_gives_421_at_next_command(tern):
     assert c.cmd("MAIL FROM:<app@example.test>").startswith("421 4.3.2")
     assert c.closed()
     assert t.proc.wait(10) == 0
+
+
+# ---- listener modes, TLS and AUTH ----
+
+def test_submission_needs_auth_after_starttls(tern):
+    t = make(tern, trusted=False, tls=True, users={"alice": "s3cret"})
+    port = t.ports["submission"]
+    c = Raw(port)
+    c.cmd("EHLO c.test")
+    assert c.cmd("MAIL FROM:<app@example.test>").startswith("530 5.7.0")
+    assert c.cmd("AUTH PLAIN " + base64.b64encode(b"\0alice\0s3cret").decode()
+                 ).startswith("538 5.7.11")
+    c.close()
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("c.test")
+        s.starttls(context=ternlib.client_tls_context())
+        s.ehlo("c.test")
+        assert "PLAIN" in s.esmtp_features["auth"]
+        assert "starttls" not in s.esmtp_features
+        with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+            s.login("alice", "wrong")
+        assert e.value.smtp_code == 535
+        s.login("alice", "s3cret")
+        s.sendmail("app@example.test", ["u@dest.test"], msg())
+    r = cleanup_commits(t)[0]
+    assert r["auth"] == "alice" and r["tls"].startswith("TLSv1.")
+    assert r["trusted"] is False
+    t.wait_log(rf"{r['qid']}: client=unknown\[127.0.0.1\], sasl_username=alice")
+    t.wait_log(r"disconnect from .* ehlo=2 starttls=1 auth=3 mail=1 rcpt=1 data=1")
+
+
+def test_auth_login_and_failure_delay(tern):
+    t = make(tern, trusted=False, tls=True, users={"bob": "pw1"},
+             smtpd={"auth_failure_delay": "1s"})
+    with smtplib.SMTP("127.0.0.1", t.ports["submission"], timeout=20) as s:
+        s.ehlo("c.test")
+        s.starttls(context=ternlib.client_tls_context())
+        s.ehlo("c.test")
+        delays = []
+        for _ in range(2):
+            s.user, s.password = "bob", "bad"
+            start = time.monotonic()
+            with pytest.raises(smtplib.SMTPAuthenticationError):
+                s.auth("LOGIN", s.auth_login, initial_response_ok=False)
+            delays.append(time.monotonic() - start)
+        # The delay grows with the client's failures.
+        assert delays[0] >= 0.9 and delays[1] >= 1.9, delays
+        s.user, s.password = "nobody", "x"
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            s.auth("PLAIN", s.auth_plain)
+        s.user, s.password = "bob", "pw1"
+        code, _ = s.auth("LOGIN", s.auth_login, initial_response_ok=True)
+        assert code == 235
+        # A second AUTH is refused.
+        assert s.docmd("AUTH PLAIN AGJvYgBwdzE=")[0] == 503
+        assert s.docmd("MAIL FROM:<app@example.test>")[0] == 250
+
+
+def test_submission_sender_domain_must_be_ours(tern):
+    t = make(tern)
+    c = Raw(t.ports["submission"])
+    c.cmd("EHLO c.test")
+    assert c.cmd("MAIL FROM:<app@other.test>").startswith("550 5.7.1")
+    assert c.cmd("MAIL FROM:<app@EXAMPLE.test>").startswith("250")
+
+
+def test_smtps_implicit_tls_with_s_client(tern):
+    t = make(tern, mode="smtps")
+    port = t.ports["smtps"]
+    out = s_client(["-connect", f"127.0.0.1:{port}"],
+                   ["EHLO c.test", "MAIL FROM:<app@example.test>",
+                    "RCPT TO:<u@dest.test>", "QUIT"])
+    assert "220 mail.tern.test ESMTP" in out
+    assert "250 2.1.5" in out and "221 2.0.0" in out, out
+    # Plain text on the smtps port is not SMTP.
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c.sendall(b"EHLO c.test\r\n")
+    c.settimeout(5)
+    try:
+        assert not c.recv(100).startswith(b"250")
+    except ConnectionResetError:
+        pass
+    t.wait_log(r"TLS failed with unknown\[127.0.0.1\]")
+
+
+def test_starttls_with_s_client_and_swaks(tern):
+    t = make(tern, tls=True)
+    port = t.ports["submission"]
+    out = s_client(["-starttls", "smtp", "-connect", f"127.0.0.1:{port}"],
+                   ["EHLO c.test", "STARTTLS", "QUIT"])
+    assert "554 5.5.1" in out and "221" in out, out
+    r = subprocess.run(["swaks", "--server", f"127.0.0.1:{port}", "--tls",
+                        "--from", "app@example.test", "--to", "u@dest.test",
+                        "--ehlo", "swaks.test"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "queued as" in r.stdout
+    assert cleanup_commits(t)[0]["tls"].startswith("TLSv1.")
+
+
+def test_starttls_injection_is_discarded(tern):
+    t = make(tern, tls=True)
+    c = Raw(t.ports["submission"])
+    c.cmd("EHLO c.test")
+    assert c.cmd("STARTTLS extra").startswith("501")
+    c.send(b"STARTTLS\r\nNOOP\r\n")
+    assert c.reply().startswith("220 2.0.0")
+    assert c.buf == b""
+    c.tls()
+    c.s.settimeout(2)
+    # The injected NOOP got no reply, before or after the handshake.
+    with pytest.raises(socket.timeout):
+        c.s.recv(100)
+    c.s.settimeout(10)
+    # State was reset: EHLO is needed again.
+    assert c.cmd("MAIL FROM:<app@example.test>").startswith("503 5.5.1")
+    assert "STARTTLS" not in c.cmd("EHLO c.test")
+    assert c.cmd("STARTTLS").startswith("554 5.5.1")
+
+
+# ---- inbound ----
+
+INBOUND_REFUSED = [
+    "user@dest.test", "user%dest.test@bounces.example.test",
+    "dest.test!user@bounces.example.test", "\"user@dest.test\"@bounces.example.test",
+    "user@example.test", "postmaster@dest.test",
+]
+
+
+def test_inbound_takes_only_return_path_domains_and_postmaster(tern):
+    t = make(tern, mode="inbound")
+    c = Raw(t.ports["inbound"])
+    ehlo = c.cmd("EHLO mx.remote.test")
+    assert "AUTH" not in ehlo
+    assert c.cmd("AUTH PLAIN AGFAYg==").startswith("503")
+    assert c.cmd("MAIL FROM:<>").startswith("250")
+    for rcpt in INBOUND_REFUSED:
+        r = c.cmd(f"RCPT TO:<{rcpt}>")
+        assert r.startswith("550 5.7.1"), (rcpt, r)
+    assert c.cmd("RCPT TO:<user@a@bounces.example.test>").startswith("553")
+    assert c.cmd("RCPT TO:<@relay.test:user@dest.test>").startswith("550 5.7.1")
+    for rcpt in ("Postmaster", "postmaster@mail.tern.test",
+                 "b+123@bounces.example.test", "@x.test:a@BOUNCES.example.test"):
+        assert c.cmd(f"RCPT TO:<{rcpt}>").startswith("250"), rcpt
+    assert c.cmd("DATA").startswith("354")
+    assert c.cmd(msg(subject="DSN") + ".").startswith("250 2.0.0 Ok: queued as")
+    r = cleanup_commits(t)[0]
+    assert r["source"] == 2 and r["sender"] == ""
+    assert r["rcpts"] == ["postmaster", "postmaster@mail.tern.test",
+                          "b+123@bounces.example.test", "a@bounces.example.test"]
