@@ -367,3 +367,253 @@ def test_inbound_takes_only_return_path_domains_and_postmaster(tern):
     assert r["source"] == 2 and r["sender"] == ""
     assert r["rcpts"] == ["postmaster", "postmaster@mail.tern.test",
                           "b+123@bounces.example.test", "a@bounces.example.test"]
+
+
+# ---- SMTP smuggling ----
+
+# Published end-of-data look-alikes (SEC Consult 2023 and follow-ups).
+SMUGGLING = [
+    b"\n.\n", b"\n.\r\n", b"\r.\r\n", b"\r\n.\r", b"\r\n.\n", b"\n.\r",
+    b"\r.\n", b"\r.\r", b"\r\n\x00.\r\n", b"\r\n.\x00\r\n", b"\n\r.\r\n",
+    b"\r\r\n.\r\r\n",
+]
+
+
+@pytest.mark.parametrize("seq", SMUGGLING, ids=[repr(s) for s in SMUGGLING])
+def test_smuggling_never_splits_a_message(tern, seq):
+    t = make(tern)
+    c = Raw(t.ports["submission"])
+    c.cmd("EHLO c.test")
+    assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
+    assert c.cmd("RCPT TO:<u@dest.test>").startswith("250")
+    assert c.cmd("DATA").startswith("354")
+    c.send(b"Subject: first\r\n\r\nfirst" + seq +
+           b"MAIL FROM:<evil@example.test>\r\nRCPT TO:<victim@dest.test>\r\n"
+           b"DATA\r\nSubject: smuggled\r\n\r\nsmuggled\r\n.\r\n")
+    final = c.reply()
+    assert c.cmd("QUIT").startswith("221"), "a smuggled command was answered"
+    commits = cleanup_commits(t)
+    assert all(r["sender"] == "app@example.test" for r in commits)
+    assert len(commits) <= 1
+    if b"\x00" in seq:
+        assert final.startswith("250 2.0.0"), final
+        body = cleanup_message(t, commits[0]["qid"])
+        assert b"MAIL FROM:<evil@example.test>" in body
+    else:
+        assert final.startswith("550 5.5.2"), final
+        assert commits == []
+
+
+def test_pregreeting_talk_is_cut_off(tern):
+    t = make(tern, smtpd={"greeting_delay": "1s"})
+    c = Raw(t.ports["submission"], greet=False)
+    c.send(b"EHLO early.test\r\n")
+    assert c.reply().startswith("554 5.5.0")
+    assert c.closed()
+    t.wait_log(r"talked before the greeting")
+    c = Raw(t.ports["submission"])
+    assert c.greeting.startswith("220 ")
+
+
+def test_data_before_354_is_refused_but_pipelining_works(tern):
+    t = make(tern)
+    c = Raw(t.ports["submission"])
+    c.send(b"EHLO c.test\r\nMAIL FROM:<app@example.test>\r\n"
+           b"RCPT TO:<u@dest.test>\r\nDATA\r\n")
+    assert c.reply().startswith("250-")
+    assert c.reply().startswith("250 2.1.0")
+    assert c.reply().startswith("250 2.1.5")
+    assert c.reply().startswith("354")
+    c.send(msg().encode() + b".\r\n")
+    assert c.reply().startswith("250 2.0.0")
+    c.send(b"MAIL FROM:<app@example.test>\r\nRCPT TO:<u@dest.test>\r\n"
+           b"DATA\r\n" + msg().encode() + b".\r\n")
+    assert c.reply().startswith("250")
+    assert c.reply().startswith("250")
+    assert c.reply().startswith("554 5.5.0")
+    assert c.closed()
+    assert len(cleanup_commits(t)) == 1
+
+
+# ---- limits ----
+
+def test_line_limits_and_bare_lf_in_commands(tern):
+    t = make(tern)
+    c = Raw(t.ports["submission"])
+    c.cmd("EHLO c.test")
+    assert c.cmd("NOOP " + "x" * 600).startswith("500 5.5.2")
+    c.send(b"NOOP\n")
+    assert c.reply().startswith("500 5.5.2")
+    c.send(b"NO\rOP\r\n")
+    assert c.reply().startswith("500 5.5.2")
+    assert c.cmd("NOOP").startswith("250")
+    assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
+    assert c.cmd("RCPT TO:<u@dest.test>").startswith("250")
+    assert c.cmd("DATA").startswith("354")
+    assert c.cmd("Subject: x\r\n\r\n" + "y" * 1001 + "\r\n.").startswith("550 5.5.2")
+    assert c.cmd("NOOP").startswith("250")
+    assert cleanup_commits(t) == []
+
+
+def test_100_recipients_then_452(tern):
+    t = make(tern, smtpd={"max_recipients": "100"})
+    c = Raw(t.ports["submission"])
+    c.cmd("EHLO c.test")
+    c.send(b"MAIL FROM:<app@example.test>\r\n" +
+           b"".join(b"RCPT TO:<u%d@dest.test>\r\n" % i for i in range(101)))
+    assert c.reply().startswith("250")
+    replies = [c.reply() for _ in range(101)]
+    assert all(r.startswith("250 2.1.5") for r in replies[:100])
+    assert replies[100].startswith("452 4.5.3")
+    assert c.cmd("DATA").startswith("354")
+    assert c.cmd(msg() + ".").startswith("250 2.0.0")
+    assert len(cleanup_commits(t)[0]["rcpts"]) == 100
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_message_size_limit_streaming(tern, monkeypatch):
+    # AddressSanitizer keeps freed memory in quarantine; keep it small so
+    # RSS shows what the daemon holds, not what it freed.
+    env = ternlib.daemon_env
+    monkeypatch.setattr(ternlib, "daemon_env", lambda: dict(
+        env(), ASAN_OPTIONS=env()["ASAN_OPTIONS"] + ":quarantine_size_mb=1"))
+    t = make(tern)
+    t.stop()
+    t.sections["server"]["message_size_limit"] = "1M"
+    t.start()
+    t.wait_log(r"smtpd.*connected to cleanup", count=2)
+    pid = t.pids_of("smtpd")[0]
+    c = Raw(t.ports["submission"])
+    c.cmd("EHLO c.test")
+    assert c.cmd("MAIL FROM:<app@example.test> SIZE=2000000").startswith("552 5.3.4")
+    # Warm up, then stream 5 MiB without SIZE.
+    for _ in range(2):
+        assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
+        assert c.cmd("RCPT TO:<u@dest.test>").startswith("250")
+        assert c.cmd("DATA").startswith("354")
+        before = rss_kb(pid)
+        line = b"z" * 998 + b"\r\n"
+        for _ in range(5 * 1024):
+            c.send(line)
+        r = c.cmd(".")
+        assert r.startswith("552 5.3.4"), r
+        after = rss_kb(pid)
+    assert after - before < 4096, (before, after)
+    assert c.cmd("NOOP").startswith("250")
+    assert cleanup_commits(t) == []
+    aborts = [r for r in cleanup_records(t) if r["event"] == "abort"]
+    assert aborts and all(r["size"] <= 1024 * 1024 + 65536 for r in aborts)
+
+
+def test_timeout_and_max_errors(tern):
+    t = make(tern, smtpd={"timeout": "2s", "max_errors": "3"})
+    c = Raw(t.ports["submission"])
+    start = time.monotonic()
+    assert c.reply().startswith("421 4.4.2")
+    assert 1.5 <= time.monotonic() - start < 6
+    assert c.closed()
+    c = Raw(t.ports["submission"])
+    assert c.cmd("BOGUS").startswith("500")
+    assert c.cmd("MAIL FROM:<a@example.test>").startswith("503")
+    r = c.cmd("RCPT TO:<a@b.test>")
+    assert r.startswith("503") and "421 4.7.0" in c.reply()
+    assert c.closed()
+
+
+def test_sessions_per_client_limit(tern):
+    t = make(tern, smtpd={"max_sessions_per_client": "3"})
+    port = t.ports["submission"]
+    held = [Raw(port) for _ in range(3)]
+    c = Raw(port, greet=False)
+    assert c.reply().startswith("421 4.7.0")
+    assert c.closed()
+    held[0].cmd("QUIT")
+    held[0].closed()
+    time.sleep(0.3)
+    assert Raw(port).greeting.startswith("220 ")
+
+
+def test_2000_idle_connections_do_not_block_a_new_session(tern):
+    t = make(tern, smtpd={"max_sessions_per_client": "5000"})
+    port = t.ports["submission"]
+    idle = []
+    try:
+        for _ in range(2000):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        start = time.monotonic()
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+            assert c.noop()[0] == 250
+        assert time.monotonic() - start < 3
+    finally:
+        for s in idle:
+            s.close()
+
+
+# ---- extensions ----
+
+def test_bdat_chunking(tern):
+    t = make(tern)
+    c = Raw(t.ports["submission"])
+    c.cmd("EHLO c.test")
+    c.cmd("MAIL FROM:<app@example.test>")
+    c.cmd("RCPT TO:<u@dest.test>")
+    part1 = b"Subject: chunks\r\n\r\n"
+    part2 = b"one\r\n.two\r\n"
+    c.send(b"BDAT %d\r\n" % len(part1) + part1)
+    assert c.reply().startswith("250 2.0.0")
+    c.send(b"BDAT %d LAST\r\n" % len(part2) + part2)
+    r = c.reply()
+    assert r.startswith("250 2.0.0 Ok: queued as"), r
+    qid = r.split()[-1]
+    assert cleanup_message(t, qid) == part1 + part2
+    assert c.cmd("DATA").startswith("503")
+    # A bare LF in a chunk refuses the message.
+    c.cmd("MAIL FROM:<app@example.test>")
+    c.cmd("RCPT TO:<u@dest.test>")
+    c.send(b"BDAT 6 LAST\r\nab\ncd\r\n")
+    assert c.reply().startswith("550 5.5.2")
+
+
+def test_dsn_parameters_are_decoded_and_validated(tern):
+    t = make(tern)
+    c = Raw(t.ports["submission"])
+    c.cmd("EHLO c.test")
+    assert c.cmd("MAIL FROM:<app@example.test> ENVID=a+0D+0Ab").startswith("501")
+    assert c.cmd("MAIL FROM:<app@example.test> RET=MAYBE").startswith("501")
+    assert c.cmd("MAIL FROM:<app@example.test> FOO=1").startswith("555")
+    assert c.cmd("MAIL FROM:<app@example.test> BODY=8BITMIME RET=HDRS "
+                 "ENVID=id+2B1 SIZE=100").startswith("250")
+    assert c.cmd("RCPT TO:<u@dest.test> NOTIFY=NEVER,SUCCESS").startswith("501")
+    assert c.cmd("RCPT TO:<u@dest.test> ORCPT=rfc822;u+0A@dest.test").startswith("501")
+    assert c.cmd("RCPT TO:<u@dest.test> NOTIFY=SUCCESS,FAILURE "
+                 "ORCPT=rfc822;U+40dest.test").startswith("250")
+    assert c.cmd("DATA").startswith("354")
+    assert c.cmd(msg() + ".").startswith("250")
+    r = cleanup_commits(t)[0]
+    assert r["envid"] == "id+1" and r["ret"] == 2 and r["body"] == 1
+    assert r["declared_size"] == 100
+    assert r["orcpts"] == ["rfc822;U@dest.test"] and r["notify"] == [3]
+
+
+def test_smtputf8(tern):
+    t = make(tern)
+    c = Raw(t.ports["submission"])
+    c.cmd("EHLO c.test")
+    c.cmd("MAIL FROM:<app@example.test>")
+    assert c.cmd("RCPT TO:<用户@dest.test>").startswith("553 5.6.7")
+    c.cmd("RSET")
+    assert c.cmd("MAIL FROM:<app@example.test> SMTPUTF8").startswith("250")
+    assert c.cmd("RCPT TO:<用户@bücher.test>").startswith("250")
+    c.send(b"RCPT TO:<\xff@dest.test>\r\n")
+    assert c.reply().startswith("553")
+    assert c.cmd("DATA").startswith("354")
+    assert c.cmd(msg() + ".").startswith("250")
+    r = cleanup_commits(t)[0]
+    assert r["smtputf8"] is True and r["rcpts"] == ["用户@bücher.test"]
