@@ -617,3 +617,33 @@ def test_smtputf8(tern):
     assert c.cmd(msg() + ".").startswith("250")
     r = cleanup_commits(t)[0]
     assert r["smtputf8"] is True and r["rcpts"] == ["用户@bücher.test"]
+
+
+# ---- ternctl user add ----
+
+def test_ternctl_user_add_then_auth(tern):
+    t = tern(sections=dict(DOMAINS))
+    cert, key = ternlib.tls_files(t.dir)
+    users = os.path.join(t.dir, "users")
+    with open(users, "w") as f:
+        f.write("# AUTH users\nold:$6$x$y\n")
+    os.chmod(users, 0o640)
+    t.sections["auth"] = {"users_file": users}
+    t.listen("submission", "submission", tls_cert=cert, tls_key=key)
+    t.write_config()
+    assert t.ternctl("user", "add", "bad:name", input="pw\n").returncode == 1
+    assert t.ternctl("user", "add", "carol", input="").returncode == 1
+    r = t.ternctl("user", "add", "carol", input="first\n")
+    assert r.returncode == 0 and "added" in r.stdout, r.stderr
+    r = t.ternctl("user", "add", "carol", input="s3cond pass\n")
+    assert r.returncode == 0 and "updated" in r.stdout, r.stderr
+    lines = open(users).read().splitlines()
+    assert lines[:2] == ["# AUTH users", "old:$6$x$y"]
+    assert len(lines) == 3 and lines[2].startswith(("carol:$y$", "carol:$6$"))
+    assert oct(os.stat(users).st_mode & 0o777) == "0o640"
+    start_smtpd(t)
+    with smtplib.SMTP("127.0.0.1", t.ports["submission"], timeout=10) as s:
+        s.starttls(context=ternlib.client_tls_context())
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            s.login("carol", "first")
+        s.login("carol", "s3cond pass")
