@@ -61,3 +61,8 @@ fuzz-run: fuzz
 fuzz-long:
 	$(MAKE) fuzz-run FUZZ_SECONDS=600
 .PHONY: fuzz fuzz-run fuzz-long
+
+# Test doubles the integration tests run in place of a daemon.
+noinst_PROGRAMS += tests/tools/test_cleanup
+tests_tools_test_cleanup_SOURCES = tests/tools/test_cleanup.c
+tests_tools_test_cleanup_LDADD = $(TERN_LIBS)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctl_user.h"
 #include "log.h"
 #include "util.h"
 
@@ -51,6 +52,7 @@ static const struct ctl_command commands[] = {
 	{ "check-config", "check-config", cmd_check_config },
 	{ "dkim", "dkim keygen DOMAIN SELECTOR [--algorithm rsa|ed25519] "
 	    "[--bits N] [--out FILE]\n  dkim check [DOMAIN]", cmd_dkim },
+	{ "user", "user add NAME (password on stdin)", ctl_user },
 };
 
 static void

@@ -103,6 +103,8 @@ struct tern_config {
 		unsigned max_recipients;
 		unsigned max_errors;
 		int64_t timeout;		/* command and data timeout, s */
+		int64_t greeting_delay;		/* wait before 220; talkers are cut */
+		int64_t auth_failure_delay;	/* per failed AUTH of the client, s */
 	} smtpd;
 
 	struct {

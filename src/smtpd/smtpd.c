@@ -2,18 +2,18 @@
  * tern-smtpd - the SMTP server for submission (587), smtps (465) and
  * inbound feedback (25). It parses untrusted network input, so it runs
  * unprivileged, chrooted into run_dir when started as root, cannot write
- * the queue and cannot read keys.
+ * the queue and cannot read keys: every message goes to tern-cleanup,
+ * and 250 is said only once cleanup reports the durable commit.
  *
- * This first version greets and then answers every command with 421:
- * the session state machine arrives with the submission issue.
+ * The story of this file: take the listening sockets the master passed
+ * ("listen:NAME"), load each listener's certificate and the AUTH users
+ * while still privileged, drop privileges (daemon.c), connect to cleanup,
+ * run the event loop. Sessions are in session.c, commands in commands.c.
  */
 #include "autoconfig.h"
 
-#include <errno.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
 #include <event2/listener.h>
+#include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -21,93 +21,101 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "smtpd.h"
 #include "util.h"
 
-struct smtpd {
-	struct daemon d;
-	struct evconnlistener **listeners;
-	size_t n_listeners;
-	size_t n_sessions;
-};
+struct smtpd smtpd;
 
-static struct smtpd smtpd;
-
-static void
-session_close(struct bufferevent *bev)
+/* A TLS context for one listener: TLS 1.2 and up, our certificate. */
+static SSL_CTX *
+tls_context_new(const struct cfg_listener *l)
 {
-	bufferevent_free(bev);
-	smtpd.n_sessions--;
-	if (smtpd.d.draining && smtpd.n_sessions == 0)
-		daemon_exit(&smtpd.d);
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	char err[256];
+
+	if (ctx == NULL)
+		log_fatal("SSL_CTX_new failed");
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
+	    SSL_OP_CIPHER_SERVER_PREFERENCE);
+	if (SSL_CTX_use_certificate_chain_file(ctx, l->tls_cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, l->tls_key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		ERR_error_string_n(ERR_get_error(), err, sizeof(err));
+		log_fatal("[listen %s]: cannot load %s / %s: %s", l->name,
+		    l->tls_cert, l->tls_key, err);
+	}
+	return ctx;
+}
+
+/* Before the privilege drop: certificates, keys and the users file. */
+static void
+smtpd_open_privileged(struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_sockets; i++) {
+		const struct cfg_listener *cl;
+		struct listener *l;
+
+		if (strncmp(d->sockets[i].name, "listen:", 7) != 0)
+			continue;
+		cl = config_find_listener(d->cfg, d->sockets[i].name + 7);
+		if (cl == NULL) {
+			log_warn("socket %s has no [listen] section; closed",
+			    d->sockets[i].name);
+			close(d->sockets[i].fd);
+			continue;
+		}
+		smtpd.listeners = xreallocarray(smtpd.listeners,
+		    smtpd.n_listeners + 1, sizeof(*smtpd.listeners));
+		l = &smtpd.listeners[smtpd.n_listeners++];
+		memset(l, 0, sizeof(*l));
+		l->cfg = cl;
+		l->fd = d->sockets[i].fd;
+		if (cl->tls_cert != NULL && cl->tls_key != NULL)
+			l->tls = tls_context_new(cl);
+		else if (cl->mode == LISTEN_SMTPS)
+			log_fatal("[listen %s]: mode smtps needs tls_cert and tls_key",
+			    cl->name);
+	}
+	auth_load_users(&smtpd);
 }
 
 static void
-session_read_cb(struct bufferevent *bev, void *arg)
-{
-	struct evbuffer *in = bufferevent_get_input(bev);
-
-	(void)arg;
-	evbuffer_drain(in, evbuffer_get_length(in));
-	bufferevent_write(bev, "421 4.3.2 Service not available, closing "
-	    "transmission channel\r\n", 63);
-	bufferevent_disable(bev, EV_READ);
-	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-}
-
-static void
-session_write_cb(struct bufferevent *bev, void *arg)
-{
-	(void)arg;
-	if (!(bufferevent_get_enabled(bev) & EV_READ))
-		session_close(bev);
-}
-
-static void
-session_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	(void)what;
-	(void)arg;
-	session_close(bev);
-}
-
-static void
-accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
 {
-	struct bufferevent *bev;
-	char *greeting;
-
-	(void)l;
-	(void)sa;
-	(void)salen;
-	(void)arg;
-	bev = bufferevent_socket_new(smtpd.d.base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL) {
-		close(fd);
-		return;
-	}
-	smtpd.n_sessions++;
-	bufferevent_setcb(bev, session_read_cb, session_write_cb, session_event_cb,
-	    NULL);
-	greeting = xasprintf("220 %s ESMTP tern\r\n", smtpd.d.cfg->server.hostname);
-	bufferevent_write(bev, greeting, strlen(greeting));
-	free(greeting);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	(void)evl;
+	session_accept(arg, fd, sa, salen);
 }
 
+static void
+accept_error_cb(struct evconnlistener *evl, void *arg)
+{
+	struct listener *l = arg;
+
+	(void)evl;
+	/* EMFILE and friends: log and go on; the listener stays. */
+	log_warn("accept on [listen %s]: %s", l->cfg->name,
+	    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+/* SIGTERM: no new sessions; open ones hear 421 at their next command. */
 static void
 smtpd_drain(struct daemon *d)
 {
+	(void)d;
 	for (size_t i = 0; i < smtpd.n_listeners; i++)
-		evconnlistener_free(smtpd.listeners[i]);
-	smtpd.n_listeners = 0;
-	if (smtpd.n_sessions == 0)
-		daemon_exit(d);
+		if (smtpd.listeners[i].evl != NULL) {
+			evconnlistener_free(smtpd.listeners[i].evl);
+			smtpd.listeners[i].evl = NULL;
+		}
+	session_drain_all();
 }
 
 static const struct daemon_spec smtpd_spec = {
 	.name = "smtpd",
 	.chroot_run_dir = true,
+	.open_privileged = smtpd_open_privileged,
 	.drain = smtpd_drain,
 };
 
@@ -117,19 +125,16 @@ main(int argc, char **argv)
 	struct daemon *d = &smtpd.d;
 
 	daemon_init(d, &smtpd_spec, argc, argv);
-	for (size_t i = 0; i < d->n_sockets; i++) {
-		struct evconnlistener *l;
+	cleanup_link_init(d);
+	for (size_t i = 0; i < smtpd.n_listeners; i++) {
+		struct listener *l = &smtpd.listeners[i];
 
-		if (strncmp(d->sockets[i].name, "listen:", 7) != 0)
-			continue;
-		fd_set_nonblock(d->sockets[i].fd);
-		l = evconnlistener_new(d->base, accept_cb, NULL,
-		    LEV_OPT_CLOSE_ON_FREE, -1, d->sockets[i].fd);
-		if (l == NULL)
-			log_fatal("cannot listen on %s", d->sockets[i].name);
-		smtpd.listeners = xreallocarray(smtpd.listeners, smtpd.n_listeners + 1,
-		    sizeof(*smtpd.listeners));
-		smtpd.listeners[smtpd.n_listeners++] = l;
+		fd_set_nonblock(l->fd);
+		l->evl = evconnlistener_new(d->base, accept_cb, l,
+		    LEV_OPT_CLOSE_ON_FREE, -1, l->fd);
+		if (l->evl == NULL)
+			log_fatal("cannot listen on [listen %s]", l->cfg->name);
+		evconnlistener_set_error_cb(l->evl, accept_error_cb);
 	}
 	return daemon_run(d);
 }

@@ -374,3 +374,50 @@ def client_tls_context():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+# -- tern-cleanup test double (tests/tools/test_cleanup.c) --
+
+def use_test_cleanup(t, rules=""):
+    """Makes t run the test double as tern-cleanup: it answers per rules
+    (see test_cleanup.c) and records each transaction in t.dir."""
+    d = os.path.join(t.dir, "libexec")
+    os.makedirs(d, exist_ok=True)
+    dst = os.path.join(d, "tern-cleanup")
+    if not os.path.lexists(dst):
+        os.symlink(os.path.join(BUILD_DIR, "tests/tools/test_cleanup"), dst)
+    set_cleanup_rules(t, rules)
+    return t
+
+
+def set_cleanup_rules(t, rules):
+    with open(os.path.join(t.dir, "test-cleanup.rules"), "w") as f:
+        f.write(rules)
+
+
+def cleanup_records(t):
+    """The transactions the double saw, oldest first (list of dicts)."""
+    import json
+    try:
+        with open(os.path.join(t.dir, "test-cleanup.log"), "rb") as f:
+            return [json.loads(l.decode("utf-8", "replace")) for l in f if l.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def cleanup_commits(t):
+    return [r for r in cleanup_records(t) if r["event"] == "commit"]
+
+
+def cleanup_message(t, qid):
+    """The content the double committed under qid (bytes)."""
+    with open(os.path.join(t.dir, "test-cleanup-msgs", qid + ".eml"), "rb") as f:
+        return f.read()
+
+
+def start_smtpd(t, rules=""):
+    """Starts t with the cleanup double and waits until smtpd reached it."""
+    use_test_cleanup(t, rules)
+    t.start()
+    t.wait_log(r"smtpd.*connected to cleanup")
+    return t

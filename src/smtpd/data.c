@@ -1,0 +1,127 @@
+/*
+ * data.c - the DATA and BDAT stream decoder of tern-smtpd (see data.h).
+ * A byte-at-a-time state machine: it keeps no message bytes of its own,
+ * so memory stays flat however long the stream is.
+ * Runs in tern-smtpd (unprivileged) and in the fuzz and unit tests.
+ */
+#include "autoconfig.h"
+
+#include "data.h"
+
+enum data_state {
+	D_BOL,		/* at the start of a line (after CRLF) */
+	D_BOL_DOT,	/* "." at the start of a line */
+	D_BOL_DOT_CR,	/* ".\r" at the start of a line */
+	D_MID,		/* inside a line */
+	D_CR,		/* "\r" inside a line, not yet known to be CRLF */
+};
+
+void
+data_reader_init(struct data_reader *r, bool raw)
+{
+	r->state = D_BOL;
+	r->raw = raw;
+	r->done = false;
+	r->flags = 0;
+	r->line_len = 0;
+	r->size = 0;
+}
+
+static void
+emit(struct data_reader *r, uint8_t *out, size_t *o, uint8_t c)
+{
+	out[(*o)++] = c;
+	r->size++;
+	if (c == '\n') {
+		r->line_len = 0;
+		return;
+	}
+	/* The CR of CRLF counts in the 1000, so 999 bytes before it. */
+	if (++r->line_len > SMTP_TEXT_LINE_MAX - 1 && c != '\r')
+		r->flags |= DATA_LONG_LINE;
+}
+
+size_t
+data_reader_feed(struct data_reader *r, const uint8_t *in, size_t n,
+    uint8_t *out, size_t *out_len)
+{
+	size_t i = 0, o = 0;
+
+	while (i < n && !r->done) {
+		uint8_t c = in[i];
+
+		switch (r->state) {
+		case D_BOL:
+			if (c == '.' && !r->raw) {
+				r->state = D_BOL_DOT;
+				i++;
+				continue;
+			}
+			r->state = D_MID;
+			continue;	/* the same byte, inside the line */
+		case D_BOL_DOT:
+			if (c == '\r') {
+				r->state = D_BOL_DOT_CR;
+				i++;
+				continue;
+			}
+			/* A leading dot is dropped (RFC 5321 4.5.2). */
+			r->state = D_MID;
+			continue;
+		case D_BOL_DOT_CR:
+			if (c == '\n') {
+				r->done = true;
+				i++;
+				continue;
+			}
+			/* ".\r" then something else: the CR was bare. */
+			r->flags |= DATA_BARE_CR;
+			emit(r, out, &o, '\r');
+			r->state = D_MID;
+			continue;
+		case D_MID:
+			if (c == '\r') {
+				r->state = D_CR;
+			} else {
+				/* A bare LF is content, never a line start. */
+				if (c == '\n') {
+					r->flags |= DATA_BARE_LF;
+					r->line_len = 0;
+					out[o++] = c;
+					r->size++;
+				} else {
+					emit(r, out, &o, c);
+				}
+			}
+			i++;
+			continue;
+		case D_CR:
+			if (c == '\n') {
+				emit(r, out, &o, '\r');
+				emit(r, out, &o, '\n');
+				r->state = D_BOL;
+				i++;
+				continue;
+			}
+			r->flags |= DATA_BARE_CR;
+			emit(r, out, &o, '\r');
+			r->state = D_MID;
+			continue;
+		}
+	}
+	*out_len = o;
+	return i;
+}
+
+void
+data_reader_finish(struct data_reader *r, uint8_t *out, size_t *out_len)
+{
+	size_t o = 0;
+
+	if (r->state == D_CR) {
+		r->flags |= DATA_BARE_CR;
+		emit(r, out, &o, '\r');
+		r->state = D_MID;
+	}
+	*out_len = o;
+}

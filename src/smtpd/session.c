@@ -1,0 +1,632 @@
+/*
+ * session.c - one SMTP session of tern-smtpd: its bufferevent, reading
+ * command lines and the DATA/BDAT stream, writing replies, timeouts,
+ * STARTTLS, and the one function that changes state. The commands
+ * themselves are in commands.c. Runs in tern-smtpd, unprivileged.
+ */
+#include "autoconfig.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "smtpd.h"
+#include "util.h"
+
+#define DATA_CHUNK		16384
+#define CLOSE_POLL_MS		20
+
+static const char *const state_names[] = {
+	[S_CONNECTED] = "connected",
+	[S_TLS_HANDSHAKE] = "tls-handshake",
+	[S_HELO] = "helo",
+	[S_READY] = "ready",
+	[S_MAIL] = "mail",
+	[S_RCPT] = "rcpt",
+	[S_DATA] = "data",
+	[S_BDAT] = "bdat",
+	[S_AUTH] = "auth",
+	[S_QUIT] = "quit",
+};
+
+static void session_read_cb(struct bufferevent *bev, void *arg);
+static void session_write_cb(struct bufferevent *bev, void *arg);
+static void session_event_cb(struct bufferevent *bev, short what, void *arg);
+static void session_process(struct session *s);
+
+/* The one place a session changes state; -v logs every change. */
+void
+session_enter_state(struct session *s, enum session_state st)
+{
+	log_debug("session %llu: %s -> %s", (unsigned long long)s->id,
+	    state_names[s->state], state_names[st]);
+	s->state = st;
+}
+
+static void
+session_set_timeouts(struct session *s)
+{
+	struct timeval tv = { smtpd.d.cfg->smtpd.timeout, 0 };
+
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+static void
+session_log_disconnect(struct session *s)
+{
+	char line[512];
+	size_t n = 0;
+	const struct { const char *name; unsigned v; } counts[] = {
+		{ "ehlo", s->n_ehlo }, { "helo", s->n_helo },
+		{ "starttls", s->n_starttls }, { "auth", s->n_auth },
+		{ "mail", s->n_mail }, { "rcpt", s->n_rcpt },
+		{ "data", s->n_data }, { "bdat", s->n_bdat },
+		{ "rset", s->n_rset }, { "noop", s->n_noop },
+		{ "vrfy", s->n_vrfy }, { "help", s->n_help },
+		{ "quit", s->n_quit }, { "unknown", s->n_unknown },
+	};
+
+	line[0] = '\0';
+	for (size_t i = 0; i < TERN_ARRAY_LEN(counts); i++)
+		if (counts[i].v > 0 && n < sizeof(line))
+			n += (size_t)snprintf(line + n, sizeof(line) - n, " %s=%u",
+			    counts[i].name, counts[i].v);
+	log_info("disconnect from unknown[%s]%s commands=%u", s->addr, line,
+	    s->n_commands);
+}
+
+static void
+session_free(struct session *s)
+{
+	session_log_disconnect(s);
+	auth_cancel(s);
+	session_reset_transaction(s);
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
+	event_free(s->ev_timer);
+	if (s->counted)
+		clients_remove(s->addr);
+	free(s->auth_user);
+	free(s->auth_login_user);
+	free(s);
+	smtpd.n_sessions--;
+	if (smtpd.d.draining && smtpd.n_sessions == 0)
+		daemon_exit(&smtpd.d);
+}
+
+static void
+session_write_line(struct session *s, const char *fmt, va_list ap)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	evbuffer_add_vprintf(out, fmt, ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+void
+session_reply(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	session_write_line(s, fmt, ap);
+	va_end(ap);
+}
+
+/* A 4xx/5xx reply that counts toward max_errors. */
+void
+session_reply_error(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	session_write_line(s, fmt, ap);
+	va_end(ap);
+	if (++s->errors >= smtpd.d.cfg->smtpd.max_errors && !s->closing) {
+		log_info("too many errors from unknown[%s]", s->addr);
+		session_reply(s, "421 4.7.0 %s Error: too many errors",
+		    smtpd.d.cfg->server.hostname);
+		session_close_after_reply(s);
+	}
+}
+
+/* Stops reading; the session ends once the replies are written. */
+void
+session_close_after_reply(struct session *s)
+{
+	s->closing = true;
+	bufferevent_disable(s->bev, EV_READ);
+	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+	if (s->state != S_QUIT)
+		session_enter_state(s, S_QUIT);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		session_write_cb(s->bev, s);
+}
+
+void
+session_wait(struct session *s, enum session_wait w)
+{
+	s->wait = w;
+	bufferevent_disable(s->bev, EV_READ);
+}
+
+/* Ends a wait and reads on: pipelined commands may be waiting. */
+void
+session_resume(struct session *s)
+{
+	s->wait = W_NONE;
+	if (s->closing)
+		return;
+	bufferevent_enable(s->bev, EV_READ);
+	/* From inside session_process, its loop reads on by itself. */
+	if (!s->in_process)
+		session_process(s);
+}
+
+static void
+session_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	struct bufferevent *under;
+
+	(void)fd;
+	(void)what;
+	if (s->closing) {
+		/* A TLS filter: wait until the socket took the last bytes. */
+		under = bufferevent_get_underlying(s->bev);
+		if (under != NULL &&
+		    evbuffer_get_length(bufferevent_get_output(under)) > 0) {
+			struct timeval tv = { 0, CLOSE_POLL_MS * 1000 };
+
+			evtimer_add(s->ev_timer, &tv);
+			return;
+		}
+		session_free(s);
+		return;
+	}
+	switch (s->state) {
+	case S_CONNECTED:
+		session_reply(s, "220 %s ESMTP tern", smtpd.d.cfg->server.hostname);
+		session_enter_state(s, S_HELO);
+		break;
+	default:
+		if (s->wait == W_DELAY) {
+			if (s->delayed_reply != NULL) {
+				const char *r = s->delayed_reply;
+
+				s->delayed_reply = NULL;
+				session_reply_error(s, "%s", r);
+			}
+			session_resume(s);
+		} else if (s->wait == W_BACKPRESSURE) {
+			if (is_cleanup_full() && !s->tx->lost) {
+				struct timeval tv = { 0, 10 * 1000 };
+
+				evtimer_add(s->ev_timer, &tv);
+				return;
+			}
+			session_resume(s);
+		}
+		break;
+	}
+}
+
+/* Parks the session for a while (AUTH failure delay). */
+void
+session_delay(struct session *s, double seconds)
+{
+	struct timeval tv;
+
+	tv.tv_sec = (time_t)seconds;
+	tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
+	session_wait(s, W_DELAY);
+	evtimer_add(s->ev_timer, &tv);
+}
+
+void
+session_reset_transaction(struct session *s)
+{
+	if (s->tx == NULL)
+		return;
+	if (s->tx->begun)
+		cleanup_abort(s);
+	free(s->tx);
+	s->tx = NULL;
+}
+
+static void
+session_greet(struct session *s)
+{
+	int64_t delay = smtpd.d.cfg->smtpd.greeting_delay;
+
+	if (delay > 0) {
+		struct timeval tv = { delay, 0 };
+
+		session_enter_state(s, S_CONNECTED);
+		evtimer_add(s->ev_timer, &tv);
+		return;
+	}
+	session_reply(s, "220 %s ESMTP tern", smtpd.d.cfg->server.hostname);
+	session_enter_state(s, S_HELO);
+}
+
+void
+session_accept(struct listener *l, int fd, struct sockaddr *sa, int salen)
+{
+	struct session *s = xcalloc(1, sizeof(*s));
+	const struct tern_config *cfg = smtpd.d.cfg;
+	bool smtps = l->cfg->mode == LISTEN_SMTPS;
+	const char *refuse = NULL;
+
+	s->id = ++smtpd.next_id;
+	s->listener = l;
+	memcpy(&s->peer, sa, (size_t)salen < sizeof(s->peer) ? (size_t)salen
+	    : sizeof(s->peer));
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, s->addr,
+		    sizeof(s->addr));
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr,
+		    s->addr, sizeof(s->addr));
+	else
+		tern_strlcpy(s->addr, "local", sizeof(s->addr));
+	s->trusted = is_addr_in_cidrs(sa, l->cfg->trusted_networks,
+	    l->cfg->n_trusted_networks);
+	smtpd.n_sessions++;
+	log_info("connect from unknown[%s] to [listen %s]", s->addr, l->cfg->name);
+
+	if (smtpd.n_sessions > cfg->smtpd.max_sessions)
+		refuse = "421 4.3.2 Too many sessions, try again later";
+	else if (clients_add(s->addr, cfg->smtpd.max_sessions_per_client) == -1)
+		refuse = "421 4.7.0 Too many sessions from your address";
+	else
+		s->counted = true;
+
+	s->ev_timer = evtimer_new(smtpd.d.base, session_timer_cb, s);
+	if (smtps && refuse == NULL) {
+		SSL *ssl = SSL_new(l->tls);
+
+		if (ssl == NULL)
+			log_fatal("SSL_new failed");
+		s->bev = bufferevent_openssl_socket_new(smtpd.d.base, fd, ssl,
+		    BUFFEREVENT_SSL_ACCEPTING,
+		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	} else {
+		s->bev = bufferevent_socket_new(smtpd.d.base, fd,
+		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	}
+	if (s->bev == NULL || s->ev_timer == NULL)
+		log_fatal("cannot allocate a session");
+	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
+	    session_event_cb, s);
+	session_set_timeouts(s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (refuse != NULL) {
+		log_info("refused unknown[%s]: %s", s->addr, refuse + 10);
+		session_reply(s, "%s", refuse);
+		session_close_after_reply(s);
+		return;
+	}
+	if (smtps)
+		session_enter_state(s, S_TLS_HANDSHAKE);
+	else
+		session_greet(s);
+}
+
+void
+session_start_tls(struct session *s)
+{
+	struct bufferevent *filter;
+	SSL *ssl;
+
+	/* Plaintext sent after STARTTLS is an injection attempt: drop it. */
+	evbuffer_drain(bufferevent_get_input(s->bev),
+	    evbuffer_get_length(bufferevent_get_input(s->bev)));
+	session_reply(s, "220 2.0.0 Ready to start TLS");
+	ssl = SSL_new(s->listener->tls);
+	if (ssl == NULL)
+		log_fatal("SSL_new failed");
+	filter = bufferevent_openssl_filter_new(smtpd.d.base, s->bev, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (filter == NULL)
+		log_fatal("cannot start TLS");
+	s->bev = filter;
+	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
+	    session_event_cb, s);
+	session_set_timeouts(s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	/* Nothing learned before TLS survives it (RFC 3207 4.2). */
+	session_reset_transaction(s);
+	s->helo[0] = '\0';
+	s->esmtp = false;
+	free(s->auth_user);
+	s->auth_user = NULL;
+	session_enter_state(s, S_TLS_HANDSHAKE);
+}
+
+static void
+session_tls_done(struct session *s)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+
+	s->tls = true;
+	snprintf(s->tls_info, sizeof(s->tls_info), "%s %s", SSL_get_version(ssl),
+	    SSL_get_cipher_name(ssl));
+	log_info("unknown[%s]: TLS established: %s", s->addr, s->tls_info);
+	if (s->listener->cfg->mode == LISTEN_SMTPS)
+		session_greet(s);
+	else
+		session_enter_state(s, S_HELO);
+	session_process(s);
+}
+
+/* Reads one command line; 1 when *line was set, 0 when more is needed. */
+static int
+session_read_line(struct session *s, char **line)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t len = evbuffer_get_length(in), eol_len, max;
+	struct evbuffer_ptr eol;
+	char peek[5];
+	char *buf;
+
+	max = SMTP_LINE_MAX;
+	if (s->state == S_AUTH ||
+	    (evbuffer_copyout(in, peek, 5) == 5 && has_ascii_prefix_ci(peek, "AUTH ")))
+		max = SMTP_AUTH_LINE_MAX;
+	for (;;) {
+		eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+		if (eol.pos == -1) {
+			if (len > max) {
+				evbuffer_drain(in, len);
+				if (!s->discard_line) {
+					s->discard_line = true;
+					session_reply_error(s, "500 5.5.2 Error: line too long");
+				}
+			}
+			return 0;
+		}
+		if (s->discard_line) {
+			evbuffer_drain(in, (size_t)eol.pos + 1);
+			s->discard_line = false;
+			len = evbuffer_get_length(in);
+			if (s->closing)
+				return 0;
+			continue;
+		}
+		break;
+	}
+	if ((size_t)eol.pos + 1 > max) {
+		evbuffer_drain(in, (size_t)eol.pos + 1);
+		session_reply_error(s, "500 5.5.2 Error: line too long");
+		return -1;
+	}
+	buf = xmalloc((size_t)eol.pos + 1);
+	evbuffer_remove(in, buf, (size_t)eol.pos);
+	evbuffer_drain(in, 1);
+	buf[eol.pos] = '\0';
+	/* Only CRLF ends a line: a bare LF or CR anywhere is refused. */
+	if (eol.pos == 0 || buf[eol.pos - 1] != '\r') {
+		free(buf);
+		session_reply_error(s, "500 5.5.2 Error: bare LF in command");
+		return -1;
+	}
+	buf[eol.pos - 1] = '\0';
+	if (memchr(buf, '\r', (size_t)eol.pos - 1) != NULL ||
+	    memchr(buf, '\0', (size_t)eol.pos - 1) != NULL) {
+		free(buf);
+		session_reply_error(s, "500 5.5.2 Error: bare CR or NUL in command");
+		return -1;
+	}
+	*line = buf;
+	return 1;
+}
+
+/* Runs the input that is there: commands, or the message stream. */
+static void session_process_input(struct session *s);
+
+static void
+session_process(struct session *s)
+{
+	if (s->in_process)
+		return;
+	s->in_process = true;
+	session_process_input(s);
+	s->in_process = false;
+}
+
+static void
+session_process_input(struct session *s)
+{
+	struct evbuffer *in;
+
+	while (!s->closing && s->wait == W_NONE) {
+		char *line;
+		int r;
+
+		in = bufferevent_get_input(s->bev);
+		switch (s->state) {
+		case S_CONNECTED:
+			if (evbuffer_get_length(in) == 0)
+				return;
+			log_info("unknown[%s] talked before the greeting", s->addr);
+			session_reply(s, "554 5.5.0 Error: talking before the greeting");
+			session_close_after_reply(s);
+			return;
+		case S_TLS_HANDSHAKE:
+		case S_QUIT:
+			return;
+		case S_DATA:
+		case S_BDAT:
+			if (evbuffer_get_length(in) == 0)
+				return;
+			session_data_input(s);
+			continue;
+		default:
+			break;
+		}
+		r = session_read_line(s, &line);
+		if (r == 0)
+			return;
+		if (r < 0)
+			continue;
+		if (s->state == S_AUTH)
+			smtp_auth_continue(s, line);
+		else
+			smtp_command(s, line);
+		free(line);
+	}
+}
+
+static void
+session_read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	session_process(arg);
+}
+
+static void
+session_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+	struct timeval now = { 0, 0 };
+
+	(void)bev;
+	if (s->closing)
+		evtimer_add(s->ev_timer, &now);	/* free outside callbacks */
+}
+
+static void
+session_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_CONNECTED) {
+		session_tls_done(s);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		if (s->closing) {
+			session_free(s);
+			return;
+		}
+		log_info("timeout after %s from unknown[%s]", state_names[s->state],
+		    s->addr);
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+		bufferevent_enable(s->bev, EV_WRITE);
+		session_reply(s, "421 4.4.2 %s Error: timeout exceeded",
+		    smtpd.d.cfg->server.hostname);
+		session_close_after_reply(s);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		unsigned long e = bufferevent_get_openssl_error(s->bev);
+
+		if (s->state == S_TLS_HANDSHAKE || e != 0) {
+			char buf[256] = "";
+
+			if (e != 0)
+				ERR_error_string_n(e, buf, sizeof(buf));
+			log_info("TLS failed with unknown[%s]: %s", s->addr,
+			    buf[0] ? buf : "connection lost");
+		} else if (!s->closing) {
+			log_info("lost connection after %s from unknown[%s]",
+			    state_names[s->state], s->addr);
+		}
+	} else if ((what & BEV_EVENT_EOF) && !s->closing) {
+		log_info("lost connection after %s from unknown[%s]",
+		    state_names[s->state], s->addr);
+	}
+	session_free(s);
+}
+
+/* SIGTERM: sessions that sit idle are told at their next command. */
+void
+session_drain_all(void)
+{
+	if (smtpd.n_sessions == 0)
+		daemon_exit(&smtpd.d);
+}
+
+/* The message stream: DATA (dot-stuffed) or the current BDAT chunk. */
+void
+session_data_input(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct transaction *tx = s->tx;
+	uint64_t limit = smtpd.d.cfg->server.message_size_limit;
+	uint8_t buf[DATA_CHUNK], out[DATA_CHUNK + 2];
+
+	while (evbuffer_get_length(in) > 0 && !tx->reader.done) {
+		size_t n = evbuffer_get_length(in), used, out_len;
+
+		if (n > sizeof(buf))
+			n = sizeof(buf);
+		if (s->state == S_BDAT) {
+			if (tx->bdat_left == 0)
+				break;
+			if (n > tx->bdat_left)
+				n = (size_t)tx->bdat_left;
+		}
+		evbuffer_copyout(in, buf, n);
+		used = data_reader_feed(&tx->reader, buf, n, out, &out_len);
+		evbuffer_drain(in, used);
+		if (s->state == S_BDAT)
+			tx->bdat_left -= used;
+		if (tx->reader.size > limit && !tx->too_big) {
+			tx->too_big = true;
+			log_info("unknown[%s]: message exceeds %llu bytes", s->addr,
+			    (unsigned long long)limit);
+		}
+		/* Only a message that can still be accepted goes on to cleanup. */
+		if (tx->begun && (tx->too_big || tx->reader.flags != 0 ||
+		    tx->bdat_failed)) {
+			cleanup_abort(s);
+			tx->begun = false;
+		}
+		if (tx->begun && out_len > 0)
+			cleanup_data(s, out, out_len);
+		if (tx->begun && is_cleanup_full()) {
+			struct timeval tv = { 0, 10 * 1000 };
+
+			session_wait(s, W_BACKPRESSURE);
+			evtimer_add(s->ev_timer, &tv);
+			return;
+		}
+		if (s->state == S_BDAT && tx->bdat_left == 0)
+			break;
+	}
+	if (s->state == S_DATA && tx->reader.done) {
+		s->n_data++;
+		session_enter_state(s, S_READY);
+		smtp_message_end(s);
+	} else if (s->state == S_BDAT && tx->bdat_left == 0) {
+		session_enter_state(s, S_RCPT);
+		smtp_bdat_chunk_end(s);
+	}
+}
+
+void
+session_cleanup_lost(struct session *s)
+{
+	if (s->tx == NULL)
+		return;
+	s->tx->lost = true;
+	s->tx->begun = false;
+	if (s->wait == W_CLEANUP)
+		session_cleanup_reply(s, 451, "4.3.0",
+		    "Queue temporarily unavailable, try again later", "");
+}
