@@ -34,3 +34,15 @@ fuzz-run: fuzz
 fuzz-long:
 	$(MAKE) fuzz-run FUZZ_SECONDS=600
 .PHONY: fuzz fuzz-run fuzz-long
+
+# The SMTP reply parser of tern-smtp: unit tests and a libFuzzer target.
+check_PROGRAMS += tests/unit/test_smtp_reply
+tests_unit_test_smtp_reply_SOURCES = tests/unit/test_smtp_reply.c
+tests_unit_test_smtp_reply_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_smtp_reply_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_smtp_reply
+FUZZ_TARGETS += tests/fuzz/fuzz_smtp_reply
+tests_fuzz_fuzz_smtp_reply_SOURCES = tests/fuzz/fuzz_smtp_reply.c
+tests_fuzz_fuzz_smtp_reply_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_smtp_reply_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_smtp_reply_LDADD = $(TERN_LIBS)
