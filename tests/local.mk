@@ -46,3 +46,12 @@ tests_fuzz_fuzz_smtp_reply_SOURCES = tests/fuzz/fuzz_smtp_reply.c
 tests_fuzz_fuzz_smtp_reply_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_smtp_reply_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_smtp_reply_LDADD = $(TERN_LIBS)
+
+# Tools for the delivery agent's tests: a test double of tern-qmgr (the
+# tests install it as tern-qmgr) and queue_fill, which queues messages.
+noinst_PROGRAMS += tests/tools/test_qmgr tests/tools/queue_fill
+tests_tools_test_qmgr_SOURCES = tests/tools/test_qmgr.c
+tests_tools_test_qmgr_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+tests_tools_test_qmgr_LDADD = $(TERNQ_LIBS) $(JANSSON_LIBS)
+tests_tools_queue_fill_SOURCES = tests/tools/queue_fill.c
+tests_tools_queue_fill_LDADD = $(TERNQ_LIBS)

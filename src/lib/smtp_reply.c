@@ -151,8 +151,8 @@ smtp_reply_feed(struct smtp_reply_parser *p, const char *buf, size_t len,
 				return reply_bad(p, "no space or hyphen after the reply code");
 			}
 			p->line_pos++;
-			if (r->n_lines > 0 && r->text_len > 0)
-				text_add(r, ' ');
+			if (r->n_lines > 0)
+				text_add(r, '\n');
 			continue;
 		}
 		p->line_pos++;
@@ -170,6 +170,10 @@ smtp_reply_format(const struct smtp_reply *r, char *buf, size_t size)
 		    r->why ? r->why : "unknown");
 	else if (r->text_len == 0)
 		snprintf(buf, size, "%u", r->code);
-	else
+	else {
 		snprintf(buf, size, "%u %s", r->code, r->text);
+		for (char *c = buf; *c != '\0'; c++)
+			if (*c == '\n')
+				*c = ' ';
+	}
 }

@@ -18,7 +18,8 @@
 #define SMTP_REPLY_MAX_LINES	1000	/* more lines: malformed */
 
 /* One complete reply. Text is printable ASCII only (other bytes become
- * '?'), lines joined with a space, cut at SMTP_REPLY_TEXT_MAX. */
+ * '?'), each line's text after the code and separator, lines joined with
+ * '\n', cut at SMTP_REPLY_TEXT_MAX. */
 struct smtp_reply {
 	unsigned code;			/* 200..599; 0 when malformed */
 	char status[16];		/* enhanced status of the first line
@@ -59,7 +60,8 @@ void smtp_reply_parser_reset(struct smtp_reply_parser *p);
 enum smtp_reply_result smtp_reply_feed(struct smtp_reply_parser *p,
     const char *buf, size_t len, size_t *consumed);
 
-/* "250 2.0.0 text" form for logs and results, at most size-1 bytes. */
+/* "250 2.0.0 text" form for logs and results (lines joined with a
+ * space), at most size-1 bytes. */
 void smtp_reply_format(const struct smtp_reply *r, char *buf, size_t size);
 
 #endif

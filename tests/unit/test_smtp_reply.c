@@ -30,8 +30,8 @@ static const struct good_case good_cases[] = {
 	{ "250\r\n", 250, "", "", 1 },
 	{ "250 \r\n", 250, "", "", 1 },
 	{ "250-mx.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n", 250, "",
-	  "mx.example PIPELINING 8BITMIME", 3 },
-	{ "250-\r\n250 OK\r\n", 250, "", "OK", 2 },
+	  "mx.example\nPIPELINING\n8BITMIME", 3 },
+	{ "250-\r\n250 OK\r\n", 250, "", "\nOK", 2 },
 	{ "550 5.1.1 <a@b>: no such user\r\n", 550, "5.1.1",
 	  "5.1.1 <a@b>: no such user", 1 },
 	/* A status of the wrong class is not a status. */
@@ -185,9 +185,9 @@ test_format(void **state)
 	char buf[64];
 
 	(void)state;
-	parse_whole("250 2.0.0 OK\r\n", 14, &p, SMTP_REPLY_DONE);
+	parse_whole("250-2.0.0 OK\r\n250 more\r\n", 25, &p, SMTP_REPLY_DONE);
 	smtp_reply_format(&p.reply, buf, sizeof(buf));
-	assert_string_equal(buf, "250 2.0.0 OK");
+	assert_string_equal(buf, "250 2.0.0 OK more");
 	parse_whole("250 ok\n", 7, &p, SMTP_REPLY_BAD);
 	smtp_reply_format(&p.reply, buf, sizeof(buf));
 	assert_string_equal(buf, "malformed reply: bare LF in reply");
