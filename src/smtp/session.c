@@ -384,6 +384,56 @@ session_connect_next(struct session *s)
 		    strerror(errno));
 }
 
+/*
+ * Hosts of equal preference are tried in random order (RFC 5321 5.1):
+ * shuffled per connection, so the load spreads even when many
+ * connections share one MX look-up. A host's addresses stay together.
+ */
+static void
+targets_shuffle_equal(struct mx_target *t, size_t n)
+{
+	size_t start = 0;
+
+	while (start < n) {
+		size_t end = start, n_hosts = 0, k;
+		size_t first[MX_HOSTS_MAX + 1];
+		struct mx_target *copy;
+
+		while (end < n && t[end].pref == t[start].pref) {
+			if ((end == start || strcmp(t[end].host, t[end - 1].host) != 0)
+			    && n_hosts < MX_HOSTS_MAX)
+				first[n_hosts++] = end;
+			end++;
+		}
+		first[n_hosts] = end;
+		if (n_hosts > 1) {
+			size_t order[MX_HOSTS_MAX];
+
+			for (k = 0; k < n_hosts; k++)
+				order[k] = k;
+			for (k = n_hosts - 1; k > 0; k--) {
+				size_t r = arc4random_uniform((uint32_t)k + 1), tmp;
+
+				tmp = order[k];
+				order[k] = order[r];
+				order[r] = tmp;
+			}
+			copy = xreallocarray(NULL, end - start, sizeof(*copy));
+			memcpy(copy, &t[start], (end - start) * sizeof(*copy));
+			size_t out = start;
+			for (k = 0; k < n_hosts; k++) {
+				size_t h = order[k];
+				size_t len = first[h + 1] - first[h];
+
+				memcpy(&t[out], &copy[first[h] - start], len * sizeof(*t));
+				out += len;
+			}
+			free(copy);
+		}
+		start = end;
+	}
+}
+
 struct session *
 session_start(struct dest *d, struct job *j)
 {
@@ -396,6 +446,7 @@ session_start(struct dest *d, struct job *j)
 	s->n_targets = mx->n_targets;
 	s->targets = xreallocarray(NULL, mx->n_targets, sizeof(*s->targets));
 	memcpy(s->targets, mx->targets, mx->n_targets * sizeof(*s->targets));
+	targets_shuffle_equal(s->targets, s->n_targets);
 	s->ev_timer = evtimer_new(agent.d.base, session_timer_cb, s);
 	if (s->ev_timer == NULL)
 		log_fatal("evtimer_new failed");
