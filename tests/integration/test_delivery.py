@@ -191,3 +191,302 @@ def test_data_rejection_applies_to_accepted(tern, sinks, dns, port):
     res = rcpt_results(q.wait_results(1))
     assert [r["code"] for r in res] == [554, 554]
     assert all(r["status"] == "5.7.1" for r in res)
+
+
+def tls_sink(sinks, test_dir, port, host="127.0.0.2", cn="mx1.example.test"):
+    cert, key = ternlib.tls_files(test_dir, cn=cn)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return sinks(host=host, port=port, tls_context=ctx), cert
+
+
+def test_opportunistic_tls(tern, sinks, dns, port, test_dir):
+    d = simple_dns(dns)
+    sink, _cert = tls_sink(sinks, test_dir, port)
+    t, q = setup_tern(tern, d.server, port, tls="opportunistic")
+    qid, = q.queue(["tls@example.test"])
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["code"] == 250 and r["tls"].startswith("TLSv1"), r
+    assert sink.wait_messages(1)[0]["tls"] is True
+    t.wait_log(r"Untrusted TLS connection established to mx1.example.test"
+               r"\[127.0.0.2\]:%d: TLSv1.[23] with cipher" % port)
+
+
+def test_required_tls_verified(tern, sinks, dns, port, test_dir):
+    d = simple_dns(dns)
+    sink, cert = tls_sink(sinks, test_dir, port)
+    t, q = setup_tern(tern, d.server, port, tls="required", tls_ca_file=cert)
+    qid, = q.queue(["tls@example.test"])
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["code"] == 250, r
+    assert sink.wait_messages(1)[0]["tls"] is True
+    t.wait_log(r"Trusted TLS connection established to mx1.example.test")
+
+
+def test_required_tls_wrong_name_defers(tern, sinks, dns, port, test_dir):
+    d = simple_dns(dns)
+    sink, cert = tls_sink(sinks, test_dir, port, cn="other.example.test")
+    t, q = setup_tern(tern, d.server, port, tls="required", tls_ca_file=cert)
+    qid, = q.queue(["tls@example.test"])
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["code"] == 0 and r["status"] == "4.7.5", r
+    assert sink.messages == []
+
+
+def test_required_tls_without_starttls_defers(tern, sinks, dns, port):
+    d = simple_dns(dns)
+    sink = sinks(host="127.0.0.2", port=port)
+    t, q = setup_tern(tern, d.server, port, tls="required")
+    qid, = q.queue(["clear@example.test"])
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["code"] == 0 and r["status"] == "4.7.4", r
+    assert "TLS is required, but was not offered" in r["text"]
+    time.sleep(0.3)
+    assert sink.messages == []
+
+
+class Hostile:
+    """A scripted SMTP server: script(conn, sock) runs per connection in
+    a thread; it records what the client sent."""
+
+    def __init__(self, host, port, script):
+        self.script = script
+        self.received = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(16)
+        self.stopping = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn):
+        conn.settimeout(20)
+        try:
+            self.script(self, conn)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def readline(self, conn):
+        buf = b""
+        while not buf.endswith(b"\n"):
+            c = conn.recv(1)
+            if not c:
+                raise OSError("closed")
+            buf += c
+        self.received.append(buf)
+        return buf
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+
+
+@pytest.fixture
+def hostile():
+    made = []
+
+    def make(host, port, script):
+        h = Hostile(host, port, script)
+        made.append(h)
+        return h
+    yield make
+    for h in made:
+        h.stop()
+
+
+def reply_after_ehlo(payload):
+    """Greets, then answers EHLO with payload and waits."""
+    def script(h, conn):
+        conn.sendall(b"220 hostile ESMTP\r\n")
+        h.readline(conn)
+        conn.sendall(payload)
+        while True:
+            h.readline(conn)
+    return script
+
+
+def reply_at_mail(payload):
+    def script(h, conn):
+        conn.sendall(b"220 hostile ESMTP\r\n")
+        h.readline(conn)
+        conn.sendall(b"250-hostile\r\n250 PIPELINING\r\n")
+        h.readline(conn)
+        conn.sendall(payload)
+        while True:
+            h.readline(conn)
+    return script
+
+
+@pytest.mark.parametrize("script", [
+    reply_after_ehlo(b"250-\r\n"),                       # then silence
+    reply_after_ehlo(b"250-" + b"A" * 65536 + b"\r\n"),  # a 64 KiB line, silence
+    reply_after_ehlo(b"250-x\r\n" * 40000),              # endless continuation
+    reply_after_ehlo(b"250 ok\x00evil\r\n"),
+    reply_after_ehlo(b"250 ok\n"),
+    reply_after_ehlo(b"250-mx\r\n550 liar\r\n"),
+    reply_after_ehlo(b"\xff\xfe garbage\r\n"),
+    reply_at_mail(b"250 ok\r\n250 " + b"B" * 200000 + b"\r\n"),
+    reply_at_mail(b"250 ok\r\n451 \x00\r\n"),
+], ids=["empty-continuation", "64k-line", "endless", "nul", "bare-lf",
+        "inconsistent", "garbage", "long-rcpt-reply", "nul-at-rcpt"])
+def test_hostile_replies_defer(tern, dns, port, hostile, script):
+    d = simple_dns(dns)
+    h = hostile("127.0.0.2", port, script)
+    t, q = setup_tern(tern, d.server, port, command_timeout="2s")
+    qid, = q.queue(["victim@example.test"])
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1, timeout=30))
+    assert r["code"] == 0 and r["status"].startswith("4."), r
+    assert not any(l.startswith(b"DATA") for l in h.received)
+    # The agent survived: it takes the next job.
+    q.job(qid, "example.test")
+    assert len(q.wait_results(2, timeout=30)) == 2
+    assert t.pids_of("smtp")
+
+
+def test_starttls_response_injection(tern, dns, port, hostile, test_dir):
+    """Plaintext after the 220 to STARTTLS must never be read as a reply
+    after the handshake; EHLO is repeated inside TLS."""
+    d = simple_dns(dns)
+    cert, key = ternlib.tls_files(test_dir, cn="mx1.example.test")
+    sctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    sctx.load_cert_chain(cert, key)
+    after_tls = []
+
+    def script(h, conn):
+        conn.sendall(b"220 hostile ESMTP\r\n")
+        h.readline(conn)
+        conn.sendall(b"250-hostile\r\n250 STARTTLS\r\n")
+        assert h.readline(conn).upper().startswith(b"STARTTLS")
+        # The injection: a reply the client has not asked for yet.
+        conn.sendall(b"220 Ready\r\n250-EVIL\r\n250 EVIL\r\n")
+        tls = sctx.wrap_socket(conn, server_side=True)
+        line = h.readline(tls)
+        after_tls.append(line)
+        tls.sendall(b"250-hostile\r\n250 8BITMIME\r\n")
+        while True:
+            line = h.readline(tls)
+            after_tls.append(line)
+            cmd = line[:4].upper()
+            if cmd == b"DATA":
+                tls.sendall(b"354 go\r\n")
+                while h.readline(tls) != b".\r\n":
+                    pass
+                tls.sendall(b"250 2.0.0 accepted\r\n")
+            elif cmd == b"QUIT":
+                tls.sendall(b"221 bye\r\n")
+                return
+            else:
+                tls.sendall(b"250 ok\r\n")
+
+    hostile("127.0.0.2", port, script)
+    t, q = setup_tern(tern, d.server, port, tls="opportunistic")
+    qid, = q.queue(["inj@example.test"])
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1, timeout=30))
+    assert after_tls[0].upper().startswith(b"EHLO"), after_tls
+    assert r["code"] == 250 and r["tls"], r
+    t.wait_log(r"byte\(s\) after the 220 to STARTTLS discarded")
+
+
+def test_mail_rejection_fails_transaction(tern, dns, port, hostile):
+    d = simple_dns(dns)
+
+    def script(h, conn):
+        conn.sendall(b"220 hostile ESMTP\r\n")
+        h.readline(conn)
+        conn.sendall(b"250-hostile\r\n250 PIPELINING\r\n")
+        while True:
+            line = h.readline(conn)
+            if line.startswith(b"MAIL"):
+                conn.sendall(b"553 5.7.1 sender refused\r\n")
+            elif line.startswith(b"RCPT"):
+                conn.sendall(b"503 5.5.1 need MAIL\r\n")
+            elif line.startswith(b"QUIT"):
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
+
+    hostile("127.0.0.2", port, script)
+    t, q = setup_tern(tern, d.server, port)
+    qid, = q.queue(["r1@example.test", "r2@example.test"])
+    t.start()
+    q.job(qid, "example.test")
+    res = rcpt_results(q.wait_results(1))
+    assert [r["code"] for r in res] == [553, 553], res
+    assert all("MAIL FROM" in r["text"] for r in res)
+
+
+def test_lost_after_data_defers(tern, dns, port, hostile):
+    d = simple_dns(dns)
+
+    def script(h, conn):
+        conn.sendall(b"220 hostile ESMTP\r\n")
+        h.readline(conn)
+        conn.sendall(b"250 hostile\r\n")
+        while True:
+            line = h.readline(conn)
+            if line.startswith(b"DATA"):
+                conn.sendall(b"354 go\r\n")
+                while h.readline(conn) != b".\r\n":
+                    pass
+                return      # hang up instead of answering the dot
+            conn.sendall(b"250 ok\r\n")
+
+    hostile("127.0.0.2", port, script)
+    t, q = setup_tern(tern, d.server, port)
+    qid, = q.queue(["dup@example.test"])
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["code"] == 0 and r["status"].startswith("4."), r
+    assert "may have been delivered" in r["text"]
+
+
+def test_eight_bit_to_server_without_8bitmime(tern, dns, port, hostile):
+    d = simple_dns(dns)
+
+    def script(h, conn):
+        conn.sendall(b"220 old ESMTP\r\n")
+        h.readline(conn)
+        conn.sendall(b"250 old\r\n")
+        while True:
+            line = h.readline(conn)
+            if line.startswith(b"QUIT"):
+                conn.sendall(b"221 bye\r\n")
+                return
+            conn.sendall(b"250 ok\r\n")
+
+    h = hostile("127.0.0.2", port, script)
+    t, q = setup_tern(tern, d.server, port)
+    qid, = q.queue(["eight@example.test"], eight_bit=True,
+                   message="Subject: caf\u00e9\n\ncaf\u00e9\n")
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["status"] == "4.6.3", r
+    assert not any(l.startswith(b"MAIL") for l in h.received)
