@@ -11,3 +11,11 @@ BENCH_ARGS =
 bench-queue: bench/queue-commit
 	./bench/queue-commit -d $(BENCH_DIR) $(BENCH_ARGS)
 .PHONY: bench-queue
+
+# `make bench-delivery` measures messages/s delivered by tern-smtp from a
+# full queue to a local sink (bench/delivery.py, see bench/README.md).
+EXTRA_DIST += bench/delivery.py
+BENCH_DELIVERY_ARGS =
+bench-delivery: src/smtp/tern-smtp tests/tools/test_qmgr tests/tools/queue_fill
+	TERN_BUILD_DIR=$(abs_builddir) python3 $(top_srcdir)/bench/delivery.py $(BENCH_DELIVERY_ARGS)
+.PHONY: bench-delivery
