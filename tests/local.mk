@@ -55,3 +55,19 @@ tests_tools_test_qmgr_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 tests_tools_test_qmgr_LDADD = $(TERNQ_LIBS) $(JANSSON_LIBS)
 tests_tools_queue_fill_SOURCES = tests/tools/queue_fill.c
 tests_tools_queue_fill_LDADD = $(TERNQ_LIBS)
+
+# tern-smtp's pure parts: dot-stuffing and the DNS answer parser.
+check_PROGRAMS += tests/unit/test_smtp_parts
+tests_unit_test_smtp_parts_SOURCES = tests/unit/test_smtp_parts.c \
+	src/smtp/content.c src/smtp/dns.c
+tests_unit_test_smtp_parts_CFLAGS = $(UNIT_CFLAGS) $(UNBOUND_CFLAGS) \
+	-I$(top_srcdir)/src/smtp
+tests_unit_test_smtp_parts_LDADD = $(UNIT_LIBS) $(UNBOUND_LIBS) -lresolv
+TESTS += tests/unit/test_smtp_parts
+FUZZ_TARGETS += tests/fuzz/fuzz_dns_answer
+tests_fuzz_fuzz_dns_answer_SOURCES = tests/fuzz/fuzz_dns_answer.c \
+	src/smtp/dns.c
+tests_fuzz_fuzz_dns_answer_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS) \
+	$(UNBOUND_CFLAGS) -I$(top_srcdir)/src/smtp
+tests_fuzz_fuzz_dns_answer_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_dns_answer_LDADD = $(TERN_LIBS) $(UNBOUND_LIBS) -lresolv

@@ -185,7 +185,7 @@ test_format(void **state)
 	char buf[64];
 
 	(void)state;
-	parse_whole("250-2.0.0 OK\r\n250 more\r\n", 25, &p, SMTP_REPLY_DONE);
+	parse_whole("250-2.0.0 OK\r\n250 more\r\n", 24, &p, SMTP_REPLY_DONE);
 	smtp_reply_format(&p.reply, buf, sizeof(buf));
 	assert_string_equal(buf, "250 2.0.0 OK more");
 	parse_whole("250 ok\n", 7, &p, SMTP_REPLY_BAD);
