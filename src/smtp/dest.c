@@ -143,9 +143,7 @@ dest_run(struct dest *d)
 		j = TAILQ_FIRST(&d->waiting);
 		TAILQ_REMOVE(&d->waiting, j, entry);
 		d->n_waiting--;
-		d->sessions = xreallocarray(d->sessions, d->n_sessions + 1,
-		    sizeof(*d->sessions));
-		d->sessions[d->n_sessions++] = session_start(d, j);
+		session_start(d, j);
 	}
 }
 
@@ -177,6 +175,14 @@ dest_session_failed(struct dest *d, const char *status, const char *text)
 	/* Every address failed just now: the waiting jobs would fare the
 	 * same; defer them rather than walk the list again for each. */
 	dest_fail_waiting(d, 0, status, text);
+}
+
+void
+dest_session_add(struct dest *d, struct session *s)
+{
+	d->sessions = xreallocarray(d->sessions, d->n_sessions + 1,
+	    sizeof(*d->sessions));
+	d->sessions[d->n_sessions++] = s;
 }
 
 void

@@ -84,7 +84,7 @@ struct session {
 	bool dead;			/* freed at the end of the callback */
 
 	/* The server's EHLO keywords. */
-	bool esmtp, pipelining, starttls, eightbitmime, smtputf8, dsn;
+	bool esmtp, pipelining, starttls, eightbitmime, smtputf8, dsn, size;
 	uint64_t size_limit;		/* 0: none announced */
 
 	bool tls;
@@ -184,7 +184,7 @@ session_disconnect(struct session *s)
 	evtimer_del(s->ev_timer);
 	smtp_reply_parser_reset(&s->parser);
 	s->esmtp = s->pipelining = s->starttls = false;
-	s->eightbitmime = s->smtputf8 = s->dsn = false;
+	s->eightbitmime = s->smtputf8 = s->dsn = s->size = false;
 	s->size_limit = 0;
 	s->tls = false;
 	s->tls_desc[0] = '\0';
@@ -257,6 +257,7 @@ session_target_failed(struct session *s, const char *status, const char *fmt,
 	}
 	session_disconnect(s);
 	s->target++;
+	s->tls_failed = false;
 	session_connect_next(s);
 }
 
@@ -434,7 +435,7 @@ targets_shuffle_equal(struct mx_target *t, size_t n)
 	}
 }
 
-struct session *
+void
 session_start(struct dest *d, struct job *j)
 {
 	const struct mx_result *mx = dest_targets(d);
@@ -451,8 +452,9 @@ session_start(struct dest *d, struct job *j)
 	if (s->ev_timer == NULL)
 		log_fatal("evtimer_new failed");
 	smtp_reply_parser_reset(&s->parser);
+	/* Registered first: a connect that fails at once frees the session. */
+	dest_session_add(d, s);
 	session_connect_next(s);
-	return s;
 }
 
 /* ---- TLS ---- */
@@ -522,7 +524,7 @@ session_tls_done(struct session *s)
 	}
 	/* RFC 3207: forget everything learned before TLS; ask again. */
 	s->esmtp = s->pipelining = s->starttls = false;
-	s->eightbitmime = s->smtputf8 = s->dsn = false;
+	s->eightbitmime = s->smtputf8 = s->dsn = s->size = false;
 	s->size_limit = 0;
 	session_send_ehlo(s);
 }
@@ -566,6 +568,8 @@ session_parse_ehlo(struct session *s, const struct smtp_reply *r)
 			s->dsn = true;
 		else if (is_ascii_strcaseeq(kw, "SIZE")) {
 			char num[32];
+
+			s->size = true;
 			size_t k = 0;
 			uint64_t v;
 
@@ -710,9 +714,8 @@ session_start_txn(struct session *s)
 #define ADD_PARAM(...) do { char *t_ = xasprintf(__VA_ARGS__); \
 	char *n_ = xasprintf("%s%s", params, t_); free(t_); free(params); \
 	params = n_; } while (0)
-	if (s->size_limit > 0 || s->esmtp)
-		if (s->esmtp)
-			ADD_PARAM(" SIZE=%llu", (unsigned long long)j->size);
+	if (s->size)
+		ADD_PARAM(" SIZE=%llu", (unsigned long long)j->size);
 	if (j->body != CLEANUP_BODY_7BIT)
 		ADD_PARAM(" BODY=8BITMIME");
 	if (j->smtputf8)

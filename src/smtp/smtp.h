@@ -174,6 +174,8 @@ void dest_add_job(struct job *j);
 struct job *dest_next_job(struct dest *d);
 /* Every address of d failed for a session: defer the waiting jobs too. */
 void dest_session_failed(struct dest *d, const char *status, const char *text);
+/* A new session of d. */
+void dest_session_add(struct dest *d, struct session *s);
 /* A session ended (closed, freed). */
 void dest_session_gone(struct dest *d, struct session *s);
 const struct mx_result *dest_targets(const struct dest *d);
@@ -184,8 +186,9 @@ void dest_close_idle_all(void);
 void dest_housekeeping(void);
 
 /* ---- session.c ---- */
-/* Opens a connection for j, trying d's targets in order. */
-struct session *session_start(struct dest *d, struct job *j);
+/* Opens a connection for j, trying d's targets in order; the session
+ * registers itself with d (and may be gone again when this returns). */
+void session_start(struct dest *d, struct job *j);
 /* Gives an idle session its next job. */
 void session_take_job(struct session *s, struct job *j);
 /* Ends an idle session with QUIT. */
