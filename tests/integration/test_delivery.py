@@ -490,3 +490,34 @@ def test_eight_bit_to_server_without_8bitmime(tern, dns, port, hostile):
     r, = rcpt_results(q.wait_results(1))
     assert r["status"] == "4.6.3", r
     assert not any(l.startswith(b"MAIL") for l in h.received)
+
+
+def test_ipv6_only_mx(tern, sinks, dns):
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+        s.bind(("::1", 0))
+        port6 = s.getsockname()[1]
+    d = dns(["mx-host=v6.test,mx6.v6.test,10",
+             "host-record=mx6.v6.test,::1"])
+    sink = sinks(host="::1", port=port6)
+    t, q = setup_tern(tern, d.server, port6)
+    qid, = q.queue(["ipv6@v6.test"])
+    t.start()
+    q.job(qid, "v6.test")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["code"] == 250 and r["addr"] == "::1", r
+    assert sink.wait_messages(1)[0]["to"] == ["ipv6@v6.test"]
+
+
+def test_eight_bit_and_smtputf8_to_capable_server(tern, sinks, dns, port):
+    d = simple_dns(dns)
+    sink = sinks(host="127.0.0.2", port=port)
+    t, q = setup_tern(tern, d.server, port)
+    body = "Subject: caf\u00e9\n\nna\u00efve\n"
+    qid, = q.queue(["j\u00fcrgen@example.test"], eight_bit=True,
+                   smtputf8=True, message=body)
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["code"] == 250, r
+    msg, = sink.wait_messages(1)
+    assert "na\u00efve".encode() in msg["data"]
