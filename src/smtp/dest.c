@@ -108,6 +108,23 @@ dest_fail_waiting(struct dest *d, uint16_t code, const char *status,
 	}
 }
 
+/* Closes one idle connection of another destination. */
+static void
+dest_quit_one_idle(const struct dest *except)
+{
+	for (size_t i = 0; i < agent.n_dests; i++) {
+		struct dest *d = agent.dests[i];
+
+		if (d == except)
+			continue;
+		for (size_t k = 0; k < d->n_sessions; k++)
+			if (session_is_idle(d->sessions[k])) {
+				session_quit(d->sessions[k]);
+				return;
+			}
+	}
+}
+
 /* Hands waiting jobs to idle connections, opens new ones within limits. */
 static void
 dest_run(struct dest *d)
@@ -137,9 +154,13 @@ dest_run(struct dest *d)
 			dest_fail_waiting(d, 0, d->mx->status, d->mx->text);
 			return;
 		}
-		if (d->n_sessions >= d->max_conns ||
-		    agent.n_sessions >= agent.cfg->delivery.max_connections)
+		if (d->n_sessions >= d->max_conns)
 			return;
+		if (agent.n_sessions >= agent.cfg->delivery.max_connections) {
+			/* A cached connection elsewhere gives its slot up. */
+			dest_quit_one_idle(d);
+			return;
+		}
 		j = TAILQ_FIRST(&d->waiting);
 		TAILQ_REMOVE(&d->waiting, j, entry);
 		d->n_waiting--;

@@ -655,8 +655,8 @@ cmd_add(struct session *s, enum cmd_kind kind, size_t rcpt, char *line)
 static void
 cmds_pump(struct session *s)
 {
-	while (s->n_sent < s->n_cmds &&
-	    (s->pipelining || s->n_sent == s->n_replied)) {
+	while (s->n_sent < s->n_cmds && (s->pipelining ||
+	    (s->n_sent == s->n_replied && !s->mail_failed))) {
 		session_write(s, s->cmds[s->n_sent].line);
 		s->n_sent++;
 	}
@@ -809,8 +809,6 @@ session_mail_reply(struct session *s, const struct smtp_reply *r)
 				if (s->cmds[i].kind == CMD_RCPT)
 					job_rcpt_result(j, &j->rcpts[s->cmds[i].rcpt],
 					    (uint16_t)r->code, status, diag);
-			if (!s->pipelining)
-				s->n_cmds = s->n_sent;	/* send no RCPT */
 		}
 	} else if (!s->mail_failed) {
 		struct job_rcpt *rc = &j->rcpts[c->rcpt];
@@ -823,7 +821,9 @@ session_mail_reply(struct session *s, const struct smtp_reply *r)
 			job_rcpt_result(j, rc, (uint16_t)r->code, status, diag);
 		}
 	}
-	if (s->n_replied < s->n_cmds) {
+	/* Without PIPELINING, no RCPT follows a refused MAIL. */
+	if (s->n_replied < (s->mail_failed && !s->pipelining ? s->n_sent :
+	    s->n_cmds)) {
 		cmds_pump(s);
 		return;
 	}
@@ -890,6 +890,9 @@ session_content_fill(struct session *s)
 		if (n < CONTENT_CHUNKS_PER_READ)
 			break;
 	}
+	/* The server is taking data: the timeout counts from the last
+	 * progress, not from the 354. */
+	session_timer(s, agent.cfg->delivery.data_timeout);
 	if (evbuffer_get_length(out) >= CONTENT_HIGH_WATER)
 		return;
 	if (s->dot.bytes != j->size) {

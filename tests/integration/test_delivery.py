@@ -412,13 +412,17 @@ def test_starttls_response_injection(tern, dns, port, hostile, test_dir):
     t.wait_log(r"byte\(s\) after the 220 to STARTTLS discarded")
 
 
-def test_mail_rejection_fails_transaction(tern, dns, port, hostile):
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_mail_rejection_fails_transaction(tern, dns, port, hostile,
+                                          pipelining):
     d = simple_dns(dns)
+    ehlo = b"250-hostile\r\n250 PIPELINING\r\n" if pipelining else \
+        b"250 hostile\r\n"
 
     def script(h, conn):
         conn.sendall(b"220 hostile ESMTP\r\n")
         h.readline(conn)
-        conn.sendall(b"250-hostile\r\n250 PIPELINING\r\n")
+        conn.sendall(ehlo)
         while True:
             line = h.readline(conn)
             if line.startswith(b"MAIL"):
@@ -431,7 +435,7 @@ def test_mail_rejection_fails_transaction(tern, dns, port, hostile):
             else:
                 conn.sendall(b"250 ok\r\n")
 
-    hostile("127.0.0.2", port, script)
+    h = hostile("127.0.0.2", port, script)
     t, q = setup_tern(tern, d.server, port)
     qid, = q.queue(["r1@example.test", "r2@example.test"])
     t.start()
@@ -439,6 +443,12 @@ def test_mail_rejection_fails_transaction(tern, dns, port, hostile):
     res = rcpt_results(q.wait_results(1))
     assert [r["code"] for r in res] == [553, 553], res
     assert all("MAIL FROM" in r["text"] for r in res)
+    # Without PIPELINING no RCPT follows the refused MAIL; RSET cleans up.
+    sent = [l[:4] for l in h.received]
+    if not pipelining:
+        assert b"RCPT" not in sent, sent
+    ternlib.wait_for(lambda: b"RSET" in [l[:4] for l in h.received], 5,
+                     what="RSET after the refused MAIL")
 
 
 def test_lost_after_data_defers(tern, dns, port, hostile):
