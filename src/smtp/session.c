@@ -334,6 +334,10 @@ session_give_up(struct session *s)
 	char status[16];
 	char text[RESULT_TEXT_MAX];
 
+	if (s->job == NULL) {
+		session_free(s);
+		return;
+	}
 	tern_strlcpy(status, s->last_status[0] ? s->last_status : "4.4.1",
 	    sizeof(status));
 	/* A refusal before the transaction is never a bounce. */
@@ -967,6 +971,7 @@ session_take_job(struct session *s, struct job *j)
 	tern_strlcpy(j->relay_addr, session_target(s)->addr,
 	    sizeof(j->relay_addr));
 	j->relay_port = agent.cfg->delivery.smtp_port;
+	j->connected = true;
 	s->fresh_retry_done = false;
 	evtimer_del(s->ev_timer);
 	session_start_txn(s);
@@ -1002,6 +1007,8 @@ session_reply(struct session *s, const struct smtp_reply *r)
 			session_target_failed(s, status, "%s", diag);
 			return;
 		}
+		if (s->job != NULL)
+			s->job->connected = true;
 		session_send_ehlo(s);
 		return;
 	case SS_EHLO:

@@ -113,7 +113,7 @@ job_rcpt_result(struct job *j, struct job_rcpt *r, uint16_t code,
 	fmt_delay(d_b, sizeof(d_b), before);
 	fmt_delay(d_c, sizeof(d_c), setup);
 	fmt_delay(d_d, sizeof(d_d), xfer);
-	if (j->relay_host[0] != '\0')
+	if (j->connected)
 		snprintf(relay, sizeof(relay), "%s[%s]:%u", j->relay_host,
 		    j->relay_addr, j->relay_port);
 	else
@@ -137,6 +137,7 @@ void
 job_finish(struct job *j)
 {
 	uint64_t ms = (tern_monotonic_usec() - j->t_received) / 1000;
+	size_t fixed, share, text_max;
 	struct ipc_out *o;
 
 	if (!job_is_done(j)) {
@@ -145,18 +146,24 @@ job_finish(struct job *j)
 		    j->qid_text, j->id);
 		job_fail_rest(j, 0, "4.3.0", "internal error in the delivery agent");
 	}
+	/* Each recipient's share of one frame bounds its text. */
+	fixed = 4 + 2 + 4 + 16 + 4 + 4 + strlen(j->relay_host) + 1 + 4 +
+	    strlen(j->relay_addr) + 1 + 4 + strlen(j->tls) + 1 + 8;
+	share = (IPC_MAX_PAYLOAD - 64) / j->n_rcpts;
+	text_max = share > fixed + 1 ? share - fixed - 1 : 0;
 	o = ipc_out_new(IPC_DELIVERY_RESULT, j->id);
 	ipc_put_u32(o, (uint32_t)j->n_rcpts);
 	for (size_t i = 0; i < j->n_rcpts; i++) {
-		const struct job_rcpt *r = &j->rcpts[i];
-		bool connected = r->code != 0 || r->status[0] == '2';
+		struct job_rcpt *r = &j->rcpts[i];
 
+		if (strlen(r->text) > text_max)
+			r->text[text_max] = '\0';
 		ipc_put_u32(o, r->index);
 		ipc_put_u16(o, r->code);
 		ipc_put_str(o, r->status);
 		ipc_put_str(o, r->text);
-		ipc_put_str(o, connected || j->relay_host[0] ? j->relay_host : "");
-		ipc_put_str(o, connected || j->relay_addr[0] ? j->relay_addr : "");
+		ipc_put_str(o, j->relay_host);
+		ipc_put_str(o, j->relay_addr);
 		ipc_put_str(o, j->tls);
 		ipc_put_u64(o, ms);
 	}
@@ -183,7 +190,7 @@ job_decode(struct ipc_conn *c, struct ipc_msg *m)
 	    ipc_get_u8(m, &j->body) == -1 || ipc_get_bool(m, &j->smtputf8) == -1 ||
 	    ipc_get_u64(m, &j->size) == -1 || ipc_get_u8(m, &j->ret) == -1 ||
 	    ipc_get_str(m, &envid) == -1 || ipc_get_i64(m, &j->arrival_ms) == -1 ||
-	    ipc_get_u32(m, &n) == -1 || n == 0 || n > QUEUE_RCPT_MAX ||
+	    ipc_get_u32(m, &n) == -1 || n == 0 || n > IPC_DELIVERY_MAX_RCPTS ||
 	    domain[0] == '\0' || j->body > CLEANUP_BODY_BINARYMIME ||
 	    j->ret > CLEANUP_RET_HDRS) {
 		ipc_conn_protocol_error(c, "malformed DELIVERY_JOB");

@@ -78,6 +78,7 @@ struct job {
 	unsigned relay_port;
 	char tls[128];			/* "TLSv1.3 TLS_AES_256_GCM_SHA384" or "" */
 	bool reused;			/* sent over a cached connection */
+	bool connected;			/* a server greeted us for it */
 };
 TAILQ_HEAD(job_list, job);
 

@@ -531,3 +531,19 @@ def test_eight_bit_and_smtputf8_to_capable_server(tern, sinks, dns, port):
     assert r["code"] == 250, r
     msg, = sink.wait_messages(1)
     assert "na\u00efve".encode() in msg["data"]
+
+
+def test_all_mx_down_defers(tern, dns, port):
+    d = simple_dns(dns, hosts=(("mx1", 10, "127.0.0.2"),
+                               ("mx2", 20, "127.0.0.3")))
+    t, q = setup_tern(tern, d.server, port)
+    qids = q.queue(["down@example.test"], count=3)
+    t.start()
+    for qid in qids:
+        q.job(qid, "example.test")
+    res = rcpt_results(q.wait_results(3))
+    assert all(r["code"] == 0 and r["status"] == "4.4.1" for r in res), res
+    assert all("Connection refused" in r["text"] for r in res)
+    t.wait_log(r"%s: to=<down@example.test>, relay=none, .*status=deferred "
+               r"\(connect to mx2.example.test\[127.0.0.3\]:%d: Connection "
+               r"refused\)" % (qids[0], port))
