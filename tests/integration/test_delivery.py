@@ -547,3 +547,43 @@ def test_all_mx_down_defers(tern, dns, port):
     t.wait_log(r"%s: to=<down@example.test>, relay=none, .*status=deferred "
                r"\(connect to mx2.example.test\[127.0.0.3\]:%d: Connection "
                r"refused\)" % (qids[0], port))
+
+
+def greeting_script(payload):
+    def script(h, conn):
+        if payload:
+            conn.sendall(payload)
+        while True:
+            h.readline(conn)
+    return script
+
+
+@pytest.mark.parametrize("payload", [None, b"421 4.3.2 busy\r\n",
+                                     b"554 5.7.1 go away\r\n"],
+                         ids=["silent", "421", "554"])
+def test_bad_greeting_tries_next_mx(tern, sinks, dns, port, hostile, payload):
+    d = simple_dns(dns, hosts=(("mx1", 10, "127.0.0.2"),
+                               ("mx2", 20, "127.0.0.3")))
+    hostile("127.0.0.2", port, greeting_script(payload))
+    sink = sinks(host="127.0.0.3", port=port)
+    t, q = setup_tern(tern, d.server, port, command_timeout="2s")
+    qid, = q.queue(["greet@example.test"])
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["code"] == 250 and r["addr"] == "127.0.0.3", r
+    assert sink.wait_messages(1)
+
+
+def test_max_messages_per_connection(tern, sinks, dns, port):
+    d = simple_dns(dns)
+    sink = sinks(host="127.0.0.2", port=port)
+    t, q = setup_tern(tern, d.server, port, max_messages_per_connection="3",
+                      max_connections_per_destination="1")
+    qids = q.queue(["many@example.test"], count=7)
+    t.start()
+    for qid in qids:
+        q.job(qid, "example.test")
+    q.wait_results(7)
+    msgs = sink.wait_messages(7)
+    assert len({m["peer"] for m in msgs}) == 3, [m["peer"] for m in msgs]
