@@ -25,34 +25,14 @@
 #include "ipc.h"
 #include "log.h"
 #include "queue.h"
+#include "session.h"
 #include "smtp.h"
 #include "util.h"
 
 /* Diagnostic texts are bounded and cut on purpose. */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
-#define CONTENT_HIGH_WATER	(256 * 1024)	/* bytes queued to the socket */
-#define CONTENT_LOW_WATER	(64 * 1024)
-#define CONTENT_CHUNKS_PER_READ	4
-#define QUIT_TIMEOUT_SEC	5
-
-enum session_state {
-	SS_CONNECTING,		/* TCP connect in progress */
-	SS_GREETING,		/* waiting for 220 */
-	SS_EHLO,		/* EHLO sent */
-	SS_HELO,		/* HELO sent (EHLO refused) */
-	SS_STARTTLS,		/* STARTTLS sent */
-	SS_HANDSHAKE,		/* TLS handshake in progress */
-	SS_IDLE,		/* ready, no job: in the connection cache */
-	SS_MAIL,		/* MAIL and RCPTs sent, replies outstanding */
-	SS_DATA,		/* DATA sent, waiting for 354 */
-	SS_CONTENT,		/* sending the message */
-	SS_DOT,			/* the final dot sent, waiting for the reply */
-	SS_RSET,		/* RSET sent */
-	SS_QUIT,		/* QUIT sent */
-};
-
-static const char *const state_names[] = {
+const char *const state_names[] = {
 	[SS_CONNECTING] = "connect", [SS_GREETING] = "greeting",
 	[SS_EHLO] = "EHLO", [SS_HELO] = "HELO", [SS_STARTTLS] = "STARTTLS",
 	[SS_HANDSHAKE] = "TLS handshake", [SS_IDLE] = "idle",
@@ -61,63 +41,12 @@ static const char *const state_names[] = {
 	[SS_RSET] = "RSET", [SS_QUIT] = "QUIT",
 };
 
-enum cmd_kind { CMD_MAIL, CMD_RCPT };
-
-struct cmd {
-	enum cmd_kind kind;
-	size_t rcpt;			/* CMD_RCPT: index in job->rcpts */
-	char *line;			/* with CRLF */
-};
-
-struct session {
-	struct dest *dest;
-	struct job *job;		/* NULL when idle */
-	struct mx_target *targets;	/* copied: the dest may re-resolve */
-	size_t n_targets;
-	size_t target;			/* the one connected or tried now */
-	struct bufferevent *bev;
-	SSL *ssl;
-	enum session_state state;
-	struct smtp_reply_parser parser;
-	struct event *ev_timer;
-	bool in_read;			/* inside the read callback */
-	bool dead;			/* freed at the end of the callback */
-
-	/* The server's EHLO keywords. */
-	bool esmtp, pipelining, starttls, eightbitmime, smtputf8, dsn, size;
-	uint64_t size_limit;		/* 0: none announced */
-
-	bool tls;
-	bool tls_failed;		/* the handshake failed with this target:
-					 * opportunistic reconnects without */
-	char tls_desc[128];
-	unsigned n_msgs;		/* transactions on this connection */
-	bool fresh_retry_done;		/* a cached connection failed once */
-
-	/* The current transaction. */
-	struct cmd *cmds;
-	size_t n_cmds, n_sent, n_replied;
-	bool mail_failed;
-	bool got_txn_reply;		/* any reply in this transaction */
-	size_t n_accepted;
-	struct dot_state dot;
-	uint32_t next_chunk;
-
-	/* Why the last target failed, for the job if all fail. */
-	char last_status[16];
-	char last_text[RESULT_TEXT_MAX];
-};
-
 static void session_connect_next(struct session *s);
-static void session_send_ehlo(struct session *s);
-static void session_start_txn(struct session *s);
-static void session_content_fill(struct session *s);
-static void session_after_job(struct session *s);
 static void session_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 /* ---- small helpers ---- */
 
-static void
+void
 session_set_state(struct session *s, enum session_state st)
 {
 	log_debug("%s[%s]: %s -> %s", s->targets[s->target].host,
@@ -125,7 +54,7 @@ session_set_state(struct session *s, enum session_state st)
 	s->state = st;
 }
 
-static void
+void
 session_timer(struct session *s, int64_t secs)
 {
 	struct timeval tv = { secs, 0 };
@@ -133,16 +62,16 @@ session_timer(struct session *s, int64_t secs)
 	evtimer_add(s->ev_timer, &tv);
 }
 
-static void
+void
 session_write(struct session *s, const char *line)
 {
 	bufferevent_write(s->bev, line, strlen(line));
 }
 
-static void
+void
 session_printf(struct session *s, const char *fmt, ...) TERN_PRINTF(2, 3);
 
-static void
+void
 session_printf(struct session *s, const char *fmt, ...)
 {
 	va_list ap;
@@ -155,13 +84,13 @@ session_printf(struct session *s, const char *fmt, ...)
 	free(line);
 }
 
-static const struct mx_target *
+const struct mx_target *
 session_target(const struct session *s)
 {
 	return &s->targets[s->target];
 }
 
-static void
+void
 cmds_clear(struct session *s)
 {
 	for (size_t i = 0; i < s->n_cmds; i++)
@@ -210,7 +139,7 @@ session_free(struct session *s)
 }
 
 /* The status to report for a reply: its own, else one of its class. */
-static void
+void
 reply_status(const struct smtp_reply *r, char *status, size_t size)
 {
 	if (r->status[0] != '\0')
@@ -220,7 +149,7 @@ reply_status(const struct smtp_reply *r, char *status, size_t size)
 }
 
 /* "host mx[ip] said: 550 5.1.1 ... (in reply to RCPT TO command)" */
-static void
+void
 reply_diag(const struct session *s, const struct smtp_reply *r,
     const char *cmd, char *buf, size_t size)
 {
@@ -234,11 +163,11 @@ reply_diag(const struct session *s, const struct smtp_reply *r,
 /* ---- failures ---- */
 
 /* This target did not work out: remember why and try the next. */
-static void
+void
 session_target_failed(struct session *s, const char *status, const char *fmt,
     ...) TERN_PRINTF(3, 4);
 
-static void
+void
 session_target_failed(struct session *s, const char *status, const char *fmt,
     ...)
 {
@@ -267,11 +196,11 @@ session_target_failed(struct session *s, const char *status, const char *fmt,
  * tried; a cached connection that died before its first reply is
  * replaced by a fresh one once.
  */
-static void
+void
 session_broken(struct session *s, const char *status, const char *fmt, ...)
     TERN_PRINTF(3, 4);
 
-static void
+void
 session_broken(struct session *s, const char *status, const char *fmt, ...)
 {
 	char why[RESULT_TEXT_MAX];
@@ -353,9 +282,6 @@ session_give_up(struct session *s)
 
 /* ---- connecting ---- */
 
-static void session_read_cb(struct bufferevent *bev, void *arg);
-static void session_write_cb(struct bufferevent *bev, void *arg);
-static void session_event_cb(struct bufferevent *bev, short what, void *arg);
 
 static void
 session_connect_next(struct session *s)
@@ -461,81 +387,9 @@ session_start(struct dest *d, struct job *j)
 	session_connect_next(s);
 }
 
-/* ---- TLS ---- */
-
-static void
-session_start_tls(struct session *s)
-{
-	const struct mx_target *t = session_target(s);
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	struct bufferevent *tls;
-
-	/* Whatever came with the 220 was sent in clear by someone: it must
-	 * never be read as a reply after the handshake (response injection). */
-	if (evbuffer_get_length(in) > 0)
-		log_info("%s[%s]: %zu byte(s) after the 220 to STARTTLS discarded",
-		    t->host, t->addr, evbuffer_get_length(in));
-	evbuffer_drain(in, evbuffer_get_length(in));
-	smtp_reply_parser_reset(&s->parser);
-	s->ssl = SSL_new(agent.ssl_ctx);
-	if (s->ssl == NULL)
-		log_fatal("SSL_new failed");
-	SSL_set_tlsext_host_name(s->ssl, t->host);
-	SSL_set_hostflags(s->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-	SSL_set1_host(s->ssl, t->host);
-	tls = bufferevent_openssl_filter_new(agent.d.base, s->bev, s->ssl,
-	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-	if (tls == NULL)
-		log_fatal("bufferevent_openssl_filter_new failed");
-	s->bev = tls;
-	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
-	    session_event_cb, s);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	session_set_state(s, SS_HANDSHAKE);
-	session_timer(s, agent.cfg->delivery.command_timeout);
-}
-
-static void
-session_tls_done(struct session *s)
-{
-	const struct mx_target *t = session_target(s);
-	X509 *cert = SSL_get1_peer_certificate(s->ssl);
-	bool peer = cert != NULL;
-	long verify = SSL_get_verify_result(s->ssl);
-	const char *trust;
-	int bits, alg_bits;
-
-	bits = SSL_get_cipher_bits(s->ssl, &alg_bits);
-	X509_free(cert);
-	trust = !peer ? "Anonymous" :
-	    verify == X509_V_OK ? "Trusted" : "Untrusted";
-	log_info("%s TLS connection established to %s[%s]:%u: %s with cipher "
-	    "%s (%d/%d bits)%s%s", trust, t->host, t->addr,
-	    agent.cfg->delivery.smtp_port, SSL_get_version(s->ssl),
-	    SSL_get_cipher_name(s->ssl), bits, alg_bits,
-	    verify != X509_V_OK && peer ? ": " : "",
-	    verify != X509_V_OK && peer ?
-	    X509_verify_cert_error_string(verify) : "");
-	snprintf(s->tls_desc, sizeof(s->tls_desc), "%s %s",
-	    SSL_get_version(s->ssl), SSL_get_cipher_name(s->ssl));
-	s->tls = true;
-	if (agent.cfg->delivery.tls == TLS_POLICY_REQUIRED &&
-	    (!peer || verify != X509_V_OK)) {
-		session_target_failed(s, "4.7.5", "Server certificate not trusted "
-		    "for %s[%s]: %s", t->host, t->addr, !peer ?
-		    "no certificate" : X509_verify_cert_error_string(verify));
-		return;
-	}
-	/* RFC 3207: forget everything learned before TLS; ask again. */
-	s->esmtp = s->pipelining = s->starttls = false;
-	s->eightbitmime = s->smtputf8 = s->dsn = s->size = false;
-	s->size_limit = 0;
-	session_send_ehlo(s);
-}
-
 /* ---- the greeting and EHLO ---- */
 
-static void
+void
 session_send_ehlo(struct session *s)
 {
 	session_set_state(s, SS_EHLO);
@@ -613,304 +467,6 @@ session_after_helo(struct session *s)
 	session_start_txn(s);
 }
 
-/* ---- transactions ---- */
-
-/* xtext (RFC 3461): "+" and "=" and what is not printable as +HH. */
-static char *
-xtext(const char *s)
-{
-	size_t n = strlen(s);
-	char *out = xmalloc(n * 3 + 1), *o = out;
-
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c < 33 || c > 126 || c == '+' || c == '=')
-			o += sprintf(o, "+%02X", c);
-		else
-			*o++ = (char)c;
-	}
-	*o = '\0';
-	return out;
-}
-
-/* Nothing from the queue may carry a line end or a control byte into a
- * command. */
-static bool
-is_command_safe(const char *s)
-{
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return false;
-	return true;
-}
-
-static void
-cmd_add(struct session *s, enum cmd_kind kind, size_t rcpt, char *line)
-{
-	s->cmds = xreallocarray(s->cmds, s->n_cmds + 1, sizeof(*s->cmds));
-	s->cmds[s->n_cmds].kind = kind;
-	s->cmds[s->n_cmds].rcpt = rcpt;
-	s->cmds[s->n_cmds].line = line;
-	s->n_cmds++;
-}
-
-/* Sends what may go now: everything with PIPELINING, else one at a time. */
-static void
-cmds_pump(struct session *s)
-{
-	while (s->n_sent < s->n_cmds && (s->pipelining ||
-	    (s->n_sent == s->n_replied && !s->mail_failed))) {
-		session_write(s, s->cmds[s->n_sent].line);
-		s->n_sent++;
-	}
-	session_timer(s, agent.cfg->delivery.command_timeout);
-}
-
-static void
-session_start_txn(struct session *s)
-{
-	struct job *j = s->job;
-	char *params, *mail;
-
-	if (j == NULL) {
-		session_after_job(s);
-		return;
-	}
-	cmds_clear(s);
-	s->mail_failed = false;
-	s->got_txn_reply = false;
-	s->n_accepted = 0;
-	tern_strlcpy(j->tls, s->tls_desc, sizeof(j->tls));
-	j->reused = s->n_msgs > 0;
-	if (!is_command_safe(j->sender) || !is_command_safe(j->envid)) {
-		job_fail_rest(j, 0, "5.1.7", "envelope sender has control "
-		    "characters");
-		session_after_job(s);
-		return;
-	}
-	if (s->size_limit > 0 && j->size > s->size_limit) {
-		char text[300];
-
-		snprintf(text, sizeof(text), "message size %llu exceeds size "
-		    "limit %llu of server %s[%s]", (unsigned long long)j->size,
-		    (unsigned long long)s->size_limit, session_target(s)->host,
-		    session_target(s)->addr);
-		job_fail_rest(j, 0, "5.3.4", text);
-		session_after_job(s);
-		return;
-	}
-	if (j->smtputf8 && !s->smtputf8) {
-		job_fail_rest(j, 0, "5.6.7", "SMTPUTF8 is required, but was not "
-		    "offered by the server");
-		session_after_job(s);
-		return;
-	}
-	if (j->body != CLEANUP_BODY_7BIT && !s->eightbitmime) {
-		/* RFC 6152: never send 8-bit data to a server that did not
-		 * ask for it; another server (or a later try) may take it. */
-		job_fail_rest(j, 0, "4.6.3", "8-bit message, but the server does "
-		    "not offer 8BITMIME");
-		session_after_job(s);
-		return;
-	}
-	params = xstrdup("");
-#define ADD_PARAM(...) do { char *t_ = xasprintf(__VA_ARGS__); \
-	char *n_ = xasprintf("%s%s", params, t_); free(t_); free(params); \
-	params = n_; } while (0)
-	if (s->size)
-		ADD_PARAM(" SIZE=%llu", (unsigned long long)j->size);
-	if (j->body != CLEANUP_BODY_7BIT)
-		ADD_PARAM(" BODY=8BITMIME");
-	if (j->smtputf8)
-		ADD_PARAM(" SMTPUTF8");
-	if (s->dsn && j->ret != CLEANUP_RET_DEFAULT)
-		ADD_PARAM(" RET=%s", j->ret == CLEANUP_RET_FULL ? "FULL" : "HDRS");
-	if (s->dsn && j->envid[0] != '\0') {
-		char *x = xtext(j->envid);
-
-		ADD_PARAM(" ENVID=%s", x);
-		free(x);
-	}
-	mail = xasprintf("MAIL FROM:<%s>%s\r\n", j->sender, params);
-	free(params);
-	cmd_add(s, CMD_MAIL, 0, mail);
-	for (size_t i = 0; i < j->n_rcpts; i++) {
-		struct job_rcpt *r = &j->rcpts[i];
-
-		r->accepted = false;
-		if (r->done)
-			continue;
-		if (!is_command_safe(r->address) || !is_command_safe(r->orcpt)) {
-			job_rcpt_result(j, r, 0, "5.1.3", "recipient address has "
-			    "control characters");
-			continue;
-		}
-		params = xstrdup("");
-		if (s->dsn && r->notify != 0) {
-			if (r->notify & CLEANUP_NOTIFY_NEVER)
-				ADD_PARAM(" NOTIFY=NEVER");
-			else
-				ADD_PARAM(" NOTIFY=%s%s%s",
-				    r->notify & CLEANUP_NOTIFY_SUCCESS ? "SUCCESS," : "",
-				    r->notify & CLEANUP_NOTIFY_FAILURE ? "FAILURE," : "",
-				    r->notify & CLEANUP_NOTIFY_DELAY ? "DELAY," : "");
-			/* drop the trailing comma */
-			if (params[strlen(params) - 1] == ',')
-				params[strlen(params) - 1] = '\0';
-		}
-		if (s->dsn && has_ascii_prefix_ci(r->orcpt, "rfc822;")) {
-			char *x = xtext(r->orcpt + 7);
-
-			ADD_PARAM(" ORCPT=rfc822;%s", x);
-			free(x);
-		}
-		cmd_add(s, CMD_RCPT, i, xasprintf("RCPT TO:<%s>%s\r\n", r->address,
-		    params));
-		free(params);
-	}
-#undef ADD_PARAM
-	if (s->n_cmds == 1) {
-		/* Nobody left to send to. */
-		cmds_clear(s);
-		session_after_job(s);
-		return;
-	}
-	session_set_state(s, SS_MAIL);
-	cmds_pump(s);
-}
-
-static void
-session_send_data(struct session *s)
-{
-	session_set_state(s, SS_DATA);
-	session_write(s, "DATA\r\n");
-	session_timer(s, agent.cfg->delivery.command_timeout);
-}
-
-/* A reply during MAIL/RCPT. */
-static void
-session_mail_reply(struct session *s, const struct smtp_reply *r)
-{
-	struct job *j = s->job;
-	struct cmd *c;
-	char status[16], diag[RESULT_TEXT_MAX];
-
-	if (s->n_replied >= s->n_sent) {
-		session_broken(s, "4.5.0", "unexpected reply from %s[%s] in the "
-		    "MAIL FROM phase", session_target(s)->host,
-		    session_target(s)->addr);
-		return;
-	}
-	c = &s->cmds[s->n_replied++];
-	reply_status(r, status, sizeof(status));
-	if (c->kind == CMD_MAIL) {
-		if (r->code / 100 != 2) {
-			reply_diag(s, r, "MAIL FROM", diag, sizeof(diag));
-			s->mail_failed = true;
-			/* Every recipient of the transaction shares its fate. */
-			for (size_t i = 0; i < s->n_cmds; i++)
-				if (s->cmds[i].kind == CMD_RCPT)
-					job_rcpt_result(j, &j->rcpts[s->cmds[i].rcpt],
-					    (uint16_t)r->code, status, diag);
-		}
-	} else if (!s->mail_failed) {
-		struct job_rcpt *rc = &j->rcpts[c->rcpt];
-
-		if (r->code / 100 == 2) {
-			rc->accepted = true;
-			s->n_accepted++;
-		} else {
-			reply_diag(s, r, "RCPT TO", diag, sizeof(diag));
-			job_rcpt_result(j, rc, (uint16_t)r->code, status, diag);
-		}
-	}
-	/* Without PIPELINING, no RCPT follows a refused MAIL. */
-	if (s->n_replied < (s->mail_failed && !s->pipelining ? s->n_sent :
-	    s->n_cmds)) {
-		cmds_pump(s);
-		return;
-	}
-	if (s->mail_failed || s->n_accepted == 0) {
-		s->n_msgs++;
-		session_after_job(s);
-		return;
-	}
-	session_send_data(s);
-}
-
-/* Applies a reply to every accepted recipient. */
-static void
-session_result_accepted(struct session *s, const struct smtp_reply *r,
-    const char *cmd)
-{
-	struct job *j = s->job;
-	char status[16], diag[RESULT_TEXT_MAX];
-
-	reply_status(r, status, sizeof(status));
-	if (r->code / 100 == 2)
-		smtp_reply_format(r, diag, sizeof(diag));
-	else
-		reply_diag(s, r, cmd, diag, sizeof(diag));
-	for (size_t i = 0; i < j->n_rcpts; i++)
-		if (j->rcpts[i].accepted)
-			job_rcpt_result(j, &j->rcpts[i], (uint16_t)r->code, status,
-			    diag);
-}
-
-static int
-content_chunk_cb(void *arg, uint32_t index, const void *data, size_t len)
-{
-	struct session *s = arg;
-
-	(void)index;
-	dot_stuff(&s->dot, data, len, bufferevent_get_output(s->bev));
-	return 0;
-}
-
-/* Streams content while the socket takes it; the dot at the end. */
-static void
-session_content_fill(struct session *s)
-{
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	struct job *j = s->job;
-
-	while (evbuffer_get_length(out) < CONTENT_HIGH_WATER) {
-		uint32_t n = 0;
-
-		if (agent.queue == NULL || queue_content_read(agent.queue, j->qid,
-		    s->next_chunk, CONTENT_CHUNKS_PER_READ, content_chunk_cb, s,
-		    &n) == -1) {
-			/* The message is gone or unreadable: the server must not
-			 * get a truncated message, so no dot; just go. */
-			log_warn("%s: cannot read the message content: %s",
-			    j->qid_text, agent.queue ? queue_strerror(
-			    queue_last_error()) : "queue not open");
-			session_broken(s, "4.3.0", "cannot read the message "
-			    "content from the queue");
-			return;
-		}
-		s->next_chunk += n;
-		if (n < CONTENT_CHUNKS_PER_READ)
-			break;
-	}
-	/* The server is taking data: the timeout counts from the last
-	 * progress, not from the 354. */
-	session_timer(s, agent.cfg->delivery.data_timeout);
-	if (evbuffer_get_length(out) >= CONTENT_HIGH_WATER)
-		return;
-	if (s->dot.bytes != j->size) {
-		log_warn("%s: content is %llu bytes, the job said %llu", j->qid_text,
-		    (unsigned long long)s->dot.bytes, (unsigned long long)j->size);
-		session_broken(s, "4.3.0", "message content does not match its "
-		    "size");
-		return;
-	}
-	dot_finish(&s->dot, out);
-	session_set_state(s, SS_DOT);
-	session_timer(s, agent.cfg->delivery.data_timeout);
-}
-
 /* ---- after a job; idle; QUIT ---- */
 
 static void
@@ -920,7 +476,7 @@ session_idle_timeout(struct session *s)
 }
 
 /* The job's transaction is over (or never started): results out, next. */
-static void
+void
 session_after_job(struct session *s)
 {
 	bool need_rset = s->state == SS_MAIL || s->state == SS_DATA;
@@ -1101,7 +657,7 @@ session_reply(struct session *s, const struct smtp_reply *r)
 	}
 }
 
-static void
+void
 session_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
@@ -1137,7 +693,7 @@ session_read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void
+void
 session_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
@@ -1147,7 +703,7 @@ session_write_cb(struct bufferevent *bev, void *arg)
 		session_content_fill(s);
 }
 
-static void
+void
 session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;

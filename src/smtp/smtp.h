@@ -7,8 +7,11 @@
  *   mx.c       from a domain to an ordered, bounded list of addresses
  *   dest.c     destinations: MX results cached per TTL, waiting jobs,
  *              the connection cache, connection limits
- *   session.c  the SMTP client state machine (one connection)
- *   content.c  message content from the queue, dot-stuffed, streamed
+ *   session.c  the SMTP client state machine (one connection);
+ *              session.h its insides, shared with
+ *   tls.c      STARTTLS and the certificate check
+ *   txn.c      one transaction: MAIL, RCPT, DATA, the content
+ *   content.c  dot-stuffing chunk by chunk
  *
  * tern-smtp reads message content from the queue (read-only) and writes
  * nothing; it runs unprivileged, not chrooted (it needs the queue and the
