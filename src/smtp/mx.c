@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
+#include <event2/event.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -301,10 +302,79 @@ mx_answer(void *arg, const struct dns_answer *a)
 	mx_query_addresses(l);
 }
 
+/*
+ * An address literal ("[192.0.2.1]", "[IPv6:2001:db8::1]", RFC 5321
+ * 4.1.3) is its own and only target, without DNS. Returns NULL when
+ * domain is not one.
+ */
+static struct mx_result *
+mx_literal(const char *domain)
+{
+	struct mx_result *res;
+	struct mx_host h;
+	struct dns_rr rr;
+	char text[256];
+	size_t len = strlen(domain);
+
+	if (domain[0] != '[' || len < 3 || domain[len - 1] != ']' ||
+	    len - 2 >= sizeof(text))
+		return NULL;
+	memcpy(text, domain + 1, len - 2);
+	text[len - 2] = '\0';
+	memset(&h, 0, sizeof(h));
+	memset(&rr, 0, sizeof(rr));
+	tern_strlcpy(h.name, domain, sizeof(h.name));
+	if (has_ascii_prefix_ci(text, "IPv6:") &&
+	    inet_pton(AF_INET6, text + 5, rr.addr) == 1)
+		rr.type = ns_t_aaaa;
+	else if (inet_pton(AF_INET, text, rr.addr) == 1)
+		rr.type = ns_t_a;
+	else
+		return mx_failure("5.1.2", "bad address literal %s", domain);
+	res = xcalloc(1, sizeof(*res));
+	mx_add_target(res, &h, &rr);
+	res->ok = true;
+	res->ttl = 3600;
+	return res;
+}
+
+/* Hands a result over at the next turn of the loop, like DNS answers. */
+struct mx_ready {
+	mx_cb cb;
+	void *arg;
+	struct mx_result *res;
+};
+
+static void
+mx_ready_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mx_ready *r = arg;
+
+	(void)fd;
+	(void)what;
+	r->cb(r->arg, r->res);
+	free(r);
+}
+
 void
 mx_resolve(const char *domain, mx_cb cb, void *arg)
 {
-	struct mx_lookup *l = xcalloc(1, sizeof(*l));
+	struct mx_result *lit = mx_literal(domain);
+	struct mx_lookup *l;
+
+	if (lit != NULL) {
+		struct mx_ready *r = xcalloc(1, sizeof(*r));
+		struct timeval now = { 0, 0 };
+
+		r->cb = cb;
+		r->arg = arg;
+		r->res = lit;
+		if (event_base_once(agent.d.base, -1, EV_TIMEOUT, mx_ready_cb, r,
+		    &now) == -1)
+			log_fatal("event_base_once failed");
+		return;
+	}
+	l = xcalloc(1, sizeof(*l));
 
 	tern_strlcpy(l->domain, domain, sizeof(l->domain));
 	l->cb = cb;

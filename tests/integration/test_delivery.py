@@ -587,3 +587,56 @@ def test_max_messages_per_connection(tern, sinks, dns, port):
     q.wait_results(7)
     msgs = sink.wait_messages(7)
     assert len({m["peer"] for m in msgs}) == 3, [m["peer"] for m in msgs]
+
+
+def test_opportunistic_tls_handshake_failure_falls_back(tern, dns, port,
+                                                        hostile):
+    d = simple_dns(dns)
+    delivered = []
+
+    def script(h, conn):
+        conn.sendall(b"220 broken-tls ESMTP\r\n")
+        h.readline(conn)
+        conn.sendall(b"250-broken-tls\r\n250 STARTTLS\r\n")
+        while True:
+            line = h.readline(conn)
+            cmd = line[:4].upper()
+            if cmd == b"STAR":
+                conn.sendall(b"220 go ahead\r\n")
+                conn.recv(4096)             # the ClientHello
+                conn.sendall(b"this is not TLS\r\n" * 10)
+                return
+            if cmd == b"DATA":
+                conn.sendall(b"354 go\r\n")
+                while h.readline(conn) != b".\r\n":
+                    pass
+                delivered.append(True)
+                conn.sendall(b"250 2.0.0 in clear\r\n")
+            elif cmd == b"QUIT":
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
+
+    hostile("127.0.0.2", port, script)
+    t, q = setup_tern(tern, d.server, port, tls="opportunistic")
+    qid, = q.queue(["fallback@example.test"])
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["code"] == 250 and r["tls"] == "", r
+    assert delivered == [True]
+    t.wait_log(r"TLS handshake with mx1.example.test\[127.0.0.2\] failed .*"
+               r"trying again without TLS")
+
+
+def test_address_literal(tern, sinks, dns, port):
+    d = dns([])
+    sink = sinks(host="127.0.0.2", port=port)
+    t, q = setup_tern(tern, d.server, port)
+    qid, = q.queue(["lit@[127.0.0.2]"])
+    t.start()
+    q.job(qid, "[127.0.0.2]")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["code"] == 250 and r["addr"] == "127.0.0.2", r
+    assert sink.wait_messages(1)[0]["to"] == ["lit@[127.0.0.2]"]
