@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
 #include <event2/event.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -93,6 +94,30 @@ mx_host_cmp(const void *a, const void *b)
 	return x->order < y->order ? -1 : x->order > y->order;
 }
 
+/* Is ss one of this host's interface addresses? */
+static bool
+is_local_interface(const struct sockaddr_storage *ss)
+{
+	struct ifaddrs *ifs, *i;
+	bool found = false;
+
+	if (getifaddrs(&ifs) == -1)
+		return false;
+	for (i = ifs; i != NULL && !found; i = i->ifa_next) {
+		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != ss->ss_family)
+			continue;
+		if (ss->ss_family == AF_INET)
+			found = ((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr.s_addr ==
+			    ((const struct sockaddr_in *)(const void *)ss)->sin_addr.s_addr;
+		else
+			found = memcmp(&((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr,
+			    &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr,
+			    16) == 0;
+	}
+	freeifaddrs(ifs);
+	return found;
+}
+
 /* Is this MX host us? Then it and every less preferred one must go. */
 static bool
 is_mx_ourselves(const char *host)
@@ -135,6 +160,61 @@ mx_add_target(struct mx_result *res, const struct mx_host *h,
 	}
 }
 
+/* Does an address reach one of our own listeners on the SMTP port? A
+ * wildcard listener means any address of this host's interfaces. */
+static bool
+is_addr_ourselves(const struct sockaddr_storage *ss)
+{
+	const struct tern_config *cfg = agent.cfg;
+	unsigned port = cfg->delivery.smtp_port;
+
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		const struct sockaddr_storage *l = &cfg->listeners[i].address.ss;
+
+		if (l->ss_family != ss->ss_family)
+			continue;
+		if (l->ss_family == AF_INET) {
+			const struct sockaddr_in *a = (const void *)l, *b = (const void *)ss;
+
+			if (ntohs(a->sin_port) != port)
+				continue;
+			if (a->sin_addr.s_addr == htonl(INADDR_ANY))
+				return is_local_interface(ss);
+			if (a->sin_addr.s_addr == b->sin_addr.s_addr)
+				return true;
+		} else if (l->ss_family == AF_INET6) {
+			const struct sockaddr_in6 *a = (const void *)l, *b = (const void *)ss;
+
+			if (ntohs(a->sin6_port) != port)
+				continue;
+			if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr))
+				return is_local_interface(ss);
+			if (memcmp(&a->sin6_addr, &b->sin6_addr, 16) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
+/* Drops targets that are us and every one not more preferred (RFC 5321
+ * 5.1); true when nothing is left because of that. */
+static bool
+mx_drop_ourselves(struct mx_result *res)
+{
+	for (size_t i = 0; i < res->n_targets; i++)
+		if (is_addr_ourselves(&res->targets[i].ss)) {
+			unsigned own = res->targets[i].pref;
+			size_t n = 0;
+
+			for (size_t k = 0; k < res->n_targets; k++)
+				if (res->targets[k].pref < own)
+					res->targets[n++] = res->targets[k];
+			res->n_targets = n;
+			return n == 0;
+		}
+	return false;
+}
+
 /* Every address look-up is in: build the ordered target list. */
 static void
 mx_addresses_done(struct mx_lookup *l)
@@ -165,6 +245,12 @@ mx_addresses_done(struct mx_lookup *l)
 			for (size_t r = 0; r < a->n_rrs; r++)
 				mx_add_target(res, h, &a->rrs[r]);
 		}
+	}
+	if (mx_drop_ourselves(res)) {
+		mx_result_free(res);
+		mx_lookup_done(l, mx_failure("5.4.6", "mail for %s loops back to "
+		    "myself", l->domain));
+		return;
 	}
 	if (res->n_targets > 0) {
 		res->ok = true;

@@ -640,3 +640,21 @@ def test_address_literal(tern, sinks, dns, port):
     r, = rcpt_results(q.wait_results(1))
     assert r["code"] == 250 and r["addr"] == "127.0.0.2", r
     assert sink.wait_messages(1)[0]["to"] == ["lit@[127.0.0.2]"]
+
+
+def test_mx_address_is_our_own_listener(tern, dns, port):
+    """An MX whose address is one of our listeners on the SMTP port is
+    us, whatever its name: with nothing more preferred, 5.4.6."""
+    d = dns(["mx-host=alias.test,other-name.alias.test,10",
+             "mx-host=alias.test,backup.alias.test,20",
+             "host-record=other-name.alias.test,127.0.0.5",
+             "host-record=backup.alias.test,127.0.0.3"])
+    t, q = setup_tern(tern, d.server, port)
+    t.sections["listen inbound"] = {"address": f"127.0.0.5:{port}",
+                                    "mode": "inbound"}
+    qid, = q.queue(["me@alias.test"])
+    t.start()
+    ternlib.wait_port("127.0.0.5", port)
+    q.job(qid, "alias.test")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["status"] == "5.4.6" and "loops back to myself" in r["text"], r
