@@ -125,6 +125,15 @@ dest_quit_one_idle(const struct dest *except)
 	}
 }
 
+static bool
+dest_has_established(const struct dest *d)
+{
+	for (size_t i = 0; i < d->n_sessions; i++)
+		if (session_is_established(d->sessions[i]))
+			return true;
+	return false;
+}
+
 /* Hands waiting jobs to idle connections, opens new ones within limits. */
 static void
 dest_run(struct dest *d)
@@ -156,6 +165,11 @@ dest_run(struct dest *d)
 		}
 		if (d->n_sessions >= d->max_conns)
 			return;
+		/* The first connection to a destination probes it alone: a
+		 * dead or slow server then costs one connection, not one per
+		 * waiting job (they share its fate in dest_session_failed). */
+		if (d->n_sessions > 0 && !dest_has_established(d))
+			return;
 		if (agent.n_sessions >= agent.cfg->delivery.max_connections) {
 			/* A cached connection elsewhere gives its slot up. */
 			dest_quit_one_idle(d);
@@ -166,6 +180,12 @@ dest_run(struct dest *d)
 		d->n_waiting--;
 		session_start(d, j);
 	}
+}
+
+void
+dest_session_established(struct dest *d)
+{
+	dest_run(d);
 }
 
 void

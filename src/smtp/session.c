@@ -118,6 +118,7 @@ session_disconnect(struct session *s)
 	s->tls = false;
 	s->tls_desc[0] = '\0';
 	s->n_msgs = 0;
+	s->established = false;
 	cmds_clear(s);
 }
 
@@ -464,6 +465,10 @@ session_after_helo(struct session *s)
 	}
 	if (s->job != NULL)
 		s->job->t_ready = tern_monotonic_usec();
+	if (!s->established) {
+		s->established = true;
+		dest_session_established(s->dest);
+	}
 	session_start_txn(s);
 }
 
@@ -509,6 +514,12 @@ session_after_job(struct session *s)
 	}
 	session_set_state(s, SS_IDLE);
 	session_timer(s, agent.cfg->delivery.connection_idle_timeout);
+}
+
+bool
+session_is_established(const struct session *s)
+{
+	return s->established;
 }
 
 bool

@@ -67,6 +67,7 @@ struct session {
 					 * opportunistic reconnects without */
 	char tls_desc[128];
 	unsigned n_msgs;		/* transactions on this connection */
+	bool established;		/* past greeting, EHLO and TLS */
 	bool fresh_retry_done;		/* a cached connection failed once */
 
 	/* The current transaction. */

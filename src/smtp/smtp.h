@@ -180,6 +180,8 @@ struct job *dest_next_job(struct dest *d);
 void dest_session_failed(struct dest *d, const char *status, const char *text);
 /* A new session of d. */
 void dest_session_add(struct dest *d, struct session *s);
+/* A session of d got through greeting, EHLO and TLS: more may open. */
+void dest_session_established(struct dest *d);
 /* A session ended (closed, freed). */
 void dest_session_gone(struct dest *d, struct session *s);
 const struct mx_result *dest_targets(const struct dest *d);
@@ -198,6 +200,8 @@ void session_take_job(struct session *s, struct job *j);
 /* Ends an idle session with QUIT. */
 void session_quit(struct session *s);
 bool session_is_idle(const struct session *s);
+/* Past greeting, EHLO and TLS (or closing after that). */
+bool session_is_established(const struct session *s);
 
 /* ---- content.c ---- */
 /* Dot-stuffing state across chunks. */

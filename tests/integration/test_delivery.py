@@ -260,6 +260,7 @@ class Hostile:
     def __init__(self, host, port, script):
         self.script = script
         self.received = []
+        self.connections = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
@@ -276,6 +277,7 @@ class Hostile:
             threading.Thread(target=self._run, args=(conn,), daemon=True).start()
 
     def _run(self, conn):
+        self.connections += 1
         conn.settimeout(20)
         try:
             self.script(self, conn)
@@ -658,3 +660,20 @@ def test_mx_address_is_our_own_listener(tern, dns, port):
     q.job(qid, "alias.test")
     r, = rcpt_results(q.wait_results(1))
     assert r["status"] == "5.4.6" and "loops back to myself" in r["text"], r
+
+
+def test_silent_destination_probed_by_one_connection(tern, dns, port,
+                                                     hostile):
+    """Jobs waiting for a destination whose server never greets share the
+    fate of the first connection: one connection, all deferred."""
+    d = simple_dns(dns)
+    h = hostile("127.0.0.2", port, greeting_script(None))
+    t, q = setup_tern(tern, d.server, port, command_timeout="2s")
+    qids = q.queue(["slow@example.test"], count=5)
+    t.start()
+    for qid in qids:
+        q.job(qid, "example.test")
+    res = rcpt_results(q.wait_results(5))
+    assert all(r["code"] == 0 and r["status"].startswith("4.") for r in res)
+    assert all("timed out while greeting" in r["text"] for r in res), res
+    assert h.connections == 1
