@@ -21,3 +21,10 @@ EXTRA_DIST += bench/compare-postfix
 bench-compare: bench/smtp-load all
 	$(top_srcdir)/bench/compare-postfix --build $(abs_builddir) $(BENCH_ARGS)
 .PHONY: bench-compare
+# `make bench-delivery` measures messages/s delivered by tern-smtp from a
+# full queue to a local sink (bench/delivery.py, see bench/README.md).
+EXTRA_DIST += bench/delivery.py
+BENCH_DELIVERY_ARGS =
+bench-delivery: src/smtp/tern-smtp tests/tools/test_qmgr tests/tools/queue_fill
+	TERN_BUILD_DIR=$(abs_builddir) python3 $(top_srcdir)/bench/delivery.py $(BENCH_DELIVERY_ARGS)
+.PHONY: bench-delivery

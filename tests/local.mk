@@ -66,3 +66,39 @@ fuzz-long:
 noinst_PROGRAMS += tests/tools/test_cleanup
 tests_tools_test_cleanup_SOURCES = tests/tools/test_cleanup.c
 tests_tools_test_cleanup_LDADD = $(TERN_LIBS)
+# The SMTP reply parser of tern-smtp: unit tests and a libFuzzer target.
+check_PROGRAMS += tests/unit/test_smtp_reply
+tests_unit_test_smtp_reply_SOURCES = tests/unit/test_smtp_reply.c
+tests_unit_test_smtp_reply_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_smtp_reply_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_smtp_reply
+FUZZ_TARGETS += tests/fuzz/fuzz_smtp_reply
+tests_fuzz_fuzz_smtp_reply_SOURCES = tests/fuzz/fuzz_smtp_reply.c
+tests_fuzz_fuzz_smtp_reply_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_smtp_reply_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_smtp_reply_LDADD = $(TERN_LIBS)
+
+# Tools for the delivery agent's tests: a test double of tern-qmgr (the
+# tests install it as tern-qmgr) and queue_fill, which queues messages.
+noinst_PROGRAMS += tests/tools/test_qmgr tests/tools/queue_fill
+tests_tools_test_qmgr_SOURCES = tests/tools/test_qmgr.c
+tests_tools_test_qmgr_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+tests_tools_test_qmgr_LDADD = $(TERNQ_LIBS) $(JANSSON_LIBS)
+tests_tools_queue_fill_SOURCES = tests/tools/queue_fill.c
+tests_tools_queue_fill_LDADD = $(TERNQ_LIBS)
+
+# tern-smtp's pure parts: dot-stuffing and the DNS answer parser.
+check_PROGRAMS += tests/unit/test_smtp_parts
+tests_unit_test_smtp_parts_SOURCES = tests/unit/test_smtp_parts.c \
+	src/smtp/content.c src/smtp/dns.c
+tests_unit_test_smtp_parts_CFLAGS = $(UNIT_CFLAGS) $(UNBOUND_CFLAGS) \
+	-I$(top_srcdir)/src/smtp
+tests_unit_test_smtp_parts_LDADD = $(UNIT_LIBS) $(UNBOUND_LIBS) -lresolv
+TESTS += tests/unit/test_smtp_parts
+FUZZ_TARGETS += tests/fuzz/fuzz_dns_answer
+tests_fuzz_fuzz_dns_answer_SOURCES = tests/fuzz/fuzz_dns_answer.c \
+	src/smtp/dns.c
+tests_fuzz_fuzz_dns_answer_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS) \
+	$(UNBOUND_CFLAGS) -I$(top_srcdir)/src/smtp
+tests_fuzz_fuzz_dns_answer_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_dns_answer_LDADD = $(TERN_LIBS) $(UNBOUND_LIBS) -lresolv

@@ -125,6 +125,13 @@ static const struct key_spec key_specs[] = {
 	{ SECT_DELIVERY, "max_connections_per_destination", K_UINT, CF(delivery.max_connections_per_destination), 0, 1, 100000, NULL, "20" },
 	{ SECT_DELIVERY, "agents", K_UINT, CF(delivery.agents), 0, 1, 64, NULL, "2" },
 	{ SECT_DELIVERY, "connect_timeout", K_DURATION, CF(delivery.connect_timeout), 0, 1, 3600, NULL, "30s" },
+	{ SECT_DELIVERY, "helo_name", K_HOSTNAME, CF(delivery.helo_name), 0, 0, 0, NULL, NULL },
+	{ SECT_DELIVERY, "dns_timeout", K_DURATION, CF(delivery.dns_timeout), 0, 1, 3600, NULL, "30s" },
+	{ SECT_DELIVERY, "command_timeout", K_DURATION, CF(delivery.command_timeout), 0, 1, 3600, NULL, "5m" },
+	{ SECT_DELIVERY, "data_timeout", K_DURATION, CF(delivery.data_timeout), 0, 1, 3600, NULL, "10m" },
+	{ SECT_DELIVERY, "connection_idle_timeout", K_DURATION, CF(delivery.connection_idle_timeout), 0, 0, 3600, NULL, "5s" },
+	{ SECT_DELIVERY, "max_messages_per_connection", K_UINT, CF(delivery.max_messages_per_connection), 0, 1, 1000000, NULL, "100" },
+	{ SECT_DELIVERY, "max_mx_addresses", K_UINT, CF(delivery.max_mx_addresses), 0, 1, 100, NULL, "5" },
 
 	{ SECT_LISTEN, "address", K_SOCKADDR, LF(address), LF(has_address), 0, 0, NULL, NULL },
 	{ SECT_LISTEN, "mode", K_ENUM, LF(mode), LF(has_mode), 0, 0, mode_names, NULL },

@@ -125,6 +125,13 @@ struct tern_config {
 		unsigned max_connections_per_destination;
 		unsigned agents;		/* tern-smtp processes */
 		int64_t connect_timeout;
+		char *helo_name;		/* NULL: [server] hostname */
+		int64_t dns_timeout;		/* seconds per MX look-up */
+		int64_t command_timeout;	/* seconds per SMTP reply */
+		int64_t data_timeout;		/* seconds for the final "." reply */
+		int64_t connection_idle_timeout; /* cached connection, s; 0 none */
+		unsigned max_messages_per_connection;
+		unsigned max_mx_addresses;	/* addresses tried per attempt */
 	} delivery;
 
 	struct cfg_listener *listeners;

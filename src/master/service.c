@@ -29,6 +29,13 @@
 #define QUICK_FAILURE_USEC	(10 * 1000000ull)
 #define THROTTLE_MAX_SEC	60
 
+/* [delivery] agents: the size of the pool of delivery agents. */
+static unsigned
+smtp_instances(const struct tern_config *cfg)
+{
+	return cfg->delivery.agents;
+}
+
 /*
  * Every daemon tern runs. Order is start order: a service comes up after
  * the services it talks to, though clients reconnect anyway.
@@ -37,6 +44,8 @@ static const struct service_def service_defs[] = {
 	{ "signer", "signer", false, false, NULL },
 	{ "cleanup", "cleanup", false, false, NULL },
 	{ "smtpd", NULL, true, false, NULL },
+	{ "qmgr", "qmgr", false, true, NULL },
+	{ "smtp", NULL, false, false, smtp_instances },
 };
 
 struct instance {

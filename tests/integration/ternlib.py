@@ -421,3 +421,86 @@ def start_smtpd(t, rules=""):
     t.start()
     t.wait_log(r"smtpd.*connected to cleanup")
     return t
+# ---- the delivery agent (tern-smtp) with the tern-qmgr test double ----
+
+def use_qmgr_double(tern):
+    """Makes tern's daemon_dir hold the build tree's daemons, with
+    tests/tools/test_qmgr installed as tern-qmgr (see test_qmgr.c)."""
+    d = os.path.join(tern.dir, "libexec-qmgr-double")
+    os.makedirs(d, exist_ok=True)
+    for root, _dirs, files in os.walk(os.path.join(BUILD_DIR, "src")):
+        for f in files:
+            p = os.path.join(root, f)
+            if f.startswith("tern-") and f != "tern-qmgr" and \
+                    os.access(p, os.X_OK) and not f.endswith((".o", ".a")):
+                dst = os.path.join(d, f)
+                if not os.path.exists(dst):
+                    os.symlink(p, dst)
+    dst = os.path.join(d, "tern-qmgr")
+    if not os.path.exists(dst):
+        os.symlink(os.path.join(BUILD_DIR, "tests/tools/test_qmgr"), dst)
+    tern.sections["server"]["daemon_dir"] = d
+    return QmgrDouble(tern)
+
+
+class QmgrDouble:
+    """Hands jobs to tern-smtp through the test double and reads results."""
+
+    def __init__(self, tern):
+        self.tern = tern
+        self.jobs_path = os.path.join(tern.dir, "qmgr-jobs.jsonl")
+        self.results_path = os.path.join(tern.dir, "qmgr-results.jsonl")
+        # The double may run as the tern user: let it write its results.
+        with open(self.results_path, "a"):
+            pass
+        os.chmod(self.results_path, 0o666)
+
+    def queue(self, rcpts, message=None, count=1, sender="sender@tern.test",
+              eight_bit=False, smtputf8=False):
+        """Queues count messages (queue_fill); returns their queue ids."""
+        if message is None:
+            message = ("From: sender@tern.test\nTo: %s\nSubject: test\n\n"
+                       "Hello.\n.leading dot\n" % rcpts[0])
+        path = os.path.join(self.tern.dir, "msg-%d.eml" % time.monotonic_ns())
+        with open(path, "wb") as f:
+            f.write(message.encode() if isinstance(message, str) else message)
+        self.tern.write_config()
+        args = [os.path.join(BUILD_DIR, "tests/tools/queue_fill"), "-c",
+                self.tern.config_path, "-n", str(count), "-f", sender]
+        if eight_bit:
+            args.append("-8")
+        if smtputf8:
+            args.append("-u")
+        env = daemon_env()
+        env["TERN_QUEUE_UNSAFE_NOSYNC"] = "1"
+        r = subprocess.run(args + [path] + list(rcpts), capture_output=True,
+                           text=True, env=env, check=True)
+        if IS_ROOT:
+            # The daemons run as the tern user: the queue must be theirs.
+            subprocess.run(["chown", "-R", "tern:", self.tern.queue_dir],
+                           check=True)
+        return r.stdout.split()
+
+    def job(self, qid, domain=None, rcpts=None, **extra):
+        import json
+        job = {"qid": qid}
+        if domain:
+            job["domain"] = domain
+        if rcpts:
+            job["rcpts"] = list(rcpts)
+        job.update(extra)
+        with open(self.jobs_path, "a") as f:
+            f.write(json.dumps(job) + "\n")
+
+    def results(self):
+        import json
+        try:
+            with open(self.results_path) as f:
+                return [json.loads(l) for l in f if l.strip()]
+        except FileNotFoundError:
+            return []
+
+    def wait_results(self, n, timeout=20.0):
+        wait_for(lambda: len([r for r in self.results() if "job" in r]) >= n,
+                 timeout, what=f"{n} delivery result(s)")
+        return [r for r in self.results() if "job" in r]
