@@ -105,6 +105,8 @@ enum ipc_type {
 					 * (MX lookup), u8 body (enum cleanup_body),
 					 * bool smtputf8, u64 size,
 					 * u8 ret, str envid,
+					 * i64 arrival time (unix ms, for the
+					 *   log's delay=; 0 unknown),
 					 * u32 n recipients, then n times:
 					 *   u32 recipient index (in the message),
 					 *   str address, str orcpt, u8 notify */
@@ -119,7 +121,12 @@ enum ipc_type {
 					 *   str remote address ("" none),
 					 *   str tls ("" none, else "TLSv1.3 cipher"),
 					 *   u64 delivery time in milliseconds
-					 * The job's credit is returned with it. */
+					 * The job's credit is returned with it.
+					 * Every recipient of the job is in the
+					 * result exactly once; a recipient the
+					 * agent could not attempt (content
+					 * unreadable, agent draining) is a 4xx
+					 * deferral with code 0. */
 
 	/* -- tern-qmgr and tern-bounce: types 0x05xx, see src/bounce -- */
 	/* -- ternctl to tern-qmgr (control socket): types 0x06xx, see src/qmgr -- */
