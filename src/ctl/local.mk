@@ -1,4 +1,7 @@
 # src/ctl: ternctl, the administration command.
 sbin_PROGRAMS += src/ctl/ternctl
-src_ctl_ternctl_SOURCES = src/ctl/ternctl.c
-src_ctl_ternctl_LDADD = $(TERN_LIBS)
+src_ctl_ternctl_SOURCES = src/ctl/ternctl.c src/ctl/ctl.h \
+	src/ctl/ctl_qmgr.c src/ctl/ctl_queue.c src/ctl/ctl_suppression.c \
+	src/ctl/ctl_events.c
+src_ctl_ternctl_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+src_ctl_ternctl_LDADD = $(TERNQ_LIBS) $(JANSSON_LIBS)

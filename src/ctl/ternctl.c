@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctl.h"
 #include "log.h"
 #include "util.h"
 
@@ -47,6 +48,10 @@ cmd_check_config(const char *config_path, int argc, char **argv)
 
 static const struct ctl_command commands[] = {
 	{ "check-config", "check-config", cmd_check_config },
+	{ "queue", "queue [list] | show ID | flush [ID] | delete ID | hold ID | release ID", cmd_queue },
+	{ "suppression", "suppression list [--reason R] | add ADDRESS [REASON] | remove ADDRESS", cmd_suppression },
+	{ "events", "events [--follow] [--since SEQ|DURATION]", cmd_events },
+	{ "trace", "trace ID", cmd_trace },
 };
 
 static void

@@ -122,6 +122,7 @@ static const struct key_spec key_specs[] = {
 	{ SECT_DELIVERY, "max_connections_per_destination", K_UINT, CF(delivery.max_connections_per_destination), 0, 1, 100000, NULL, "20" },
 	{ SECT_DELIVERY, "agents", K_UINT, CF(delivery.agents), 0, 1, 64, NULL, "2" },
 	{ SECT_DELIVERY, "connect_timeout", K_DURATION, CF(delivery.connect_timeout), 0, 1, 3600, NULL, "30s" },
+	{ SECT_DELIVERY, "job_timeout", K_DURATION, CF(delivery.job_timeout), 0, 1, 86400, NULL, "10m" },
 
 	{ SECT_LISTEN, "address", K_SOCKADDR, LF(address), LF(has_address), 0, 0, NULL, NULL },
 	{ SECT_LISTEN, "mode", K_ENUM, LF(mode), LF(has_mode), 0, 0, mode_names, NULL },

@@ -123,6 +123,7 @@ struct tern_config {
 		unsigned max_connections_per_destination;
 		unsigned agents;		/* tern-smtp processes */
 		int64_t connect_timeout;
+		int64_t job_timeout;		/* an agent's answer to a job, s */
 	} delivery;
 
 	struct cfg_listener *listeners;
