@@ -11,3 +11,12 @@ BENCH_ARGS =
 bench-queue: bench/queue-commit
 	./bench/queue-commit -d $(BENCH_DIR) $(BENCH_ARGS)
 .PHONY: bench-queue
+
+# `make bench-qmgr`: tern-qmgr's RSS with 10k and 1M deferred (and due)
+# recipients, and `ternctl queue` over 100k messages (bench/qmgr-rss;
+# needs root or a tern user like the integration tests).
+EXTRA_DIST += bench/qmgr-rss
+QMGR_BENCH_ARGS =
+bench-qmgr: src/qmgr/tern-qmgr src/ctl/ternctl src/master/ternd tests/tools/queue_fill
+	$(top_srcdir)/bench/qmgr-rss --build . $(QMGR_BENCH_ARGS)
+.PHONY: bench-qmgr
