@@ -391,3 +391,24 @@ def test_ternctl_without_qmgr_fails_clearly(tern):
     assert r.returncode == 1 and "cannot reach tern-qmgr" in r.stderr
     r = t.ternctl("queue", "show", "0123456789ABCDEF")
     assert r.returncode == 1 and "cannot open the queue" in r.stderr
+
+
+def test_delay_warning_decided_once(tern):
+    t = start(tern, retry_schedule="1s", delay_warning="2s")
+    agent = FakeAgent(t, {"default": "451 4.3.0 later"})
+    try:
+        qid, = queue_fill(t, ["slow@grey.test"])
+        quiet, = queue_fill(t, ["q@grey.test"], notify=8)   # NOTIFY=NEVER
+        wait_for(lambda: "deferred (DSN pending)" in
+                 t.ternctl("queue", "show", qid).stdout, 10,
+                 what="delay DSN flag")
+        show = t.ternctl("queue", "show", qid).stdout
+        assert "1 with a DSN pending" in show
+        # Still retried: a delay notice does not stop delivery.
+        n = len([j for j in agent.jobs() if j["qid"] == qid])
+        wait_for(lambda: len([j for j in agent.jobs() if j["qid"] == qid]) > n + 1,
+                 10, what="more attempts")
+        assert "1 with a DSN pending" in t.ternctl("queue", "show", qid).stdout
+        assert "0 with a DSN pending" in t.ternctl("queue", "show", quiet).stdout
+    finally:
+        agent.stop()
