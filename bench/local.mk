@@ -12,6 +12,16 @@ bench-queue: bench/queue-commit
 	./bench/queue-commit -d $(BENCH_DIR) $(BENCH_ARGS)
 .PHONY: bench-queue
 
+# `make bench-compare` runs tern and a private Postfix side by side
+# (root; installs Postfix if missing); see bench/README.md.
+noinst_PROGRAMS += bench/smtp-load
+bench_smtp_load_SOURCES = bench/smtp-load.c
+bench_smtp_load_LDADD = $(PTHREAD_LIBS)
+EXTRA_DIST += bench/compare-postfix
+bench-compare: bench/smtp-load all
+	$(top_srcdir)/bench/compare-postfix --build $(abs_builddir) $(BENCH_ARGS)
+.PHONY: bench-compare
+
 # `make bench-qmgr`: tern-qmgr's RSS with 10k and 1M deferred (and due)
 # recipients, and `ternctl queue` over 100k messages (bench/qmgr-rss;
 # needs root or a tern user like the integration tests).
