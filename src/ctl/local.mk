@@ -5,3 +5,12 @@ src_ctl_ternctl_SOURCES = src/ctl/ternctl.c src/ctl/ctl.h \
 	src/ctl/ctl_events.c
 src_ctl_ternctl_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 src_ctl_ternctl_LDADD = $(TERNQ_LIBS) $(JANSSON_LIBS)
+
+# mailq is ternctl under another name (`ternctl queue`).
+install-exec-hook: install-mailq
+install-mailq:
+	cd $(DESTDIR)$(sbindir) && rm -f mailq && ln -s ternctl mailq
+uninstall-hook: uninstall-mailq
+uninstall-mailq:
+	rm -f $(DESTDIR)$(sbindir)/mailq
+.PHONY: install-mailq uninstall-mailq

@@ -412,3 +412,15 @@ def test_delay_warning_decided_once(tern):
         assert "0 with a DSN pending" in t.ternctl("queue", "show", quiet).stdout
     finally:
         agent.stop()
+
+
+def test_mailq_is_ternctl_queue(tern):
+    t = start(tern)
+    qid, = queue_fill(t, ["m@nowhere.test"], hold=True)
+    mailq = os.path.join(t.dir, "mailq")
+    os.symlink(os.path.join(ternlib.BUILD_DIR, "src/ctl/ternctl"), mailq)
+    r = subprocess.run([mailq, "-c", t.config_path], capture_output=True,
+                       text=True, env=ternlib.daemon_env())
+    assert r.returncode == 0
+    assert r.stdout == t.ternctl("queue").stdout
+    assert f"{qid}!" in r.stdout and "m@nowhere.test" in r.stdout
