@@ -27,6 +27,11 @@
 #define QMGR_POLL_MS		1000	/* the schedule is looked at least this often */
 #define QMGR_JITTER_PCT		10	/* retries come up to 10% later */
 
+#ifdef IPC_DELIVERY_MAX_RCPTS
+_Static_assert(QMGR_JOB_RCPT_MAX <= IPC_DELIVERY_MAX_RCPTS,
+    "a job must fit what an agent takes");
+#endif
+
 struct dest;
 struct agent;
 struct conn;
