@@ -25,6 +25,23 @@ on_signal(int sig)
 	stop_following = 1;
 }
 
+/* "2026-11-26T23:40:00Z" or "2026-11-26 23:40:00" (UTC) -> unix ms. */
+static int
+parse_utc(const char *s, int64_t *ms)
+{
+	struct tm tm;
+	const char *end;
+
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (end == NULL)
+		end = strptime(s, "%Y-%m-%d %H:%M:%S", &tm);
+	if (end == NULL || !(*end == '\0' || strcmp(end, "Z") == 0))
+		return -1;
+	*ms = (int64_t)timegm(&tm) * 1000;
+	return 0;
+}
+
 struct ev_filter {
 	int64_t since_ms;		/* events at or after, 0 all */
 	size_t n;
@@ -87,19 +104,21 @@ cmd_events(const char *config_path, int argc, char **argv)
 			int64_t d;
 
 			/* A number is a sequence number; a duration ("10m")
-			 * means that long ago. */
+			 * means that long ago; else a UTC time. */
 			if (parse_uint64(s, UINT64_MAX, &from) == 0)
 				continue;
-			if (config_parse_duration(s, &d) == -1) {
+			from = 1;
+			if (config_parse_duration(s, &d) == 0) {
+				f.since_ms = queue_now_ms() - d * 1000;
+			} else if (parse_utc(s, &f.since_ms) == -1) {
 				fprintf(stderr, "ternctl: --since takes a sequence "
-				    "number or a duration (10m, 2h), not '%s'\n", s);
+				    "number, a duration (10m, 2h) or a UTC time "
+				    "(2026-11-26T23:40:00Z), not '%s'\n", s);
 				return 2;
 			}
-			from = 1;
-			f.since_ms = queue_now_ms() - d * 1000;
 		} else {
 			fprintf(stderr, "usage: ternctl events [--follow] "
-			    "[--since SEQ|DURATION]\n");
+			    "[--since SEQ|DURATION|TIME]\n");
 			return 2;
 		}
 	}

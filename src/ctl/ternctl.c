@@ -50,7 +50,7 @@ static const struct ctl_command commands[] = {
 	{ "check-config", "check-config", cmd_check_config },
 	{ "queue", "queue [list] | show ID | flush [ID] | delete ID | hold ID | release ID", cmd_queue },
 	{ "suppression", "suppression list [--reason R] | add ADDRESS [REASON] | remove ADDRESS", cmd_suppression },
-	{ "events", "events [--follow] [--since SEQ|DURATION]", cmd_events },
+	{ "events", "events [--follow] [--since SEQ|DURATION|TIME]", cmd_events },
 	{ "trace", "trace ID", cmd_trace },
 };
 

@@ -328,6 +328,12 @@ def test_events_since_and_follow(tern):
         assert events(t, "--since", str(last)) == [all_ev[-1]]
         assert len(events(t, "--since", "1h")) == len(all_ev)
         assert t.ternctl("events", "--since", "yesterday").returncode == 2
+        iso = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                            time.gmtime(all_ev[-1]["time_ms"] / 1000 + 1))
+        assert events(t, "--since", iso) == []
+        iso = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                            time.gmtime(all_ev[0]["time_ms"] / 1000 - 1))
+        assert len(events(t, "--since", iso)) == len(all_ev)
         follow = subprocess.Popen(
             [os.path.join(ternlib.BUILD_DIR, "src/ctl/ternctl"), "-c",
              t.config_path, "events", "--follow", "--since", str(last + 1)],
