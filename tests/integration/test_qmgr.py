@@ -430,3 +430,26 @@ def test_mailq_is_ternctl_queue(tern):
     assert r.returncode == 0
     assert r.stdout == t.ternctl("queue").stdout
     assert f"{qid}!" in r.stdout and "m@nowhere.test" in r.stdout
+
+
+def test_corrupt_recipient_is_quarantined_and_the_rest_delivered(tern):
+    t = start(tern)
+    assert t.stop() == 0
+    qid, = queue_fill(t, ["good@ok.test", "bad@ok.test"], tell_qmgr=False)
+    # Overwrite recipient 1 with a record of an unknown version
+    # (mdb_load -T: a line for the key, one for the value; a byte is a
+    # backslash and two hex digits).
+    key = "".join("\\%02x" % b for b in bytes.fromhex(qid) + (1).to_bytes(4, "big"))
+    r = subprocess.run(["mdb_load", "-T", "-s", "recipients", t.queue_dir],
+                       input=key + "\n\\09\n", capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    t.start()
+    agent = FakeAgent(t)
+    try:
+        wait_for(lambda: not in_queue(t, qid), 10, what="message finished")
+        log = t.log_text()
+        assert re.search(qid + r": recipient 1 quarantined", log), log[-3000:]
+        assert rcpt_events(t, qid, "good@ok.test")[-1] == "delivered"
+        assert len(t.pids_of("qmgr")) == 1 and "exit status" not in log
+    finally:
+        agent.stop()
