@@ -21,6 +21,7 @@ EXTRA_DIST += bench/compare-postfix
 bench-compare: bench/smtp-load all
 	$(top_srcdir)/bench/compare-postfix --build $(abs_builddir) $(BENCH_ARGS)
 .PHONY: bench-compare
+
 # `make bench-delivery` measures messages/s delivered by tern-smtp from a
 # full queue to a local sink (bench/delivery.py, see bench/README.md).
 EXTRA_DIST += bench/delivery.py
@@ -28,3 +29,12 @@ BENCH_DELIVERY_ARGS =
 bench-delivery: src/smtp/tern-smtp tests/tools/test_qmgr tests/tools/queue_fill
 	TERN_BUILD_DIR=$(abs_builddir) python3 $(top_srcdir)/bench/delivery.py $(BENCH_DELIVERY_ARGS)
 .PHONY: bench-delivery
+
+# `make bench-qmgr`: tern-qmgr's RSS with 10k and 1M deferred (and due)
+# recipients, and `ternctl queue` over 100k messages (bench/qmgr-rss;
+# needs root or a tern user like the integration tests).
+EXTRA_DIST += bench/qmgr-rss
+QMGR_BENCH_ARGS =
+bench-qmgr: src/qmgr/tern-qmgr src/ctl/ternctl src/master/ternd tests/tools/qmgr_fill
+	$(top_srcdir)/bench/qmgr-rss --build . $(QMGR_BENCH_ARGS)
+.PHONY: bench-qmgr

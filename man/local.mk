@@ -6,3 +6,4 @@ dist_man_MANS += man/tern-signer.8
 dist_man_MANS += man/tern-cleanup.8
 dist_man_MANS += man/tern-smtpd.8
 dist_man_MANS += man/tern-smtp.8
+dist_man_MANS += man/tern-qmgr.8

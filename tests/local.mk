@@ -102,3 +102,9 @@ tests_fuzz_fuzz_dns_answer_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS) \
 	$(UNBOUND_CFLAGS) -I$(top_srcdir)/src/smtp
 tests_fuzz_fuzz_dns_answer_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_dns_answer_LDADD = $(TERN_LIBS) $(UNBOUND_LIBS) -lresolv
+# Test tools: qmgr_fill commits messages with libternq (standing in for
+# tern-cleanup); fake_smtp_agent.py stands in for tern-smtp.
+noinst_PROGRAMS += tests/tools/qmgr_fill
+tests_tools_qmgr_fill_SOURCES = tests/tools/qmgr_fill.c
+tests_tools_qmgr_fill_LDADD = $(TERNQ_LIBS)
+EXTRA_DIST += tests/tools/fake_smtp_agent.py

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "ctl_user.h"
+#include "ctl.h"
 #include "log.h"
 #include "util.h"
 
@@ -53,6 +54,10 @@ static const struct ctl_command commands[] = {
 	{ "dkim", "dkim keygen DOMAIN SELECTOR [--algorithm rsa|ed25519] "
 	    "[--bits N] [--out FILE]\n  dkim check [DOMAIN]", cmd_dkim },
 	{ "user", "user add NAME (password on stdin)", ctl_user },
+	{ "queue", "queue [list] | show ID | flush [ID] | delete ID | hold ID | release ID", cmd_queue },
+	{ "suppression", "suppression list [--reason R] | add ADDRESS [REASON] | remove ADDRESS", cmd_suppression },
+	{ "events", "events [--follow] [--since SEQ|DURATION|TIME]", cmd_events },
+	{ "trace", "trace ID", cmd_trace },
 };
 
 static void
@@ -71,6 +76,23 @@ main(int argc, char **argv)
 	int ch;
 
 	log_init("ctl", LOG_TARGET_STDERR, false);
+	/* Installed as mailq too: then it is `ternctl queue`. */
+	{
+		const char *base = strrchr(argv[0], '/');
+
+		if (strcmp(base != NULL ? base + 1 : argv[0], "mailq") == 0) {
+			char *qargv[] = { "queue", NULL };
+
+			while ((ch = getopt(argc, argv, "c:")) != -1) {
+				if (ch != 'c') {
+					fprintf(stderr, "usage: mailq [-c config]\n");
+					return 2;
+				}
+				config_path = optarg;
+			}
+			return cmd_queue(config_default_path(config_path), 1, qargv);
+		}
+	}
 	while ((ch = getopt(argc, argv, "+c:h")) != -1) {
 		switch (ch) {
 		case 'c': config_path = optarg; break;

@@ -132,6 +132,7 @@ static const struct key_spec key_specs[] = {
 	{ SECT_DELIVERY, "connection_idle_timeout", K_DURATION, CF(delivery.connection_idle_timeout), 0, 0, 3600, NULL, "5s" },
 	{ SECT_DELIVERY, "max_messages_per_connection", K_UINT, CF(delivery.max_messages_per_connection), 0, 1, 1000000, NULL, "100" },
 	{ SECT_DELIVERY, "max_mx_addresses", K_UINT, CF(delivery.max_mx_addresses), 0, 1, 100, NULL, "5" },
+	{ SECT_DELIVERY, "job_timeout", K_DURATION, CF(delivery.job_timeout), 0, 1, 86400, NULL, "10m" },
 
 	{ SECT_LISTEN, "address", K_SOCKADDR, LF(address), LF(has_address), 0, 0, NULL, NULL },
 	{ SECT_LISTEN, "mode", K_ENUM, LF(mode), LF(has_mode), 0, 0, mode_names, NULL },

@@ -132,6 +132,7 @@ struct tern_config {
 		int64_t connection_idle_timeout; /* cached connection, s; 0 none */
 		unsigned max_messages_per_connection;
 		unsigned max_mx_addresses;	/* addresses tried per attempt */
+		int64_t job_timeout;		/* an agent's answer to a job, s */
 	} delivery;
 
 	struct cfg_listener *listeners;

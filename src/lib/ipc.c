@@ -44,6 +44,13 @@ ipc_type_name(uint16_t type)
 	case IPC_DELIVERY_READY: return "DELIVERY_READY";
 	case IPC_DELIVERY_JOB: return "DELIVERY_JOB";
 	case IPC_DELIVERY_RESULT: return "DELIVERY_RESULT";
+	case IPC_CTL_FLUSH: return "CTL_FLUSH";
+	case IPC_CTL_DELETE: return "CTL_DELETE";
+	case IPC_CTL_HOLD: return "CTL_HOLD";
+	case IPC_CTL_RELEASE: return "CTL_RELEASE";
+	case IPC_CTL_SUPPRESS_ADD: return "CTL_SUPPRESS_ADD";
+	case IPC_CTL_SUPPRESS_REMOVE: return "CTL_SUPPRESS_REMOVE";
+	case IPC_CTL_REPLY: return "CTL_REPLY";
 	}
 	return NULL;
 }

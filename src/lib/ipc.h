@@ -153,7 +153,30 @@ enum ipc_type {
 					 * deferral with code 0. */
 
 	/* -- tern-qmgr and tern-bounce: types 0x05xx, see src/bounce -- */
-	/* -- ternctl to tern-qmgr (control socket): types 0x06xx, see src/qmgr -- */
+	/*
+	 * -- ternctl to tern-qmgr, over qmgr's socket: changes to the queue
+	 * go through qmgr so its active set stays consistent. Every request
+	 * gets one CTL_REPLY with the same reqid, sent after the commit.
+	 */
+	IPC_CTL_FLUSH = 0x0601,		/* ternctl -> qmgr: str queue id ("" all):
+					 * every waiting recipient is due now */
+	IPC_CTL_DELETE = 0x0602,	/* ternctl -> qmgr: str queue id */
+	IPC_CTL_HOLD = 0x0603,		/* ternctl -> qmgr: str queue id */
+	IPC_CTL_RELEASE = 0x0604,	/* ternctl -> qmgr: str queue id */
+	IPC_CTL_SUPPRESS_ADD = 0x0605,	/* ternctl -> qmgr: str address,
+					 * str reason, i64 expiry (unix ms, 0 never) */
+	IPC_CTL_SUPPRESS_REMOVE = 0x0606, /* ternctl -> qmgr: str address */
+	IPC_CTL_REPLY = 0x0607,		/* qmgr -> ternctl: u8 status (enum
+					 * ctl_status), u64 count (recipients
+					 * flushed, ...), str text for the operator */
+};
+
+/* The outcome of a control request. */
+enum ctl_status {
+	CTL_OK = 0,
+	CTL_NOTFOUND = 1,		/* no such message or entry */
+	CTL_INVALID = 2,		/* bad argument or not in this state */
+	CTL_FAILED = 3,			/* the store failed; nothing changed */
 };
 
 /* Who hands a message to cleanup. */

@@ -504,3 +504,73 @@ class QmgrDouble:
         wait_for(lambda: len([r for r in self.results() if "job" in r]) >= n,
                  timeout, what=f"{n} delivery result(s)")
         return [r for r in self.results() if "job" in r]
+
+
+# ---- the queue (tern-qmgr tests) ----
+
+def queue_fill(t, rcpts=(), n=1, sender="sender@example.test", notify=None,
+               hold=False, extra=(), tell_qmgr=True):
+    """Commits n messages to t's queue with tests/tools/qmgr_fill (as
+    tern-cleanup would) and tells tern-qmgr; returns their queue ids."""
+    cmd = [os.path.join(BUILD_DIR, "tests/tools/qmgr_fill"), "-d",
+           t.queue_dir, "-n", str(n), "-s", sender, "-p"]
+    if tell_qmgr:
+        cmd += ["-q", os.path.join(t.run_dir, "private", "qmgr")]
+    for r in rcpts:
+        cmd += ["-t", r]
+    if notify is not None:
+        cmd += ["-N", str(notify)]
+    if hold:
+        cmd.append("-H")
+    if IS_ROOT:
+        cmd += ["-u", "tern"]
+    cmd += list(extra)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=daemon_env(),
+                       timeout=600)
+    if r.returncode != 0:
+        raise AssertionError(f"queue_fill failed: {r.stderr}")
+    return r.stdout.split()
+
+
+class FakeAgent:
+    """tests/tools/fake_smtp_agent.py connected to t's tern-qmgr, answering
+    per a rules dict (see that file); set_rules() changes its mind."""
+
+    def __init__(self, t, rules=None, credits=4, name="agent"):
+        self.rules_path = os.path.join(t.dir, f"{name}-rules.json")
+        self.jobs_path = os.path.join(t.dir, f"{name}-jobs.jsonl")
+        self.set_rules(rules or {})
+        self.log = open(os.path.join(t.dir, f"{name}.log"), "ab")
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", os.path.join(SRC_DIR, "tests/tools/fake_smtp_agent.py"),
+             os.path.join(t.run_dir, "private", "qmgr"), self.rules_path,
+             self.jobs_path, str(credits)],
+            stdout=self.log, stderr=subprocess.STDOUT)
+
+    def set_rules(self, rules):
+        import json
+        tmp = self.rules_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(rules, f)
+        os.replace(tmp, self.rules_path)
+
+    def jobs(self):
+        import json
+        try:
+            with open(self.jobs_path) as f:
+                return [json.loads(l) for l in f if l.strip()]
+        except FileNotFoundError:
+            return []
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()

@@ -1,0 +1,32 @@
+/*
+ * ctl.h - what ternctl's command files share: opening the queue read-only
+ * for listings, and one request/reply round trip to tern-qmgr's control
+ * socket for changes (IPC_CTL_*).
+ */
+#ifndef TERN_CTL_H
+#define TERN_CTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "ipc.h"
+#include "queue.h"
+
+/* Loads the config or prints its errors (NULL). */
+struct tern_config *ctl_load_config(const char *path);
+/* Opens the queue read-only; NULL after printing why. */
+struct queue *ctl_open_queue(const struct tern_config *cfg);
+/* Sends req (consumed) to qmgr and waits for its CTL_REPLY; prints the
+ * reply's text. Returns the exit status: 0 ok, 1 refused or failed. */
+int ctl_qmgr_request(const struct tern_config *cfg, struct ipc_out *req,
+    uint64_t *count);
+/* "2026-11-26 23:40:01.123" in UTC. */
+void ctl_format_time(int64_t ms, char *buf, size_t size);
+
+int cmd_queue(const char *config_path, int argc, char **argv);
+int cmd_suppression(const char *config_path, int argc, char **argv);
+int cmd_events(const char *config_path, int argc, char **argv);
+int cmd_trace(const char *config_path, int argc, char **argv);
+
+#endif

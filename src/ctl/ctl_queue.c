@@ -1,0 +1,234 @@
+/*
+ * ctl_queue.c - ternctl queue: the mailq-style listing and `queue show`
+ * read the store directly in one read-only transaction (fast: no daemon
+ * round trip, no lock on writers); flush, delete, hold and release are
+ * requests to tern-qmgr's control socket.
+ */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctl.h"
+#include "util.h"
+
+struct listing {
+	uint64_t messages;
+	uint64_t bytes;
+	time_t last_t;
+	char last_date[32];
+};
+
+static const char *
+state_name(uint8_t state)
+{
+	switch (state) {
+	case QUEUE_RCPT_QUEUED: return "queued";
+	case QUEUE_RCPT_DEFERRED: return "deferred";
+	case QUEUE_RCPT_DELIVERED: return "delivered";
+	case QUEUE_RCPT_FAILED: return "failed";
+	}
+	return "unknown";
+}
+
+static bool
+rcpt_pending(const struct queue_rcpt_info *r)
+{
+	return r->state == QUEUE_RCPT_QUEUED || r->state == QUEUE_RCPT_DEFERRED;
+}
+
+/* One message, Postfix mailq style: id (* active, ! held), size,
+ * arrival, sender, then each pending recipient under its last reply. */
+static int
+list_cb(void *arg, const struct queue_msg_info *m,
+    const struct queue_rcpt_info *rcpts, size_t n_rcpts)
+{
+	struct listing *l = arg;
+	char id[QUEUE_ID_LEN + 1];
+	time_t t = (time_t)(m->arrival_ms / 1000);
+	bool active = false;
+
+	for (size_t i = 0; i < n_rcpts; i++)
+		if (rcpt_pending(&rcpts[i]) && (rcpts[i].flags & QUEUE_RF_ACTIVE))
+			active = true;
+	if (t != l->last_t) {
+		struct tm tm;
+
+		localtime_r(&t, &tm);
+		strftime(l->last_date, sizeof(l->last_date), "%a %b %e %H:%M:%S", &tm);
+		l->last_t = t;
+	}
+	queue_id_format(m->qid, id);
+	printf("%s%c %8llu %s  %s\n", id, m->hold ? '!' : active ? '*' : ' ',
+	    (unsigned long long)m->size, l->last_date,
+	    m->sender[0] ? m->sender : "MAILER-DAEMON");
+	for (size_t i = 0; i < n_rcpts; i++) {
+		const struct queue_rcpt_info *r = &rcpts[i];
+
+		if (!rcpt_pending(r)) {
+			if (r->flags & QUEUE_RF_DSN_MASK)
+				printf("%47s(%s, DSN pending)\n%47s%s\n", "",
+				    state_name(r->state), "", r->address);
+			continue;
+		}
+		if (r->state == QUEUE_RCPT_DEFERRED) {
+			if (r->last_code != 0)
+				printf("%47s(deferred: %u %s %.200s)\n", "",
+				    r->last_code, r->last_status, r->last_text);
+			else
+				printf("%47s(deferred: %s %.200s)\n", "",
+				    r->last_status, r->last_text);
+		}
+		printf("%47s%s\n", "", r->address);
+	}
+	putchar('\n');
+	l->messages++;
+	l->bytes += m->size;
+	return 0;
+}
+
+static int
+queue_list_cmd(const struct tern_config *cfg)
+{
+	struct queue *q = ctl_open_queue(cfg);
+	struct listing l;
+	static char buf[1 << 16];
+	int rc;
+
+	if (q == NULL)
+		return 1;
+	setvbuf(stdout, buf, _IOFBF, sizeof(buf));
+	memset(&l, 0, sizeof(l));
+	l.last_t = -1;
+	printf("-Queue ID-------- --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+	rc = queue_list(q, list_cb, &l);
+	if (rc == -1 && queue_last_error() != QUEUE_ERR_CORRUPT) {
+		fflush(stdout);
+		fprintf(stderr, "ternctl: listing the queue: %s\n",
+		    queue_strerror(queue_last_error()));
+		queue_close(q);
+		return 1;
+	}
+	if (l.messages == 0)
+		printf("Mail queue is empty\n");
+	else
+		printf("-- %llu Kbytes in %llu Request%s.\n",
+		    (unsigned long long)((l.bytes + 1023) / 1024),
+		    (unsigned long long)l.messages, l.messages == 1 ? "" : "s");
+	fflush(stdout);
+	queue_close(q);
+	return 0;
+}
+
+static int
+queue_show_cmd(const struct tern_config *cfg, const char *idtext)
+{
+	struct queue *q;
+	struct queue_loaded_msg *lm;
+	uint64_t qid;
+	char t1[32], t2[32];
+
+	if (queue_id_parse(idtext, &qid) == -1) {
+		fprintf(stderr, "ternctl: bad queue id '%s'\n", idtext);
+		return 2;
+	}
+	if ((q = ctl_open_queue(cfg)) == NULL)
+		return 1;
+	if (queue_load(q, qid, &lm) == -1) {
+		fprintf(stderr, "ternctl: %s: %s\n", idtext,
+		    queue_last_error() == QUEUE_ERR_NOTFOUND ? "not in the queue" :
+		    queue_strerror(queue_last_error()));
+		queue_close(q);
+		return 1;
+	}
+	ctl_format_time(lm->info.arrival_ms, t1, sizeof(t1));
+	printf("queue id: %s\narrival: %s UTC\nsender: <%s>\nsize: %llu\n"
+	    "recipients: %u (%u delivered, %u failed, %u with a DSN pending)\n"
+	    "held: %s\n", idtext, t1, lm->info.sender,
+	    (unsigned long long)lm->info.size, lm->info.n_rcpt,
+	    lm->info.n_delivered, lm->info.n_failed, lm->info.n_dsn_pending,
+	    lm->info.hold ? "yes" : "no");
+	if (lm->info.envid[0])
+		printf("envid: %s\n", lm->info.envid);
+	if (lm->info.message_id[0])
+		printf("message-id: %s\n", lm->info.message_id);
+	if (lm->info.auth_user[0])
+		printf("auth user: %s\n", lm->info.auth_user);
+	if (lm->info.client_addr[0])
+		printf("client: %s[%s]\n", lm->info.client_name,
+		    lm->info.client_addr);
+	for (size_t i = 0; i < lm->n_rcpts; i++) {
+		const struct queue_rcpt_info *r = &lm->rcpts[i];
+
+		printf("recipient %u: <%s> %s%s%s, attempts %u", r->index,
+		    r->address, state_name(r->state),
+		    (r->flags & QUEUE_RF_ACTIVE) ? " (active)" : "",
+		    (r->flags & QUEUE_RF_DSN_MASK) ? " (DSN pending)" : "",
+		    r->attempts);
+		if (rcpt_pending(r) && !(r->flags & QUEUE_RF_ACTIVE) &&
+		    !lm->info.hold) {
+			ctl_format_time(r->next_attempt_ms, t2, sizeof(t2));
+			printf(", next attempt %s UTC", t2);
+		}
+		putchar('\n');
+		if (r->last_code != 0 || r->last_text[0])
+			printf("  last reply: %u %s %s%s%s\n", r->last_code,
+			    r->last_status, r->last_text, r->last_host[0] ?
+			    " from " : "", r->last_host);
+	}
+	queue_loaded_free(lm);
+	queue_close(q);
+	return 0;
+}
+
+static int
+queue_change_cmd(const struct tern_config *cfg, uint16_t type, const char *id)
+{
+	struct ipc_out *o;
+	uint64_t qid;
+
+	if (id != NULL && id[0] != '\0' && queue_id_parse(id, &qid) == -1) {
+		fprintf(stderr, "ternctl: bad queue id '%s'\n", id);
+		return 2;
+	}
+	o = ipc_out_new(type, 1);
+	ipc_put_str(o, id != NULL ? id : "");
+	return ctl_qmgr_request(cfg, o, NULL);
+}
+
+int
+cmd_queue(const char *config_path, int argc, char **argv)
+{
+	struct tern_config *cfg;
+	const char *sub = argc > 1 ? argv[1] : "list";
+	int rc;
+
+	if (!(strcmp(sub, "list") == 0 && argc <= 2) &&
+	    !(strcmp(sub, "flush") == 0 && argc <= 3) &&
+	    !((strcmp(sub, "show") == 0 || strcmp(sub, "delete") == 0 ||
+	    strcmp(sub, "hold") == 0 || strcmp(sub, "release") == 0) &&
+	    argc == 3)) {
+		fprintf(stderr, "usage: ternctl queue [list]\n"
+		    "       ternctl queue show|delete|hold|release ID\n"
+		    "       ternctl queue flush [ID]\n");
+		return 2;
+	}
+	if ((cfg = ctl_load_config(config_path)) == NULL)
+		return 1;
+	if (strcmp(sub, "list") == 0)
+		rc = queue_list_cmd(cfg);
+	else if (strcmp(sub, "show") == 0)
+		rc = queue_show_cmd(cfg, argv[2]);
+	else if (strcmp(sub, "flush") == 0)
+		rc = queue_change_cmd(cfg, IPC_CTL_FLUSH, argc == 3 ? argv[2] : "");
+	else if (strcmp(sub, "delete") == 0)
+		rc = queue_change_cmd(cfg, IPC_CTL_DELETE, argv[2]);
+	else if (strcmp(sub, "hold") == 0)
+		rc = queue_change_cmd(cfg, IPC_CTL_HOLD, argv[2]);
+	else
+		rc = queue_change_cmd(cfg, IPC_CTL_RELEASE, argv[2]);
+	config_free(cfg);
+	return rc;
+}

@@ -1,0 +1,269 @@
+/*
+ * tern-qmgr - the queue manager. It finds due work in the queue's
+ * schedule index (never by scanning the queue), claims it into a bounded
+ * active set, groups it by message and destination domain, hands jobs to
+ * delivery agents within the connection and rate limits, and writes
+ * every result back with its event: delivered, deferred until the next
+ * attempt of retry_schedule, bounced, or expired after max_queue_lifetime.
+ *
+ * It serves run_dir/private/qmgr: delivery agents (DELIVERY_*), cleanup's
+ * notices (QMGR_QUEUED) and ternctl's changes (CTL_*) share the socket;
+ * a connection's first message says which it is. It runs as the tern user
+ * (not chrooted: it needs queue_dir) and is the only writer of the queue
+ * besides cleanup. All writes happen on one writer thread (store.c).
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "qmgr.h"
+#include "util.h"
+
+#define MAINTENANCE_SEC	600	/* reader check, event and suppression purges */
+
+struct qmgr qmgr;
+
+/* ---- setup ---- */
+
+static void
+qmgr_open_queue(void)
+{
+	struct queue_options o;
+	size_t n = 0;
+
+	queue_options_from_config(&o, qmgr.d.cfg, 0);
+	qmgr.q = queue_open(&o);
+	if (qmgr.q == NULL)
+		log_fatal("cannot open the queue in %s: %s", o.dir,
+		    queue_strerror(queue_last_error()));
+	/* What the previous run had in flight is due again: a delivery
+	 * whose result was lost is repeated, never dropped. */
+	if (queue_requeue_active(qmgr.q, queue_now_ms(), &n) == -1)
+		log_fatal("cannot requeue recipients in flight: %s",
+		    queue_strerror(queue_last_error()));
+	if (n > 0)
+		log_info("%zu recipient(s) in flight at the last stop are due again",
+		    n);
+}
+
+static void
+qmgr_load_policy(void)
+{
+	const struct tern_config *cfg = qmgr.d.cfg;
+
+	qmgr.policy.schedule_s = cfg->delivery.retry_schedule;
+	qmgr.policy.n_schedule = cfg->delivery.n_retry_schedule;
+	qmgr.policy.lifetime_s = cfg->delivery.max_queue_lifetime;
+	qmgr.policy.delay_warning_s = cfg->delivery.delay_warning;
+	qmgr.policy.jitter_pct = QMGR_JITTER_PCT;
+	qmgr.job_timeout_ms = cfg->delivery.job_timeout * 1000;
+	qmgr.max_connections = cfg->delivery.max_connections;
+}
+
+/* ---- connections ---- */
+
+void
+conn_unref(struct conn *c)
+{
+	TERN_ASSERT(c->refs > 0);
+	if (--c->refs == 0 && c->closed)
+		free(c);
+}
+
+static void
+conn_on_close(struct ipc_conn *ic, const char *why, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->agent != NULL) {
+		log_debug("agent connection closed: %s", why);
+		agent_detach(c->agent);
+	}
+	ipc_conn_free(ic);
+	c->ipc = NULL;
+	c->closed = true;
+	qmgr.n_conns--;
+	if (c->refs == 0)
+		free(c);
+	qmgr_maybe_exit();
+}
+
+static void
+notifier_on_msg(struct conn *c, struct ipc_msg *m)
+{
+	int64_t due;
+
+	if (m->type != IPC_QMGR_QUEUED || ipc_get_i64(m, &due) == -1 ||
+	    ipc_msg_end(m) == -1) {
+		ipc_conn_protocol_error(c->ipc, "malformed or unexpected %s",
+		    ipc_type_name(m->type));
+		return;
+	}
+	qmgr.claim_wanted = true;
+	sched_request_claim();
+}
+
+static void
+conn_on_msg(struct ipc_conn *ic, struct ipc_msg *m, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)ic;
+	if (c->kind == CONN_UNKNOWN) {
+		switch (m->type) {
+		case IPC_DELIVERY_READY:
+			c->kind = CONN_AGENT;
+			agent_attach(c);
+			break;
+		case IPC_QMGR_QUEUED:
+			c->kind = CONN_NOTIFIER;
+			break;
+		case IPC_CTL_FLUSH:
+		case IPC_CTL_DELETE:
+		case IPC_CTL_HOLD:
+		case IPC_CTL_RELEASE:
+		case IPC_CTL_SUPPRESS_ADD:
+		case IPC_CTL_SUPPRESS_REMOVE:
+			c->kind = CONN_CTL;
+			break;
+		default:
+			ipc_conn_protocol_error(c->ipc, "unexpected %s as a first "
+			    "message", ipc_type_name(m->type));
+			return;
+		}
+	}
+	switch (c->kind) {
+	case CONN_AGENT:
+		if (c->agent != NULL)
+			agent_on_msg(c->agent, m);
+		break;
+	case CONN_NOTIFIER:
+		notifier_on_msg(c, m);
+		break;
+	case CONN_CTL:
+		control_on_msg(c, m);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct conn *c;
+
+	(void)l;
+	(void)sa;
+	(void)salen;
+	(void)arg;
+	if (qmgr.d.draining) {
+		close(fd);
+		return;
+	}
+	fd_set_nonblock(fd);
+	c = xcalloc(1, sizeof(*c));
+	c->ipc = ipc_conn_new(qmgr.d.base, fd, "qmgr", conn_on_msg, conn_on_close,
+	    c);
+	qmgr.n_conns++;
+}
+
+/* ---- timers ---- */
+
+static void
+maint_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval tv = { MAINTENANCE_SEC, 0 };
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	store_want_maintenance();
+	store_kick();
+	evtimer_add(qmgr.ev_maint, &tv);
+}
+
+/* ---- drain ---- */
+
+/* Exits once draining and nothing is left to commit or to wait for. */
+void
+qmgr_maybe_exit(void)
+{
+	if (!qmgr.d.draining)
+		return;
+	if (qmgr.n_in_flight > 0 || store_busy())
+		return;
+	daemon_exit(&qmgr.d);
+}
+
+static void
+qmgr_drain(struct daemon *d)
+{
+	(void)d;
+	if (qmgr.listener != NULL) {
+		evconnlistener_free(qmgr.listener);
+		qmgr.listener = NULL;
+	}
+	evtimer_del(qmgr.ev_poll);
+	evtimer_del(qmgr.ev_maint);
+	/* Jobs not sent yet go back to the schedule; jobs in flight are
+	 * awaited (until the master's shutdown_timeout: then the next start
+	 * requeues them). */
+	dest_unclaim_all();
+	log_info("draining: %zu job(s) in flight", qmgr.n_in_flight);
+	qmgr_maybe_exit();
+}
+
+static const struct daemon_spec qmgr_spec = {
+	.name = "qmgr",
+	.chroot_run_dir = false,
+	.drain = qmgr_drain,
+};
+
+int
+main(int argc, char **argv)
+{
+	struct daemon *d = &qmgr.d;
+	struct timeval tv = { MAINTENANCE_SEC, 0 };
+	int fd, rc;
+
+	daemon_init(d, &qmgr_spec, argc, argv);
+	TAILQ_INIT(&qmgr.ready);
+	TAILQ_INIT(&qmgr.agents);
+	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+	qmgr_load_policy();
+	qmgr_open_queue();
+
+	fd = daemon_socket(d, "unix:qmgr");
+	if (fd == -1)
+		log_fatal("no qmgr socket passed by the master (unix:qmgr)");
+	fd_set_nonblock(fd);
+	qmgr.listener = evconnlistener_new(d->base, accept_cb, NULL,
+	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (qmgr.listener == NULL)
+		log_fatal("cannot accept on the qmgr socket");
+
+	store_start();
+	sched_init();
+	qmgr.ev_maint = evtimer_new(d->base, maint_cb, NULL);
+	if (qmgr.ev_maint == NULL)
+		log_fatal("evtimer_new failed");
+	store_want_maintenance();
+	store_kick();
+	evtimer_add(qmgr.ev_maint, &tv);
+	log_info("queue manager started: %u max connections, %u per destination",
+	    qmgr.max_connections, d->cfg->delivery.max_connections_per_destination);
+
+	rc = daemon_run(d);
+	store_stop();
+	queue_close(qmgr.q);
+	return rc;
+}

@@ -1,0 +1,312 @@
+/*
+ * store.c - tern-qmgr's writer thread. Every write to the queue (results,
+ * claims, flushes, operator changes, purges) is done here, so the event
+ * loop never waits for an fsync. Group commit: while the writer commits
+ * one group of changes, the loop gathers the next; each change's callback
+ * runs on the loop only after the commit that holds it.
+ *
+ * A failed commit cannot be retried safely here (the group's recipients
+ * stay ACTIVE in the store); qmgr exits and the master restarts it, and
+ * queue_requeue_active() makes them due again: a duplicate, never a loss.
+ */
+#include "autoconfig.h"
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "qmgr.h"
+#include "util.h"
+
+struct tracked {
+	size_t op;
+	uint64_t qid;
+	store_op_cb cb;
+	void *arg;
+};
+
+/* One unit of work for the writer: a group of changes, then a flush,
+ * a claim and maintenance, each optional. */
+struct work {
+	struct queue_update *u;
+	struct tracked *tr;
+	size_t n_tr;
+	int update_rc;
+	bool flush;
+	uint64_t flush_qid;
+	store_flush_cb flush_cb;
+	void *flush_arg;
+	int flush_rc;
+	size_t flushed;
+	size_t claim_max;
+	struct queue_claim *claim;
+	int claim_rc;
+	enum queue_err claim_err;
+	bool maintenance;
+	int64_t now_ms;
+};
+
+static struct {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct event *ev_done;
+	struct work *todo;		/* handed to the writer */
+	struct work *done;		/* finished, for the loop */
+	bool busy;			/* a work is out */
+	bool stop;
+	/* what the loop is gathering */
+	struct work *next;
+} st;
+
+static struct work *
+next_work(void)
+{
+	if (st.next == NULL)
+		st.next = xcalloc(1, sizeof(*st.next));
+	return st.next;
+}
+
+struct queue_update *
+store_group(void)
+{
+	struct work *w = next_work();
+
+	if (w->u == NULL)
+		w->u = queue_update_new(queue_now_ms());
+	return w->u;
+}
+
+void
+store_track(uint64_t qid, store_op_cb cb, void *arg)
+{
+	struct work *w = next_work();
+
+	TERN_ASSERT(w->u != NULL && queue_update_count(w->u) > 0);
+	w->tr = xreallocarray(w->tr, w->n_tr + 1, sizeof(*w->tr));
+	w->tr[w->n_tr].op = queue_update_count(w->u) - 1;
+	w->tr[w->n_tr].qid = qid;
+	w->tr[w->n_tr].cb = cb;
+	w->tr[w->n_tr].arg = arg;
+	w->n_tr++;
+}
+
+void
+store_want_claim(size_t max)
+{
+	struct work *w = next_work();
+
+	if (max > w->claim_max)
+		w->claim_max = max;
+}
+
+void
+store_want_flush(uint64_t qid, store_flush_cb cb, void *arg)
+{
+	struct work *w = next_work();
+
+	/* One flush per group; a second waits for the next group. */
+	if (w->flush) {
+		cb(arg, -2, 0);
+		return;
+	}
+	w->flush = true;
+	w->flush_qid = qid;
+	w->flush_cb = cb;
+	w->flush_arg = arg;
+}
+
+void
+store_want_maintenance(void)
+{
+	next_work()->maintenance = true;
+}
+
+bool
+store_busy(void)
+{
+	return st.busy || (st.next != NULL && (st.next->u != NULL ||
+	    st.next->flush || st.next->claim_max > 0 || st.next->maintenance));
+}
+
+static void
+maintenance(struct work *w)
+{
+	const struct tern_config *cfg = qmgr.d.cfg;
+	size_t n = 0;
+	int cleared = 0;
+
+	if (queue_reader_check(qmgr.q, &cleared) == 0 && cleared > 0)
+		log_info("cleared %d stale queue reader slot(s)", cleared);
+	if (cfg->queue.event_retention > 0) {
+		if (queue_events_purge(qmgr.q, w->now_ms -
+		    cfg->queue.event_retention * 1000, &n) == -1)
+			log_warn("event purge: %s",
+			    queue_strerror(queue_last_error()));
+		else if (n > 0)
+			log_info("purged %zu event(s) older than event_retention", n);
+	}
+	if (queue_suppress_purge(qmgr.q, w->now_ms, &n) == -1)
+		log_warn("suppression purge: %s",
+		    queue_strerror(queue_last_error()));
+	else if (n > 0)
+		log_info("purged %zu expired suppression entr%s", n,
+		    n == 1 ? "y" : "ies");
+}
+
+static void *
+writer_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&st.lock);
+	for (;;) {
+		struct work *w;
+
+		while (st.todo == NULL && !st.stop)
+			pthread_cond_wait(&st.cond, &st.lock);
+		if (st.todo == NULL)
+			break;
+		w = st.todo;
+		st.todo = NULL;
+		pthread_mutex_unlock(&st.lock);
+
+		w->now_ms = queue_now_ms();
+		if (w->u != NULL && queue_update_count(w->u) > 0)
+			w->update_rc = queue_update_commit(qmgr.q, w->u);
+		if (w->update_rc == 0 && w->flush) {
+			w->flush_rc = queue_flush(qmgr.q, w->flush_qid,
+			    queue_now_ms(), &w->flushed);
+		}
+		if (w->update_rc == 0 && w->claim_max > 0) {
+			w->claim_rc = queue_claim_due(qmgr.q, queue_now_ms(),
+			    w->claim_max, &w->claim);
+			if (w->claim_rc == -1)
+				w->claim_err = queue_last_error();
+		}
+		if (w->update_rc == 0 && w->maintenance)
+			maintenance(w);
+
+		pthread_mutex_lock(&st.lock);
+		st.done = w;
+		event_active(st.ev_done, EV_READ, 0);
+		while (st.done != NULL && !st.stop)
+			pthread_cond_wait(&st.cond, &st.lock);
+	}
+	pthread_mutex_unlock(&st.lock);
+	return NULL;
+}
+
+static void
+work_free(struct work *w)
+{
+	if (w->u != NULL)
+		queue_update_free(w->u);
+	if (w->claim != NULL)
+		queue_claim_free(w->claim);
+	free(w->tr);
+	free(w);
+}
+
+/* On the loop: the writer finished a work. */
+static void
+done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct work *w;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	pthread_mutex_lock(&st.lock);
+	w = st.done;
+	st.done = NULL;
+	pthread_cond_broadcast(&st.cond);
+	pthread_mutex_unlock(&st.lock);
+	if (w == NULL)
+		return;
+	st.busy = false;
+
+	if (w->update_rc != 0) {
+		enum queue_err e = queue_last_error();
+
+		/* Nothing of the group was committed; start over from the
+		 * store after a restart rather than guess. */
+		log_fatal("queue commit of %zu change(s) failed: %s; restarting "
+		    "so in-flight recipients are requeued",
+		    queue_update_count(w->u), queue_strerror(e));
+	}
+	for (size_t i = 0; i < w->n_tr; i++) {
+		struct tracked *t = &w->tr[i];
+		bool removed = queue_update_removed(w->u, t->op);
+
+		if (removed) {
+			char id[QUEUE_ID_LEN + 1];
+
+			queue_id_format(t->qid, id);
+			log_info("%s: removed", id);
+		}
+		if (t->cb != NULL)
+			t->cb(t->arg, queue_update_status(w->u, t->op), removed);
+	}
+	if (w->flush && w->flush_cb != NULL)
+		w->flush_cb(w->flush_arg, w->flush_rc, w->flushed);
+	if (w->claim_max > 0) {
+		if (w->claim_rc == -1) {
+			log_warn("claiming due work: %s",
+			    queue_strerror(w->claim_err));
+			if (queue_is_broken(qmgr.q))
+				log_fatal("the queue is broken (MDB_PANIC); restarting");
+		} else {
+			sched_claimed(w->claim, queue_now_ms());
+		}
+	}
+	if (queue_is_broken(qmgr.q))
+		log_fatal("the queue is broken (MDB_PANIC); restarting");
+	work_free(w);
+	store_kick();
+	qmgr_maybe_exit();
+}
+
+void
+store_kick(void)
+{
+	struct work *w = st.next;
+
+	if (st.busy || w == NULL)
+		return;
+	if (w->u == NULL && !w->flush && w->claim_max == 0 && !w->maintenance)
+		return;
+	st.next = NULL;
+	st.busy = true;
+	pthread_mutex_lock(&st.lock);
+	st.todo = w;
+	pthread_cond_broadcast(&st.cond);
+	pthread_mutex_unlock(&st.lock);
+}
+
+void
+store_start(void)
+{
+	pthread_mutex_init(&st.lock, NULL);
+	pthread_cond_init(&st.cond, NULL);
+	st.ev_done = event_new(qmgr.d.base, -1, 0, done_cb, NULL);
+	if (st.ev_done == NULL)
+		log_fatal("event_new failed");
+	if (pthread_create(&st.thread, NULL, writer_main, NULL) != 0)
+		log_fatal("cannot start the queue writer thread");
+}
+
+void
+store_stop(void)
+{
+	pthread_mutex_lock(&st.lock);
+	st.stop = true;
+	pthread_cond_broadcast(&st.cond);
+	pthread_mutex_unlock(&st.lock);
+	pthread_join(st.thread, NULL);
+	event_free(st.ev_done);
+	if (st.next != NULL)
+		work_free(st.next);
+	st.next = NULL;
+}
