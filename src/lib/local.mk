@@ -5,6 +5,7 @@ src_lib_libtern_a_SOURCES = \
 	src/lib/daemon.c src/lib/daemon.h \
 	src/lib/ipc.c src/lib/ipc_client.c src/lib/ipc.h \
 	src/lib/log.c src/lib/log.h \
+	src/lib/peercred.c src/lib/peercred.h \
 	src/lib/util.c src/lib/util.h
 
 # What a program linking libtern needs.
