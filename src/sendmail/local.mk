@@ -36,3 +36,16 @@ uninstall-hook: uninstall-sendmail-links
 uninstall-sendmail-links:
 	rm -f "$(DESTDIR)$(sbindir)/mailq" "$(DESTDIR)$(sbindir)/newaliases"
 .PHONY: install-sendmail-links uninstall-sendmail-links
+
+check_PROGRAMS += tests/unit/test_sendmail
+tests_unit_test_sendmail_SOURCES = tests/unit/test_sendmail.c
+tests_unit_test_sendmail_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) -I$(top_srcdir)/src/sendmail
+tests_unit_test_sendmail_LDADD = $(SENDMAIL_LIBS) $(TERN_LIBS) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_sendmail
+
+FUZZ_TARGETS += tests/fuzz/fuzz_maildrop
+tests_fuzz_fuzz_maildrop_SOURCES = tests/fuzz/fuzz_maildrop.c
+tests_fuzz_fuzz_maildrop_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS) -I$(top_srcdir)/src/sendmail
+tests_fuzz_fuzz_maildrop_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_maildrop_LDADD = $(SENDMAIL_LIBS) $(TERN_LIBS)
+EXTRA_DIST += tests/tools
