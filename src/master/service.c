@@ -35,6 +35,7 @@
  */
 static const struct service_def service_defs[] = {
 	{ "smtpd", NULL, true, false, NULL },
+	{ "pickup", NULL, false, true, NULL },
 };
 
 struct instance {

@@ -307,3 +307,32 @@ def test_setgid_maildrop_lets_a_user_queue_while_down(conf, double):
     finally:
         stop(p)
     assert d.messages[0]["auth_user"] == "uid=65534 user=nobody"
+
+
+def test_ternd_runs_pickup_and_the_maildrop_drains_after_start(tern, double):
+    t = tern()
+    t.listen("submission", "submission")
+    os.chmod(t.dir, 0o755)
+    t.start()
+    md = os.path.join(t.queue_dir, "maildrop")
+    wait_for(lambda: os.path.isdir(md), what="tern-pickup to make the maildrop")
+    assert t.stop() == 0
+    os.chmod(t.config_path, 0o644)
+    r = sendmail(t, ["-oi", "-f", "cron@example.test", "ops@example.net"],
+                 b"Subject: cron output\n\n.hidden\nok\n")
+    assert r.returncode == EX_OK, r.stderr
+    assert len(maildrop_files(t)) == 1
+    d = CleanupDouble([os.path.join(t.run_dir, "private", "cleanup")],
+                      os.path.join(t.dir, "double"))
+    os.makedirs(os.path.join(t.run_dir, "private"), exist_ok=True)
+    d.start()
+    try:
+        t.start()
+        wait_for(lambda: d.messages, what="the maildrop message at cleanup")
+        wait_for(lambda: not maildrop_files(t), what="the file removed")
+        t.wait_log(r"maildrop \S+, uid=\d+ user=\S+, from=<cron@example.test>, nrcpt=1")
+    finally:
+        d.stop()
+    assert d.messages[0]["rcpts"] == ["ops@example.net"]
+    assert "\r\n.hidden\r\nok\r\n" in d.messages[0]["content"]
+    assert not d.errors
