@@ -595,6 +595,61 @@ test_classify_operator_rules(void **state)
 	assert_false(is_bounce_class("spam"));
 }
 
+static void
+test_shipped_classes_file(void **state)
+{
+	struct config_errors errs;
+	struct bounce_classifier *c;
+	char *path = xasprintf("%s/bounce-classes", CONF_DIR);
+
+	(void)state;
+	c = bounce_classifier_load(path, &errs);
+	if (c == NULL)
+		fail_msg("%s: %s", path, errs.n ? errs.v[0].message : "?");
+	assert_string_equal(bounce_classify(c, 550, "5.1.1", "x"), "bad-mailbox");
+	bounce_classifier_free(c);
+	free(path);
+	assert_null(bounce_classifier_load("/nonexistent/bounce-classes", &errs));
+	assert_int_equal(errs.n, 1);
+	config_errors_free(&errs);
+}
+
+static void
+test_bounce_config_section(void **state)
+{
+	char path[] = "/tmp/tern-bounce-conf-XXXXXX";
+	struct config_errors errs;
+	struct tern_config *cfg;
+	int fd;
+	FILE *fp;
+
+	(void)state;
+	fd = mkstemp(path);
+	assert_true(fd != -1);
+	fp = fdopen(fd, "w");
+	fprintf(fp, "[bounce]\nhard_statuses = 5.1.* 5.2.1 5.7.13\n"
+	    "soft_bounce_limit = 3\nsoft_bounce_window = 2d\n");
+	fclose(fp);
+	cfg = config_load(path, &errs);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->bounce.n_hard_statuses, 3);
+	assert_string_equal(cfg->bounce.hard_statuses[2], "5.7.13");
+	assert_int_equal(cfg->bounce.n_soft_statuses, 2);
+	assert_int_equal(cfg->bounce.soft_bounce_limit, 3);
+	assert_int_equal(cfg->bounce.soft_bounce_window, 2 * 86400);
+	assert_int_equal(cfg->bounce.soft_expiry, 30 * 86400);
+	assert_int_equal(cfg->bounce.hard_expiry, 0);
+	assert_null(cfg->bounce.classes_file);
+	config_free(cfg);
+	fp = fopen(path, "w");
+	fprintf(fp, "[bounce]\nsoft_statuses = 4.x.1\nsoft_bounce_limit = 0\n");
+	fclose(fp);
+	assert_null(config_load(path, &errs));
+	assert_int_equal(errs.n, 2);
+	config_errors_free(&errs);
+	unlink(path);
+}
+
 /* ---- suppression policy ---- */
 
 static void
@@ -665,6 +720,8 @@ main(void)
 		cmocka_unit_test(test_feedback_unrecognized),
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_classify_operator_rules),
+		cmocka_unit_test(test_shipped_classes_file),
+		cmocka_unit_test(test_bounce_config_section),
 		cmocka_unit_test(test_policy),
 	};
 
