@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctl_suppression_io.h"
 #include "log.h"
 #include "util.h"
 
@@ -47,6 +48,7 @@ cmd_check_config(const char *config_path, int argc, char **argv)
 
 static const struct ctl_command commands[] = {
 	{ "check-config", "check-config", cmd_check_config },
+	{ "suppression", "suppression import FILE|- | export", ctl_suppression_io },
 };
 
 static void
