@@ -1,2 +1,3 @@
 # conf: the commented example configuration.
 EXTRA_DIST += conf/tern.conf
+EXTRA_DIST += conf/bounce-classes

@@ -7,3 +7,5 @@ dist_man_MANS += man/tern-cleanup.8
 dist_man_MANS += man/tern-smtpd.8
 dist_man_MANS += man/tern-smtp.8
 dist_man_MANS += man/tern-qmgr.8
+dist_man_MANS += man/sendmail.1
+dist_man_MANS += man/tern-pickup.8

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "ctl_suppression_io.h"
 #include "util.h"
 
 static int
@@ -69,6 +70,8 @@ cmd_suppression(const char *config_path, int argc, char **argv)
 		usage();
 		return 2;
 	}
+	if (strcmp(argv[1], "import") == 0 || strcmp(argv[1], "export") == 0)
+		return ctl_suppression_io(config_path, argc, argv);
 	if (strcmp(argv[1], "list") == 0) {
 		const char *reason = NULL;
 		uint8_t source = 0;

@@ -55,7 +55,7 @@ static const struct ctl_command commands[] = {
 	    "[--bits N] [--out FILE]\n  dkim check [DOMAIN]", cmd_dkim },
 	{ "user", "user add NAME (password on stdin)", ctl_user },
 	{ "queue", "queue [list] | show ID | flush [ID] | delete ID | hold ID | release ID", cmd_queue },
-	{ "suppression", "suppression list [--reason R] | add ADDRESS [REASON] | remove ADDRESS", cmd_suppression },
+	{ "suppression", "suppression list [--reason R] | add ADDRESS [REASON] | remove ADDRESS\n  suppression import FILE|- | export (CSV)", cmd_suppression },
 	{ "events", "events [--follow] [--since SEQ|DURATION|TIME]", cmd_events },
 	{ "trace", "trace ID", cmd_trace },
 };

@@ -28,6 +28,7 @@ enum section_kind {
 	SECT_SMTPD,
 	SECT_AUTH,
 	SECT_DELIVERY,
+	SECT_BOUNCE,		/* plain sections come before SECT_LISTEN */
 	SECT_LISTEN,
 	SECT_DOMAIN,
 	SECT_DESTINATION,
@@ -46,6 +47,7 @@ static const struct {
 	{ "listen", SECT_LISTEN, true },
 	{ "domain", SECT_DOMAIN, true },
 	{ "destination", SECT_DESTINATION, true },
+	{ "bounce", SECT_BOUNCE, false },
 };
 
 enum key_type {
@@ -133,6 +135,15 @@ static const struct key_spec key_specs[] = {
 	{ SECT_DELIVERY, "max_messages_per_connection", K_UINT, CF(delivery.max_messages_per_connection), 0, 1, 1000000, NULL, "100" },
 	{ SECT_DELIVERY, "max_mx_addresses", K_UINT, CF(delivery.max_mx_addresses), 0, 1, 100, NULL, "5" },
 	{ SECT_DELIVERY, "job_timeout", K_DURATION, CF(delivery.job_timeout), 0, 1, 86400, NULL, "10m" },
+
+	{ SECT_BOUNCE, "classes_file", K_FILE, CF(bounce.classes_file), 0, 0, 0, NULL, NULL },
+	{ SECT_BOUNCE, "hard_statuses", K_STRING_LIST, CF(bounce.hard_statuses), CF(bounce.n_hard_statuses), 0, 0, NULL, "5.1.* 5.2.1" },
+	{ SECT_BOUNCE, "soft_statuses", K_STRING_LIST, CF(bounce.soft_statuses), CF(bounce.n_soft_statuses), 0, 0, NULL, "4.*.* 5.2.2" },
+	{ SECT_BOUNCE, "soft_bounce_limit", K_UINT, CF(bounce.soft_bounce_limit), 0, 1, 1000, NULL, "5" },
+	{ SECT_BOUNCE, "soft_bounce_window", K_DURATION, CF(bounce.soft_bounce_window), 0, 3600, 365 * 86400, NULL, "7d" },
+	{ SECT_BOUNCE, "hard_expiry", K_DURATION, CF(bounce.hard_expiry), 0, 0, 3650 * 86400, NULL, "0" },
+	{ SECT_BOUNCE, "soft_expiry", K_DURATION, CF(bounce.soft_expiry), 0, 0, 3650 * 86400, NULL, "30d" },
+	{ SECT_BOUNCE, "complaint_expiry", K_DURATION, CF(bounce.complaint_expiry), 0, 0, 3650 * 86400, NULL, "0" },
 
 	{ SECT_LISTEN, "address", K_SOCKADDR, LF(address), LF(has_address), 0, 0, NULL, NULL },
 	{ SECT_LISTEN, "mode", K_ENUM, LF(mode), LF(has_mode), 0, 0, mode_names, NULL },
@@ -743,7 +754,8 @@ section_begin(struct parse_state *st, char *header)
 	if (i == TERN_ARRAY_LEN(section_kinds)) {
 		config_error_add(st->errs, st->file, st->lineno,
 		    "unknown section [%s]; expected server, queue, smtpd, auth, "
-		    "delivery, listen NAME, domain NAME or destination NAME", kind);
+		    "delivery, bounce, listen NAME, domain NAME or destination NAME",
+		    kind);
 		return;
 	}
 	if (section_kinds[i].named != (*name != '\0')) {
@@ -1003,6 +1015,28 @@ config_apply_defaults(struct tern_config *cfg)
 	ascii_lowercase(cfg->server.hostname);
 }
 
+/* "5.1.1", "5.1.*", "*.2.2": three parts of 1-3 digits or "*". */
+static bool
+is_status_pattern_text(const char *s)
+{
+	for (int part = 0; part < 3; part++) {
+		size_t n = 0;
+
+		if (*s == '*') {
+			s++;
+		} else {
+			while (s[n] >= '0' && s[n] <= '9')
+				n++;
+			if (n == 0 || n > 3)
+				return false;
+			s += n;
+		}
+		if (part < 2 && *s++ != '.')
+			return false;
+	}
+	return *s == '\0';
+}
+
 static void
 config_validate(struct parse_state *st)
 {
@@ -1048,6 +1082,17 @@ config_validate(struct parse_state *st)
 			    "[domain %s] lists %zu dkim_selector and %zu dkim_key "
 			    "values; they pair up one to one", d->name, d->n_dkim,
 			    d->n_dkim_keys);
+	}
+	for (size_t i = 0; i < cfg->bounce.n_hard_statuses + cfg->bounce.n_soft_statuses; i++) {
+		const char *p = i < cfg->bounce.n_hard_statuses ?
+		    cfg->bounce.hard_statuses[i] :
+		    cfg->bounce.soft_statuses[i - cfg->bounce.n_hard_statuses];
+
+		if (!is_status_pattern_text(p))
+			config_error_add(st->errs, st->file, st->sect_line[SECT_BOUNCE],
+			    "[bounce] %s: '%s' is not a status pattern (like 5.1.1, "
+			    "5.1.* or *.2.2)", i < cfg->bounce.n_hard_statuses ?
+			    "hard_statuses" : "soft_statuses", p);
 	}
 	if (cfg->queue.map_size > cfg->queue.map_size_max)
 		config_error_add(st->errs, st->file, st->sect_line[SECT_QUEUE],

@@ -135,6 +135,19 @@ struct tern_config {
 		int64_t job_timeout;		/* an agent's answer to a job, s */
 	} delivery;
 
+	struct {
+		char *classes_file;		/* operator's rules, NULL none */
+		char **hard_statuses;		/* patterns: suppress at once */
+		size_t n_hard_statuses;
+		char **soft_statuses;		/* patterns: after the limit */
+		size_t n_soft_statuses;
+		unsigned soft_bounce_limit;	/* distinct messages */
+		int64_t soft_bounce_window;	/* seconds */
+		int64_t hard_expiry;		/* seconds, 0 never */
+		int64_t soft_expiry;
+		int64_t complaint_expiry;
+	} bounce;
+
 	struct cfg_listener *listeners;
 	size_t n_listeners;
 	struct cfg_domain *domains;

@@ -9,6 +9,7 @@ src_lib_libtern_a_SOURCES = \
 	src/lib/log.c src/lib/log.h \
 	src/lib/signer_client.c src/lib/signer_client.h \
 	src/lib/smtp_reply.c src/lib/smtp_reply.h \
+	src/lib/peercred.c src/lib/peercred.h \
 	src/lib/util.c src/lib/util.h
 
 # What a program linking libtern needs.

@@ -46,6 +46,7 @@ static const struct service_def service_defs[] = {
 	{ "smtpd", NULL, true, false, NULL },
 	{ "qmgr", "qmgr", false, true, NULL },
 	{ "smtp", NULL, false, false, smtp_instances },
+	{ "pickup", NULL, false, true, NULL },
 };
 
 struct instance {

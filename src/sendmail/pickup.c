@@ -1,0 +1,323 @@
+/*
+ * pickup.c - tern-pickup: feeds the maildrop (messages the sendmail
+ * command kept while the daemons were down) to tern-cleanup, and removes
+ * each file only after cleanup answered 2xx for it, i.e. after the
+ * durable commit. Who sent a file is its owner (st_uid), passed to
+ * cleanup as the auth user "uid=N user=NAME" with CLEANUP_SOURCE_SENDMAIL.
+ * A file that cannot be parsed, or that cleanup refuses for good, is
+ * moved to queue_dir/maildrop.bad and logged: never silently dropped.
+ *
+ * Runs as tern's user (server.user), not chrooted (it reads queue_dir).
+ * As root it first makes queue_dir/maildrop owned by that user and group
+ * tern-drop, mode 1770 (see sendmail(1)). A timer scans the directory
+ * every second; each file is submitted with a short blocking exchange on
+ * the local cleanup socket, which is this daemon's only work.
+ */
+#include "autoconfig.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "ipc.h"
+#include "log.h"
+#include "maildrop.h"
+#include "peercred.h"
+#include "submit.h"
+#include "util.h"
+
+#define PICKUP_INTERVAL_SEC	1
+#define PICKUP_BATCH		100	/* files per scan */
+#define PICKUP_TIMEOUT_MS	(60 * 1000)
+#define MAILDROP_GROUP		"tern-drop"
+
+struct pickup {
+	struct daemon *d;
+	char *dir;			/* queue_dir/maildrop */
+	char *bad_dir;			/* queue_dir/maildrop.bad */
+	char cleanup_path[4096];
+	struct submit_conn *conn;
+	struct event *ev_scan;
+	bool warned_down;
+};
+
+static struct pickup pickup;
+
+/* As root: the maildrop belongs to tern's user and group tern-drop. */
+static void
+pickup_open_privileged(struct daemon *d)
+{
+	const struct tern_config *cfg = d->cfg;
+	char *dir = xasprintf("%s/maildrop", cfg->server.queue_dir);
+	struct group *gr;
+	struct passwd *pw;
+
+	if (mkdir_p(cfg->server.queue_dir, 0700) == -1 ||
+	    (mkdir(dir, 0700) == -1 && errno != EEXIST))
+		log_fatal("cannot create %s: %s", dir, strerror(errno));
+	if (geteuid() == 0) {
+		pw = getpwnam(cfg->server.user);
+		gr = getgrnam(MAILDROP_GROUP);
+		if (pw == NULL)
+			log_fatal("user '%s' (server.user) does not exist",
+			    cfg->server.user);
+		/* As ternd does: the queue belongs to tern's user. */
+		if (chown(cfg->server.queue_dir, pw->pw_uid, pw->pw_gid) == -1)
+			log_fatal("chown %s: %s", cfg->server.queue_dir,
+			    strerror(errno));
+		/* With the group, users reach the maildrop through queue_dir
+		 * (0711: enter, not list; the store's files are 0600). */
+		if (gr != NULL && chmod(cfg->server.queue_dir, 0711) == -1)
+			log_fatal("chmod %s: %s", cfg->server.queue_dir,
+			    strerror(errno));
+		/* Without the group only tern's user (and root) can drop. */
+		if (chown(dir, pw->pw_uid, gr ? gr->gr_gid : pw->pw_gid) == -1 ||
+		    chmod(dir, gr ? 01770 : 0700) == -1)
+			log_fatal("cannot set the owner of %s: %s", dir,
+			    strerror(errno));
+	}
+	free(dir);
+}
+
+/* Moves a file aside for the operator. */
+static void
+pickup_quarantine(const char *name, const char *why)
+{
+	char *from = xasprintf("%s/%s", pickup.dir, name);
+	char *to = xasprintf("%s/%s", pickup.bad_dir, name);
+
+	if (mkdir(pickup.bad_dir, 0700) == -1 && errno != EEXIST)
+		log_warn("cannot create %s: %s", pickup.bad_dir, strerror(errno));
+	if (rename(from, to) == -1)
+		log_warn("maildrop %s: %s; and it cannot be moved to %s: %s; "
+		    "left in place", name, why, pickup.bad_dir, strerror(errno));
+	else
+		log_warn("maildrop %s: %s; moved to %s", name, why, to);
+	free(from);
+	free(to);
+}
+
+/* Reads a whole maildrop file (regular, one link, not too large). */
+static char *
+pickup_read(int dfd, const char *name, size_t *len, struct peer_identity *who,
+    const char **why)
+{
+	struct stat sb;
+	char *buf;
+	size_t off = 0;
+	int fd;
+
+	*why = NULL;
+	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd == -1) {
+		if (errno != ENOENT)
+			*why = "cannot be opened";
+		return NULL;
+	}
+	if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode) || sb.st_nlink != 1) {
+		*why = "not a regular file with one link";
+		close(fd);
+		return NULL;
+	}
+	if ((uint64_t)sb.st_size > pickup.d->cfg->server.message_size_limit +
+	    MAILDROP_MAX_RCPTS * (uint64_t)MAILDROP_LINE_MAX) {
+		*why = "larger than message_size_limit";
+		close(fd);
+		return NULL;
+	}
+	peercred_from_file(fd, who);
+	buf = xmalloc((size_t)sb.st_size + 1);
+	while (off < (size_t)sb.st_size) {
+		ssize_t r = read(fd, buf + off, (size_t)sb.st_size - off);
+
+		if (r <= 0) {
+			if (r == -1 && errno == EINTR)
+				continue;
+			*why = "cannot be read";
+			free(buf);
+			close(fd);
+			return NULL;
+		}
+		off += (size_t)r;
+	}
+	close(fd);
+	*len = off;
+	return buf;
+}
+
+/* Submits one file; returns -1 when cleanup is unreachable (stop the scan). */
+static int
+pickup_one(int dfd, const char *name)
+{
+	struct peer_identity who;
+	struct maildrop_msg m;
+	struct submit_result res;
+	enum submit_outcome oc;
+	char auth[128];
+	const char *why;
+	size_t len;
+	char *buf;
+
+	buf = pickup_read(dfd, name, &len, &who, &why);
+	if (buf == NULL) {
+		if (why != NULL)
+			pickup_quarantine(name, why);
+		return 0;
+	}
+	if (maildrop_parse(buf, len, &m, &why) == -1) {
+		pickup_quarantine(name, why);
+		free(buf);
+		return 0;
+	}
+	if (pickup.conn == NULL) {
+		pickup.conn = submit_connect(pickup.cleanup_path, "pickup",
+		    PICKUP_TIMEOUT_MS);
+		if (pickup.conn == NULL) {
+			if (!pickup.warned_down)
+				log_warn("cannot reach cleanup at %s: %s; the maildrop "
+				    "waits", pickup.cleanup_path, strerror(errno));
+			pickup.warned_down = true;
+			maildrop_msg_free(&m);
+			free(buf);
+			return -1;
+		}
+		pickup.warned_down = false;
+	}
+	peercred_auth_text(&who, auth, sizeof(auth));
+	oc = submit_message(pickup.conn, CLEANUP_SOURCE_SENDMAIL, auth, &m, &res);
+	switch (oc) {
+	case SUBMIT_COMMITTED:
+		/* Durably queued: only now may the file go. */
+		if (unlinkat(dfd, name, 0) == -1)
+			log_warn("maildrop %s: queued as %s but cannot be removed: "
+			    "%s", name, res.end.qid, strerror(errno));
+		log_info("%s: maildrop %s, %s, from=<%s>, nrcpt=%zu", res.end.qid,
+		    name, auth, m.sender, res.n_accepted);
+		break;
+	case SUBMIT_REFUSED: {
+		char *msg = xasprintf("refused by cleanup (%u %s %s)",
+		    res.end.code ? res.end.code : res.begin.code >= 500 ?
+		    res.begin.code : res.rcpt[0].code,
+		    res.end.code ? res.end.status : res.begin.code >= 500 ?
+		    res.begin.status : res.rcpt[0].status,
+		    res.end.code ? res.end.text : res.begin.code >= 500 ?
+		    res.begin.text : res.rcpt[0].text);
+
+		pickup_quarantine(name, msg);
+		free(msg);
+		break;
+	}
+	case SUBMIT_TEMPFAIL:
+		log_info("maildrop %s: cleanup cannot take it now; will retry", name);
+		submit_result_free(&res);
+		maildrop_msg_free(&m);
+		free(buf);
+		return -1;
+	case SUBMIT_LOST:
+		log_warn("maildrop %s: lost the connection to cleanup; will retry",
+		    name);
+		submit_close(pickup.conn);
+		pickup.conn = NULL;
+		submit_result_free(&res);
+		maildrop_msg_free(&m);
+		free(buf);
+		return -1;
+	}
+	submit_result_free(&res);
+	maildrop_msg_free(&m);
+	free(buf);
+	return 0;
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Takes up to PICKUP_BATCH files, oldest first. */
+static void
+pickup_scan(evutil_socket_t fd, short what, void *arg)
+{
+	char **names = NULL;
+	size_t n = 0;
+	struct dirent *de;
+	DIR *dir;
+	int dfd;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	dir = opendir(pickup.dir);
+	if (dir == NULL) {
+		log_warn("cannot read %s: %s", pickup.dir, strerror(errno));
+		return;
+	}
+	while ((de = readdir(dir)) != NULL)
+		if (is_maildrop_name(de->d_name)) {
+			names = xreallocarray(names, n + 1, sizeof(*names));
+			names[n++] = xstrdup(de->d_name);
+		}
+	if (n > 1)
+		qsort(names, n, sizeof(*names), name_cmp);
+	dfd = dirfd(dir);
+	for (size_t i = 0; i < n && i < PICKUP_BATCH; i++)
+		if (pickup_one(dfd, names[i]) == -1)
+			break;
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	closedir(dir);
+}
+
+static void
+pickup_drain(struct daemon *d)
+{
+	event_del(pickup.ev_scan);
+	daemon_exit(d);
+}
+
+static const struct daemon_spec pickup_spec = {
+	.name = "pickup",
+	.chroot_run_dir = false,
+	.open_privileged = pickup_open_privileged,
+	.drain = pickup_drain,
+};
+
+int
+main(int argc, char **argv)
+{
+	struct daemon d;
+	struct timeval tv = { PICKUP_INTERVAL_SEC, 0 };
+	int rc;
+
+	daemon_init(&d, &pickup_spec, argc, argv);
+	pickup.d = &d;
+	pickup.dir = xasprintf("%s/maildrop", d.cfg->server.queue_dir);
+	pickup.bad_dir = xasprintf("%s/maildrop.bad", d.cfg->server.queue_dir);
+	daemon_service_path(&d, "cleanup", pickup.cleanup_path,
+	    sizeof(pickup.cleanup_path));
+
+	pickup.ev_scan = event_new(d.base, -1, EV_PERSIST, pickup_scan, NULL);
+	if (pickup.ev_scan == NULL)
+		log_fatal("event_new failed");
+	event_add(pickup.ev_scan, &tv);
+	event_active(pickup.ev_scan, EV_TIMEOUT, 0);
+	log_info("daemon started");
+
+	rc = daemon_run(&d);
+	submit_close(pickup.conn);
+	event_free(pickup.ev_scan);
+	free(pickup.dir);
+	free(pickup.bad_dir);
+	return rc;
+}

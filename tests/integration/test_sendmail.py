@@ -1,0 +1,338 @@
+"""The sendmail command and tern-pickup, against the cleanup test double
+(tests/tools/cleanup_double.py) on run_dir/public/sendmail and
+run_dir/private/cleanup: submission with the peer's identity, -t, -i,
+refusals and exit codes, malicious arguments, and the maildrop path
+while the daemons are down."""
+import grp
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+import ternlib
+from ternlib import BUILD_DIR, IS_ROOT, wait_for
+
+sys.path.insert(0, os.path.join(ternlib.SRC_DIR, "tests", "tools"))
+from cleanup_double import CleanupDouble  # noqa: E402
+
+SENDMAIL = os.path.join(BUILD_DIR, "src/sendmail/sendmail")
+PICKUP = os.path.join(BUILD_DIR, "src/sendmail/tern-pickup")
+EX_OK, EX_USAGE, EX_DATAERR, EX_NOUSER, EX_TEMPFAIL, EX_NOPERM = 0, 64, 65, 67, 75, 77
+
+
+@pytest.fixture
+def conf(tern):
+    t = tern()
+    t.write_config()
+    os.makedirs(t.run_dir, mode=0o755, exist_ok=True)
+    os.chmod(t.config_path, 0o644)
+    return t
+
+
+@pytest.fixture
+def double(conf):
+    made = []
+
+    def make(**kw):
+        d = CleanupDouble([os.path.join(conf.run_dir, "public", "sendmail"),
+                           os.path.join(conf.run_dir, "private", "cleanup")],
+                          os.path.join(conf.dir, "double"), **kw).start()
+        os.chmod(os.path.join(conf.run_dir, "public"), 0o755)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.stop()
+        assert not d.errors, f"protocol errors seen by the double: {d.errors}"
+
+
+def sendmail(conf, args, data, user=None, prog=SENDMAIL, conf_path=None):
+    cmd = [prog, "-C", conf_path or conf.config_path, *args]
+    if user is not None:
+        pw = pwd.getpwnam(user)
+        cmd = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
+               "--clear-groups", *cmd]
+    return subprocess.run(cmd, input=data, capture_output=True,
+                          env=ternlib.daemon_env(), timeout=60)
+
+
+def test_submits_with_crlf_and_leading_dot_intact(conf, double):
+    d = double()
+    body = b"Subject: hi\n\nline one\n.leading dot\n..two dots\nlast"
+    r = sendmail(conf, ["-i", "-f", "app@example.test", "rcpt@example.net"], body)
+    assert r.returncode == EX_OK, r.stderr
+    assert len(d.messages) == 1
+    m = d.messages[0]
+    assert m["sender"] == "app@example.test"
+    assert m["rcpts"] == ["rcpt@example.net"]
+    assert m["socket"] == "public" and m["source"] == 3
+    c = m["content"]
+    assert "\r\n.leading dot\r\n..two dots\r\nlast\r\n" in c
+    assert "\n" not in c.replace("\r\n", "")
+    assert c.startswith("From: ") and "<app@example.test>" in c.splitlines()[0] \
+        or c.startswith("From: app@example.test")
+    assert m["size"] == len(c.encode("latin-1"))
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to become another user")
+def test_non_root_user_is_identified_by_the_kernel(conf, double):
+    d = double()
+    r = sendmail(conf, ["-t", "-i"],
+                 b"To: Someone <to@example.net>\nSubject: x\n\nhello\n",
+                 user="nobody")
+    assert r.returncode == EX_OK, r.stderr
+    m = d.messages[0]
+    assert m["peer_uid"] == 65534
+    assert m["auth_user"] == "uid=65534"
+    assert m["sender"] == "nobody@mail.tern.test"
+    assert m["rcpts"] == ["to@example.net"]
+
+
+def test_t_reads_to_cc_bcc_and_removes_bcc(conf, double):
+    d = double()
+    msg = (b"From: Me <me@example.test>\r\n"
+           b"To: \"Doe, J\" <a@example.net>, b@example.net (comment)\r\n"
+           b"Cc: undisclosed: c@example.net;\r\n"
+           b"Bcc: hidden@example.net,\r\n secret@example.net\r\n"
+           b"Subject: t\r\n\r\nBcc: in the body stays\r\n")
+    r = sendmail(conf, ["-t", "-oi", "extra@example.net"], msg)
+    assert r.returncode == EX_OK, r.stderr
+    m = d.messages[0]
+    assert sorted(m["rcpts"]) == sorted([
+        "extra@example.net", "a@example.net", "b@example.net",
+        "c@example.net", "hidden@example.net", "secret@example.net"])
+    assert "hidden@" not in m["content"].split("\r\n\r\n")[0]
+    assert "Bcc: in the body stays" in m["content"]
+    assert m["content"].startswith("From: Me <me@example.test>\r\n")
+
+
+def test_a_dot_line_ends_the_message_without_i(conf, double):
+    d = double()
+    r = sendmail(conf, ["to@example.net"], b"Subject: x\n\nkept\n.\nnot kept\n")
+    assert r.returncode == EX_OK, r.stderr
+    assert "kept\r\n" in d.messages[0]["content"]
+    assert "not kept" not in d.messages[0]["content"]
+
+
+def test_full_name_is_quoted_in_from(conf, double):
+    d = double()
+    r = sendmail(conf, ["-F", 'Eve "the" \\ Admin', "-f", "eve@example.test",
+                        "to@example.net"], b"Subject: x\n\nbody\n")
+    assert r.returncode == EX_OK, r.stderr
+    first = d.messages[0]["content"].split("\r\n")[0]
+    assert first == 'From: "Eve \\"the\\" \\\\ Admin" <eve@example.test>'
+
+
+@pytest.mark.parametrize("args,data,code", [
+    (["-f", "a@b\nBcc: x@y", "to@example.net"], b"x\n", EX_USAGE),
+    (["-F", "Name\r\nBcc: evil@example.net", "to@example.net"], b"x\n", EX_USAGE),
+    (["-F", "N" * 10000, "to@example.net"], b"x\n", EX_USAGE),
+    (["-f", "a" * 10000 + "@example.net", "to@example.net"], b"x\n", EX_USAGE),
+    (["to@example.net"], b"Subject: x\n\nnul\0here\n", EX_DATAERR),
+    ([], b"Subject: no recipient\n\n", EX_USAGE),
+    (["bad address@example.net"], b"x\n", EX_USAGE),
+    (["-N", "never,success", "to@example.net"], b"x\n", EX_USAGE),
+    (["-bz", "to@example.net"], b"x\n", EX_USAGE),
+])
+def test_malicious_or_bad_input_is_refused(conf, double, args, data, code):
+    d = double()
+    r = sendmail(conf, args, data)
+    assert r.returncode == code, (r.returncode, r.stderr)
+    assert r.stderr.startswith(b"sendmail: ")
+    assert d.messages == []
+
+
+def test_ignored_postfix_options_are_accepted(conf, double):
+    d = double()
+    r = sendmail(conf, ["-oem", "-om", "-o7", "-odi", "-Am", "-U", "-n",
+                        "-L", "label", "-h", "-G", "-N", "success,failure",
+                        "-R", "hdrs", "-V", "env-1", "-B", "8BITMIME",
+                        "to@example.net"], b"Subject: x\n\n\xc3\xa9t\xc3\xa9\n")
+    assert r.returncode == EX_OK, r.stderr
+    m = d.messages[0]
+    assert m["notify"] == [0x01 | 0x02]
+    assert m["ret"] == 2 and m["envid"] == "env-1" and m["body"] == 1
+
+
+def test_refusals_map_to_sysexits(conf, double):
+    d = double(rcpt_reply=lambda a: "550 5.1.1 suppressed" if a.startswith("bad") else None)
+    r = sendmail(conf, ["bad@example.net"], b"x\n")
+    assert r.returncode == EX_NOUSER
+    assert b"550 5.1.1 suppressed" in r.stderr
+    r = sendmail(conf, ["bad@example.net", "good@example.net"], b"x\n")
+    assert r.returncode == EX_OK, r.stderr
+    assert b"<bad@example.net>: 550" in r.stderr
+    assert d.messages[-1]["rcpts"] == ["good@example.net"]
+    d.end_reply = lambda t: "452 4.3.1 queue full"
+    r = sendmail(conf, ["good@example.net"], b"x\n")
+    assert r.returncode == EX_TEMPFAIL
+    assert b"452 4.3.1 queue full" in r.stderr
+    d.end_reply = None
+    d.begin_reply = lambda t: "550 5.7.1 not allowed"
+    r = sendmail(conf, ["good@example.net"], b"x\n")
+    assert r.returncode == EX_NOPERM
+
+
+def run_pickup(conf):
+    log = open(os.path.join(conf.dir, "pickup.log"), "ab")
+    return subprocess.Popen([PICKUP, "-c", conf.config_path], stdout=log,
+                            stderr=subprocess.STDOUT, env=ternlib.daemon_env())
+
+
+def stop(p):
+    p.terminate()
+    assert p.wait(10) == 0
+
+
+def pickup_log(conf):
+    with open(os.path.join(conf.dir, "pickup.log"), "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+def maildrop_files(conf):
+    d = os.path.join(conf.queue_dir, "maildrop")
+    return [f for f in os.listdir(d) if not f.startswith(".")]
+
+
+def test_daemons_down_message_is_kept_and_picked_up_later(conf, double):
+    # A previous start of tern made the maildrop.
+    p = run_pickup(conf)
+    wait_for(lambda: os.path.isdir(os.path.join(conf.queue_dir, "maildrop")))
+    stop(p)
+    body = b"Subject: while down\n\n.dot stays\nbody\n"
+    r = sendmail(conf, ["-i", "-f", "app@example.test", "-N", "never",
+                        "a@example.net", "b@example.net"], body)
+    assert r.returncode == EX_OK, r.stderr
+    assert len(maildrop_files(conf)) == 1
+    q = subprocess.run([SENDMAIL, "-C", conf.config_path, "-bp"],
+                       capture_output=True, env=ternlib.daemon_env())
+    assert b"1 message in the maildrop" in q.stdout or q.returncode != 0
+    # tern starts: pickup feeds cleanup, the file goes only after the 250.
+    d = double()
+    p = run_pickup(conf)
+    try:
+        wait_for(lambda: d.messages, timeout=10, what="the picked-up message")
+        wait_for(lambda: not maildrop_files(conf), what="the file removed")
+    finally:
+        stop(p)
+    m = d.messages[0]
+    assert m["socket"] == "private" and m["source"] == 3
+    assert m["auth_user"] == f"uid={os.getuid()} user={'root' if IS_ROOT else os.getlogin()}" \
+        or m["auth_user"].startswith(f"uid={os.getuid()} ")
+    assert m["sender"] == "app@example.test"
+    assert m["rcpts"] == ["a@example.net", "b@example.net"]
+    assert m["notify"] == [0x08, 0x08]
+    assert "\r\n.dot stays\r\nbody\r\n" in m["content"]
+    assert f"queued as {m['qid']}" in pickup_log(conf) or m["qid"] in pickup_log(conf)
+
+
+def test_pickup_keeps_files_until_cleanup_accepts(conf, double):
+    p = run_pickup(conf)
+    wait_for(lambda: os.path.isdir(os.path.join(conf.queue_dir, "maildrop")))
+    try:
+        r = sendmail(conf, ["to@example.net"], b"Subject: x\n\nbody\n")
+        assert r.returncode == EX_OK, r.stderr
+        # No cleanup yet: the file waits.
+        ternlib.wait_for(lambda: "cannot reach cleanup" in pickup_log(conf))
+        assert len(maildrop_files(conf)) == 1
+        d = double(end_reply=lambda t: "451 4.3.0 try later")
+        wait_for(lambda: "will retry" in pickup_log(conf), what="a retry")
+        assert len(maildrop_files(conf)) == 1 and d.messages == []
+        d.end_reply = None
+        wait_for(lambda: d.messages, what="the message after the retry")
+        wait_for(lambda: not maildrop_files(conf), what="the file removed")
+    finally:
+        stop(p)
+
+
+def test_corrupt_maildrop_file_is_kept_for_the_operator(conf, double):
+    d = double()
+    p = run_pickup(conf)
+    try:
+        md = os.path.join(conf.queue_dir, "maildrop")
+        wait_for(lambda: os.path.isdir(md))
+        with open(os.path.join(md, "0000000001.00001.00000001"), "wb") as f:
+            f.write(b"TERN-MAILDROP 1\nS a@b\nR\nL 5\n\nhello")
+        bad = os.path.join(conf.queue_dir, "maildrop.bad", "0000000001.00001.00000001")
+        wait_for(lambda: os.path.exists(bad), what="the file moved aside")
+        assert "moved to" in pickup_log(conf)
+        assert d.messages == []
+    finally:
+        stop(p)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to make a setgid binary")
+def test_setgid_maildrop_lets_a_user_queue_while_down(conf, double):
+    """The install design: sendmail setgid tern-drop, maildrop 1770
+    owned by tern:tern-drop; a plain user drops, pickup takes it."""
+    if subprocess.run(["getent", "group", "tern-drop"]).returncode != 0:
+        subprocess.run(["groupadd", "--system", "tern-drop"], check=True)
+    p = run_pickup(conf)
+    md = os.path.join(conf.queue_dir, "maildrop")
+    wait_for(lambda: os.path.isdir(md) and os.stat(md).st_mode & 0o7777 == 0o1770)
+    stop(p)
+    st = os.stat(md)
+    assert st.st_gid == grp.getgrnam("tern-drop").gr_gid
+    binary = os.path.join(conf.dir, "sendmail")
+    shutil.copy(SENDMAIL, binary)
+    os.chown(binary, 0, grp.getgrnam("tern-drop").gr_gid)
+    os.chmod(binary, 0o2755)
+    # A config the user chose loses the group: the maildrop refuses.
+    user_conf = os.path.join(conf.dir, "user.conf")
+    shutil.copy(conf.config_path, user_conf)
+    os.chown(user_conf, 65534, 65534)
+    r = sendmail(conf, ["to@example.net"], b"x\n",
+                 user="nobody", prog=binary, conf_path=user_conf)
+    assert r.returncode == EX_TEMPFAIL, r.stderr
+    assert b"maildrop" in r.stderr
+    # root's config keeps it: the file lands, owned by the user.
+    r = sendmail(conf, ["-f", "me@example.test", "to@example.net"],
+                 b"Subject: setgid\n\nhi\n", user="nobody", prog=binary)
+    assert r.returncode == EX_OK, r.stderr
+    files = maildrop_files(conf)
+    assert len(files) == 1
+    st = os.stat(os.path.join(md, files[0]))
+    assert st.st_uid == 65534
+    d = double()
+    p = run_pickup(conf)
+    try:
+        wait_for(lambda: d.messages, what="the picked-up message")
+        wait_for(lambda: not maildrop_files(conf), what="the file removed")
+    finally:
+        stop(p)
+    assert d.messages[0]["auth_user"] == "uid=65534 user=nobody"
+
+
+def test_ternd_runs_pickup_and_the_maildrop_drains_after_start(tern, double):
+    t = tern()
+    t.listen("submission", "submission")
+    os.chmod(t.dir, 0o755)
+    t.start()
+    md = os.path.join(t.queue_dir, "maildrop")
+    wait_for(lambda: os.path.isdir(md), what="tern-pickup to make the maildrop")
+    assert t.stop() == 0
+    os.chmod(t.config_path, 0o644)
+    r = sendmail(t, ["-oi", "-f", "cron@example.test", "ops@example.net"],
+                 b"Subject: cron output\n\n.hidden\nok\n")
+    assert r.returncode == EX_OK, r.stderr
+    assert len(maildrop_files(t)) == 1
+    d = CleanupDouble([os.path.join(t.run_dir, "private", "cleanup")],
+                      os.path.join(t.dir, "double"))
+    os.makedirs(os.path.join(t.run_dir, "private"), exist_ok=True)
+    d.start()
+    try:
+        t.start()
+        wait_for(lambda: d.messages, what="the maildrop message at cleanup")
+        wait_for(lambda: not maildrop_files(t), what="the file removed")
+        t.wait_log(r"maildrop \S+, uid=\d+ user=\S+, from=<cron@example.test>, nrcpt=1")
+    finally:
+        d.stop()
+    assert d.messages[0]["rcpts"] == ["ops@example.net"]
+    assert "\r\n.hidden\r\nok\r\n" in d.messages[0]["content"]
+    assert not d.errors
