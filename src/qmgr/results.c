@@ -81,7 +81,7 @@ suppress_address(uint64_t qid, const char *address, uint16_t code,
 
 void
 result_attempt(struct job *j, struct job_rcpt *jr,
-    const struct rcpt_result *res, int64_t now_ms)
+    const struct rcpt_result *res, bool agent_logged, int64_t now_ms)
 {
 	struct queue_result r;
 	char *text = NULL;
@@ -142,8 +142,11 @@ result_attempt(struct job *j, struct job_rcpt *jr,
 		break;
 	}
 	add_result(&r);
-	log_result(j->qid, jr->address, res->remote_host, j->arrival_ms, now_ms,
-	    r.status, log_status, r.code, r.text);
+	/* The agent logged its own outcome (as Postfix's smtp does); qmgr
+	 * logs only what it decided itself: expiry, a lost or silent agent. */
+	if (!agent_logged || r.event == QUEUE_EVENT_EXPIRED)
+		log_result(j->qid, jr->address, res->remote_host, j->arrival_ms,
+		    now_ms, r.status, log_status, r.code, r.text);
 	free(text);
 }
 
@@ -163,7 +166,7 @@ result_defer_job(struct job *j, const char *status, const char *text,
 		if (j->rcpts[i].done)
 			continue;
 		res.index = j->rcpts[i].index;
-		result_attempt(j, &j->rcpts[i], &res, now_ms);
+		result_attempt(j, &j->rcpts[i], &res, false, now_ms);
 	}
 }
 

@@ -574,3 +574,30 @@ class FakeAgent:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+# ---- running a daemon's stand-in ----
+
+def idle_daemons(t, names):
+    """t's daemon_dir gets the build tree's daemons except those named
+    (e.g. "smtp"), which become an idle stand-in, so that a test double
+    started by the test is the only one doing that daemon's work."""
+    d = os.path.join(t.dir, "libexec-idle")
+    os.makedirs(d, exist_ok=True)
+    for root, _dirs, files in os.walk(os.path.join(BUILD_DIR, "src")):
+        for f in files:
+            p = os.path.join(root, f)
+            if f.startswith("tern-") and os.access(p, os.X_OK) and \
+                    not f.endswith((".o", ".a")) and f[5:] not in names:
+                dst = os.path.join(d, f)
+                if not os.path.lexists(dst):
+                    os.symlink(p, dst)
+    for name in names:
+        dst = os.path.join(d, "tern-" + name)
+        if not os.path.lexists(dst):
+            with open(dst, "w") as f:
+                f.write("#!/bin/sh\n# idle stand-in: ternd stops it with SIGTERM\n"
+                        "exec sleep 1000000\n")
+            os.chmod(dst, 0o755)
+    t.sections["server"]["daemon_dir"] = d
+    return t

@@ -19,6 +19,8 @@ def start(tern, **delivery):
     keys.update(delivery)
     extra = keys.pop("extra", "")
     t = tern({"delivery": keys}, extra=extra)
+    # The fake agent is the only delivery agent: the real tern-smtp idles.
+    ternlib.idle_daemons(t, ["smtp"])
     t.start()
     wait_for(lambda: os.path.exists(os.path.join(t.run_dir, "private", "qmgr")),
              5, what="qmgr socket")
@@ -62,12 +64,11 @@ def test_retry_schedule_deferred_then_delivered(tern):
         assert rcpt_events(t, qid, "b@retry.test") == \
             ["queued", "deferred", "deferred", "delivered"]
         assert rcpt_events(t, qid, "a@ok.test") == ["queued", "delivered"]
+        # The agent logs each attempt (as Postfix's smtp does); qmgr only
+        # what it decides itself (expiry, a lost agent) and the removal.
         log = t.log_text()
-        assert re.search(qid + r": to=<b@retry.test>, relay=mx.retry.test"
-                         r"\[127.0.0.1\]:25, delay=[0-9.]+, dsn=4.3.0, "
-                         r"status=deferred \(451 4.3.0 try later\)", log)
-        assert re.search(qid + r": to=<b@retry.test>, .*dsn=2.0.0, status=sent",
-                         log)
+        assert not re.search(qid + r": to=<b@retry.test>, .*status=(sent|deferred)",
+                             log)
         assert f"{qid}: removed" in log
         assert "Mail queue is empty" in t.ternctl("queue").stdout
         ev = [e for e in events(t) if e["type"] == "deferred"]

@@ -1,0 +1,165 @@
+"""The whole pipeline with every daemon real: an application submits over
+SMTP to tern-smtpd, tern-cleanup fixes the message up, tern-signer signs
+it, it is committed to the queue, tern-qmgr schedules it, tern-smtp looks
+up the MX (dnsmasq) and delivers it to an aiosmtpd sink, where dkimpy
+verifies the signature. No test doubles."""
+import base64
+import json
+import os
+import re
+import smtplib
+import subprocess
+
+import dkim
+import pytest
+
+from ternlib import Dns, wait_for
+
+SINK_HOST = "127.0.0.3"		# not an address tern listens on
+
+
+def dkim_key(test_dir):
+    key = os.path.join(test_dir, "example.test.s1.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                    "rsa_keygen_bits:2048", "-out", key],
+                   check=True, capture_output=True)
+    os.chmod(key, 0o644)
+    der = subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-outform",
+                          "DER"], check=True, capture_output=True).stdout
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+    return key, record
+
+
+def pipeline(tern, sinks, test_dir, sink_kw=None, delivery=None):
+    sink = sinks(host=SINK_HOST, **(sink_kw or {}))
+    dns = Dns(["mx-host=dest.test,mx.dest.test,10",
+               f"host-record=mx.dest.test,{SINK_HOST}"], test_dir)
+    key, record = dkim_key(test_dir)
+    sections = {
+        "delivery": {"dns_servers": dns.server, "smtp_port": str(sink.port),
+                     "tls": "none", "retry_schedule": "1s",
+                     **(delivery or {})},
+        "domain example.test": {"dkim_selector": "s1", "dkim_key": key},
+    }
+    t = tern(sections)
+    port = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
+    t.start()
+    return t, port, sink, dns, record
+
+
+def submit(port, rcpt, subject="hello"):
+    msg = (f"From: App <app@example.test>\r\nTo: <{rcpt}>\r\n"
+           f"Subject: {subject}\r\n\r\nA message from the app.\r\n")
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+        s.ehlo("app.example.test")
+        s.mail("app@example.test")
+        code, text = s.rcpt(rcpt)
+        if code != 250:
+            return code, text.decode()
+        code, text = s.data(msg.encode())
+        return code, text.decode()
+
+
+def queue_id(reply_text):
+    m = re.search(r"queued as (\S+)", reply_text)
+    assert m, reply_text
+    return m.group(1)
+
+
+def events(t):
+    r = t.ternctl("events", check=True)
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+def test_submitted_message_is_signed_and_delivered(tern, sinks, test_dir):
+    t, port, sink, dns, record = pipeline(tern, sinks, test_dir)
+    try:
+        code, text = submit(port, "user@dest.test")
+        assert code == 250, text
+        qid = queue_id(text)
+        got = sink.wait_messages(1, timeout=30)[0]
+        assert got["to"] == ["user@dest.test"]
+        data = got["data"]
+        # cleanup's fix-ups: Message-ID, Date and our Received were added
+        assert re.search(rb"(?im)^Message-ID: <[^>]+@mail\.tern\.test>", data)
+        assert re.search(rb"(?im)^Date: ", data)
+        assert re.search(rb"(?im)^Received: from ", data)
+        # the signer's signature verifies against the published key
+        assert data.startswith(b"DKIM-Signature:") or b"\nDKIM-Signature:" in data
+        assert dkim.verify(data, dnsfunc=lambda name, timeout=5: record), data[:600]
+        # the queue is empty again and the journey is told by the events
+        wait_for(lambda: any(e.get("type") == "delivered" for e in events(t)),
+                 15, what="a delivered event")
+        trace = t.ternctl("trace", qid, check=True).stdout
+        assert "delivered" in trace and "user@dest.test" in trace, trace
+        t.wait_log(rf"{qid}: to=<user@dest.test>, relay=mx\.dest\.test\[{SINK_HOST}\]"
+                   rf":{sink.port}.*status=sent")
+    finally:
+        dns.stop()
+
+
+def test_hard_bounce_suppresses_the_address(tern, sinks, test_dir):
+    def refuse(address):
+        return "550 5.1.1 no such user" if address.startswith("gone@") else None
+
+    t, port, sink, dns, _ = pipeline(tern, sinks, test_dir,
+                                     sink_kw={"rcpt_reply": refuse})
+    try:
+        code, text = submit(port, "gone@dest.test")
+        assert code == 250, text
+        qid = queue_id(text)
+        wait_for(lambda: any(e.get("type") == "bounced" for e in events(t)),
+                 30, what="a bounced event")
+        bounced = [e for e in events(t) if e.get("type") == "bounced"][0]
+        assert "5.1.1" in json.dumps(bounced)
+        t.wait_log(rf"{qid}: to=<gone@dest.test>.*status=bounced")
+        wait_for(lambda: "gone@dest.test" in
+                 t.ternctl("suppression", "list").stdout, 15,
+                 what="the address on the suppression list")
+        # the next submission to it is refused at RCPT
+        code, text = submit(port, "gone@dest.test")
+        assert code // 100 == 5, (code, text)
+        assert sink.messages == []
+    finally:
+        dns.stop()
+
+
+def test_temporary_failure_is_retried_until_delivered(tern, sinks, test_dir):
+    tries = []
+
+    def later_then_ok(address):
+        tries.append(address)
+        return "451 4.3.0 try again" if len(tries) == 1 else None
+
+    t, port, sink, dns, _ = pipeline(tern, sinks, test_dir,
+                                     sink_kw={"rcpt_reply": later_then_ok})
+    try:
+        code, text = submit(port, "slow@dest.test")
+        assert code == 250, text
+        qid = queue_id(text)
+        sink.wait_messages(1, timeout=60)
+        assert len(tries) >= 2
+        kinds = [e.get("type") for e in events(t)]
+        assert "deferred" in kinds and "delivered" in kinds, kinds
+        t.wait_log(rf"{qid}: to=<slow@dest.test>.*status=deferred")
+    finally:
+        dns.stop()
+
+
+@pytest.mark.parametrize("count", [40])
+def test_many_messages_all_arrive_once(tern, sinks, test_dir, count):
+    t, port, sink, dns, record = pipeline(tern, sinks, test_dir)
+    try:
+        ids = set()
+        for i in range(count):
+            code, text = submit(port, f"u{i}@dest.test", subject=f"n{i}")
+            assert code == 250, text
+            ids.add(queue_id(text))
+        assert len(ids) == count
+        got = sink.wait_messages(count, timeout=60)
+        rcpts = sorted(m["to"][0] for m in got)
+        assert rcpts == sorted(f"u{i}@dest.test" for i in range(count))
+        for m in got:
+            assert dkim.verify(m["data"], dnsfunc=lambda name, timeout=5: record)
+    finally:
+        dns.stop()
