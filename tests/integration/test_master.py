@@ -199,11 +199,17 @@ def test_root_drops_privileges_and_chroots_smtpd(tern):
     t.listen("submission", "submission")
     t.start()
     pid = t.pids_of("smtpd")[0]
-    with open(f"/proc/{pid}/status") as f:
-        ids = {l.split(":")[0]: l.split()[1:] for l in f if l.startswith(("Uid", "Gid"))}
     import pwd
     tern_uid = pwd.getpwnam("tern").pw_uid
-    assert all(int(x) == tern_uid for x in ids["Uid"])
+
+    def uids():
+        with open(f"/proc/{pid}/status") as f:
+            return [int(x) for l in f if l.startswith("Uid")
+                    for x in l.split()[1:]]
+    # "daemon started" is the master's line: the daemon may still be in
+    # its setup, as root, for a moment.
+    wait_for(lambda: all(u == tern_uid for u in uids()), 10,
+             what="tern-smtpd to drop privileges")
     assert os.readlink(f"/proc/{pid}/root") == os.path.realpath(t.run_dir)
     assert os.stat(t.queue_dir).st_uid == tern_uid
     assert oct(os.stat(os.path.join(t.run_dir, "private")).st_mode & 0o777) == "0o700"
