@@ -78,6 +78,24 @@ header_split_end_of_header(struct header_split *hs)
 	return 0;
 }
 
+/*
+ * Lines end in CRLF in the body too: a bare CR or LF would be read
+ * differently by the signer and by a verifier (or by a server that sees
+ * a smuggled end of data), so the message is not signed.
+ */
+static int
+header_split_check_body(struct header_split *hs, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (hs->cr && p[i] != '\n')
+			return header_split_fail(hs, "bare CR in the body");
+		if (!hs->cr && p[i] == '\n')
+			return header_split_fail(hs, "bare LF in the body");
+		hs->cr = p[i] == '\r';
+	}
+	return 0;
+}
+
 int
 header_split_feed(struct header_split *hs, const char *buf, size_t len)
 {
@@ -129,9 +147,12 @@ header_split_feed(struct header_split *hs, const char *buf, size_t len)
 		if (header_split_append(hs, &c, 1) == -1)
 			return -1;
 	}
-	if (hs->in_body && i < len &&
-	    hs->ops->body(hs->arg, buf + i, len - i) == -1)
-		return header_split_fail(hs, "the body was refused");
+	if (hs->in_body && i < len) {
+		if (header_split_check_body(hs, buf + i, len - i) == -1)
+			return -1;
+		if (hs->ops->body(hs->arg, buf + i, len - i) == -1)
+			return header_split_fail(hs, "the body was refused");
+	}
 	return 0;
 }
 
@@ -141,7 +162,7 @@ header_split_finish(struct header_split *hs)
 	if (hs->error != NULL)
 		return -1;
 	if (hs->in_body)
-		return 0;
+		return hs->cr ? header_split_fail(hs, "bare CR in the body") : 0;
 	if (hs->cr || hs->blank_cr)
 		return header_split_fail(hs, "bare CR in the header");
 	return header_split_end_of_header(hs);

@@ -15,7 +15,7 @@ struct header_split_ops {
 	int (*field)(void *arg, const char *field, size_t len);
 	/* The header ended (the empty line, or the end of the message). */
 	int (*eoh)(void *arg);
-	/* Body bytes, exactly as received (CRLF line ends). */
+	/* Body bytes, exactly as received (checked: CRLF line ends only). */
 	int (*body)(void *arg, const char *buf, size_t len);
 };
 
@@ -26,7 +26,7 @@ struct header_split {
 	char *field;
 	size_t len, cap;
 	bool line_start;		/* the next byte starts a line */
-	bool cr;			/* a CR is pending */
+	bool cr;			/* a CR is pending (header and body) */
 	bool blank_cr;			/* a CR started the line: maybe the end */
 	bool in_body;
 	const char *error;		/* set once; later input is ignored */
@@ -35,9 +35,9 @@ struct header_split {
 void header_split_init(struct header_split *hs,
     const struct header_split_ops *ops, void *arg, size_t max_field);
 /*
- * Feeds bytes. Returns 0, or -1 when the header is malformed (bare CR or
- * LF, a first line that continues nothing, a field longer than max_field)
- * or a callback failed; hs->error then says why.
+ * Feeds bytes. Returns 0, or -1 when the message is malformed (a bare CR
+ * or LF anywhere, a first line that continues nothing, a field longer than
+ * max_field) or a callback failed; hs->error then says why.
  */
 int header_split_feed(struct header_split *hs, const char *buf, size_t len);
 /* The message is complete: flushes the last field and the end of header. */

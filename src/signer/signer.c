@@ -28,6 +28,7 @@
  * then (ternd restarts a daemon that exits). */
 #define ED25519_RECYCLE_DEFAULT	50000
 #define MAX_HEADER_FIELD	(256 * 1024)
+#define MAX_JOBS_PER_CONN	10000	/* a client with more is broken */
 
 /* The header fields signed when present; From is also oversigned. */
 static const char *const signed_headers[] = {
@@ -58,6 +59,7 @@ struct signer_job {
 	TAILQ_ENTRY(signer_job) entry;
 	struct signer_conn *conn;
 	uint32_t reqid;
+	char *name;			/* the domain asked for, for logs */
 	const struct signer_domain *domain;	/* NULL: no key */
 	DKIM **dkim;			/* one handle per loaded selector */
 	const struct signer_selector **sel;
@@ -71,6 +73,7 @@ struct signer_conn {
 	TAILQ_ENTRY(signer_conn) entry;
 	struct ipc_conn *ipc;
 	TAILQ_HEAD(, signer_job) jobs;
+	size_t n_jobs;
 };
 
 struct signer {
@@ -242,8 +245,22 @@ job_free(struct signer_job *job)
 	free(job->sel);
 	header_split_free(&job->split);
 	free(job->error);
+	free(job->name);
+	job->conn->n_jobs--;
 	free(job);
 	signer.n_jobs--;
+}
+
+/* A copy of a domain from the wire that is safe to log. */
+static char *
+log_safe_name(const char *s)
+{
+	char *copy = xstrndup(s, 255);
+
+	for (char *p = copy; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f || *p == '=')
+			*p = '?';
+	return copy;
 }
 
 static struct signer_job *
@@ -254,12 +271,16 @@ job_new(struct signer_conn *sc, uint32_t reqid, const char *domain)
 
 	job->conn = sc;
 	job->reqid = reqid;
+	job->name = log_safe_name(domain);
 	TAILQ_INSERT_TAIL(&sc->jobs, job, entry);
+	sc->n_jobs++;
 	signer.n_jobs++;
 	header_split_init(&job->split, &job_split_ops, job, MAX_HEADER_FIELD);
 	if (sd == NULL || sd->n_loaded == 0)
 		return job;
 	job->domain = sd;
+	free(job->name);
+	job->name = xstrdup(sd->name);	/* lower case, as configured */
 	job->dkim = xcalloc(sd->n_loaded, sizeof(*job->dkim));
 	job->sel = xcalloc(sd->n_loaded, sizeof(*job->sel));
 	for (size_t k = 0; k < sd->n_selectors; k++) {
@@ -305,11 +326,10 @@ job_finish(struct signer_job *job)
 {
 	char **headers;
 	size_t n = 0;
-	size_t n_ed25519 = 0;
 
 	if (job->domain == NULL) {
-		log_warn("reqid=%u: no DKIM key for the domain: not signed",
-		    job->reqid);
+		log_warn("reqid=%u domain=%s: no DKIM key for the domain: not "
+		    "signed", job->reqid, *job->name ? job->name : "(none)");
 		job_reply(job, SIGN_NO_KEY, "no DKIM key for the sending domain",
 		    NULL, 0);
 		return;
@@ -322,6 +342,9 @@ job_finish(struct signer_job *job)
 		size_t len = 0;
 		DKIM_STAT stat = dkim_eom(job->dkim[i], NULL);
 
+		/* The leak is per signature computed, sent or not. */
+		if (job->sel[i]->key.alg == DKIM_KEY_ED25519)
+			signer.ed25519_signed++;
 		if (stat == DKIM_STAT_OK)
 			stat = dkim_getsighdr_d(job->dkim[i],
 			    strlen(DKIM_SIGNHEADER) + 2, &sig, &len);
@@ -332,20 +355,17 @@ job_finish(struct signer_job *job)
 		}
 		headers[n++] = xasprintf("%s: %.*s", DKIM_SIGNHEADER, (int)len,
 		    (const char *)sig);
-		if (job->sel[i]->key.alg == DKIM_KEY_ED25519)
-			n_ed25519++;
 	}
 	if (job->error != NULL) {
 		log_warn("reqid=%u domain=%s size=%llu: not signed: %s",
-		    job->reqid, job->domain->name,
+		    job->reqid, job->name,
 		    (unsigned long long)job->bytes, job->error);
 		job_reply(job, SIGN_TEMPFAIL, job->error, NULL, 0);
 	} else {
 		log_info("reqid=%u domain=%s size=%llu signatures=%zu: signed",
-		    job->reqid, job->domain->name,
+		    job->reqid, job->name,
 		    (unsigned long long)job->bytes, n);
 		job_reply(job, SIGN_OK, "", headers, n);
-		signer.ed25519_signed += n_ed25519;
 	}
 	for (size_t i = 0; i < n; i++)
 		free(headers[i]);
@@ -372,6 +392,11 @@ conn_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 		if (job != NULL) {
 			ipc_conn_protocol_error(c, "SIGN_BEGIN for job %u which "
 			    "is already open", m->reqid);
+			return;
+		}
+		if (sc->n_jobs >= MAX_JOBS_PER_CONN) {
+			ipc_conn_protocol_error(c, "more than %d jobs open",
+			    MAX_JOBS_PER_CONN);
 			return;
 		}
 		job_new(sc, m->reqid, domain);

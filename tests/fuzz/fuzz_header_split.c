@@ -3,10 +3,11 @@
  * header splitter, which sees message content from submitters: the first
  * input byte picks the chunk size, the rest is the message. Nothing may
  * crash, and every field handed on must fit the limit and never contain a
- * bare CR or LF.
+ * bare CR or LF; the body pieces, joined, have CRLF line ends only.
  */
 #include "autoconfig.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,12 +31,17 @@ check_field(void *arg, const char *field, size_t len)
 	return 0;
 }
 
+struct state {
+	int eoh;
+	bool cr;		/* the last body byte was a CR */
+};
+
 static int
 check_eoh(void *arg)
 {
-	int *eoh = arg;
+	struct state *st = arg;
 
-	if (++*eoh != 1)
+	if (++st->eoh != 1)
 		abort();
 	return 0;
 }
@@ -43,9 +49,15 @@ check_eoh(void *arg)
 static int
 check_body(void *arg, const char *buf, size_t len)
 {
-	(void)buf;
-	if (*(int *)arg != 1 || len == 0)
+	struct state *st = arg;
+
+	if (st->eoh != 1 || len == 0)
 		abort();
+	for (size_t i = 0; i < len; i++) {
+		if (st->cr != (buf[i] == '\n'))
+			abort();
+		st->cr = buf[i] == '\r';
+	}
 	return 0;
 }
 
@@ -55,19 +67,20 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct header_split hs;
+	struct state st = { 0, false };
 	size_t step;
-	int eoh = 0, rc = 0;
+	int rc = 0;
 
 	if (size == 0)
 		return 0;
 	step = data[0] % 64 + 1;
 	data++;
 	size--;
-	header_split_init(&hs, &ops, &eoh, FUZZ_MAX_FIELD);
+	header_split_init(&hs, &ops, &st, FUZZ_MAX_FIELD);
 	for (size_t off = 0; off < size && rc == 0; off += step)
 		rc = header_split_feed(&hs, (const char *)data + off,
 		    size - off < step ? size - off : step);
-	if (rc == 0 && header_split_finish(&hs) == 0 && eoh != 1)
+	if (rc == 0 && header_split_finish(&hs) == 0 && (st.eoh != 1 || st.cr))
 		abort();
 	header_split_free(&hs);
 	return 0;

@@ -183,9 +183,12 @@ def test_missing_key_is_no_key_and_config_still_loads(signing, test_dir):
         rc, out, jobs = sign(t, domain, path)
         assert rc == 0 and jobs[0][1] == str(SIGN_NO_KEY), jobs
         assert "no DKIM key" in jobs[0][2] and jobs[0][3] == "0"
+        t.wait_log(rf"reqid=\d+ domain={domain}: no DKIM key for the domain: "
+                   r"not signed")
     # The signer is still there for the domains it can sign.
     rc, out, jobs = sign(t, "EXAMPLE.test", path)
     assert jobs[0][1] == "0"
+    t.wait_log(r"reqid=\d+ domain=example\.test size=\d+ signatures=2: signed")
     verify_all(out, dns, 2)
 
 
@@ -284,6 +287,17 @@ def test_bad_header_is_a_temporary_failure(signing, test_dir):
     rc, out, jobs = sign(t, "example.test", path)
     assert jobs[0][1] == str(SIGN_TEMPFAIL) and "bare LF" in jobs[0][2], jobs
     t.wait_log(r"not signed: bare LF in the header")
+    cases = [
+        (b"From: a@example.test\r\n\r\nline\nsmuggled\r\n",
+         "bare LF in the body"),
+        (b"From: a@example.test\r\n\r\nline\r.\r\n", "bare CR in the body"),
+        (b"From: a@example.test\r\nno colon\r\n\r\nbody\r\n",
+         "header field refused"),
+        (b"Subject: no From\r\n\r\nbody\r\n", 'required header "from"'),
+    ]
+    for body, why in cases:
+        rc, out, jobs = sign(t, "example.test", write(path, body))
+        assert jobs[0][1] == str(SIGN_TEMPFAIL) and why in jobs[0][2], jobs
 
 
 def test_stuck_signer_times_out_with_tempfail(signing, test_dir):
@@ -402,6 +416,22 @@ def test_malformed_frames_close_only_that_connection(signing, test_dir, bad):
         assert read_frames(s, SIGN_REPLY) is None    # closed, no reply
     t.wait_log(r"tern/signer\[\d+\]: .*(malformed|unknown|unexpected|"
                r"already open|longer)")
+    assert t.pids_of("signer") == [pid]
+    rc, out, jobs = sign(t, "example.test",
+                         write(os.path.join(test_dir, "m.eml"), MESSAGE))
+    assert jobs[0][1] == "0"
+
+
+def test_too_many_open_jobs_close_the_connection(signing, test_dir):
+    t, dns = signing()
+    pid = t.pids_of("signer")[0]
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(os.path.join(t.run_dir, "private", "signer"))
+        s.sendall(hello() + b"".join(
+            frame(SIGN_BEGIN, i, ipc_str("example.test"))
+            for i in range(1, 10002)))
+        assert read_frames(s, SIGN_REPLY, timeout=30) is None
+    t.wait_log(r"more than 10000 jobs open")
     assert t.pids_of("signer") == [pid]
     rc, out, jobs = sign(t, "example.test",
                          write(os.path.join(test_dir, "m.eml"), MESSAGE))

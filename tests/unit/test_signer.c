@@ -136,9 +136,9 @@ test_split_fields_and_body(void **state)
 	/* Continuation lines stay in their field, with their CRLF. */
 	expect_split("To: a,\r\n\tb,\r\n  c\r\nX: y\r\n\r\n",
 	    "F[To: a,\r\n\tb,\r\n  c]F[X: y]E");
-	/* The body is passed on as is, bare CR and LF included. */
-	expect_split("A: 1\r\n\r\n\r\n.\rx\ny\r\n",
-	    "F[A: 1]EB[\r\n.\rx\ny\r\n]");
+	/* The body is passed on as is. */
+	expect_split("A: 1\r\n\r\n\r\n.\r\n\r\nx",
+	    "F[A: 1]EB[\r\n.\r\n\r\nx]");
 }
 
 static void
@@ -167,6 +167,10 @@ test_split_errors(void **state)
 	expect_split_error("A: 1\r\n\rx\r\n", "bare CR");
 	expect_split_error("A: 1\r", "bare CR");
 	expect_split_error(" A: 1\r\n\r\n", "continuation");
+	expect_split_error("A: 1\r\n\r\nx\ny\r\n", "bare LF in the body");
+	expect_split_error("A: 1\r\n\r\n\n", "bare LF in the body");
+	expect_split_error("A: 1\r\n\r\nx\ry\r\n", "bare CR in the body");
+	expect_split_error("A: 1\r\n\r\nx\r", "bare CR in the body");
 	/* max_field is 64 in these tests. */
 	expect_split_error("A: 0123456789012345678901234567890123456789012345678"
 	    "901234567890123456789\r\n\r\n", "too long");
