@@ -12,6 +12,13 @@ tests_unit_test_ipc_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_ipc_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test_config tests/unit/test_ipc
 
+# tern-smtpd's parsers.
+check_PROGRAMS += tests/unit/test_smtp_parse
+tests_unit_test_smtp_parse_SOURCES = tests/unit/test_smtp_parse.c $(SMTPD_PARSER_SOURCES)
+tests_unit_test_smtp_parse_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_smtp_parse_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_smtp_parse
+
 EXTRA_DIST += tests/integration tests/fuzz/corpus
 
 # libFuzzer targets: `make fuzz` builds them in a clang build directory
@@ -39,3 +46,19 @@ fuzz-long:
 noinst_PROGRAMS += tests/tools/test_cleanup
 tests_tools_test_cleanup_SOURCES = tests/tools/test_cleanup.c
 tests_tools_test_cleanup_LDADD = $(TERN_LIBS)
+
+# tern-smtpd's parsers of untrusted input.
+FUZZ_TARGETS += tests/fuzz/fuzz_smtp_command tests/fuzz/fuzz_smtp_address \
+	tests/fuzz/fuzz_smtp_data
+tests_fuzz_fuzz_smtp_command_SOURCES = tests/fuzz/fuzz_smtp_command.c $(SMTPD_PARSER_SOURCES)
+tests_fuzz_fuzz_smtp_command_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_smtp_command_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_smtp_command_LDADD = $(TERN_LIBS)
+tests_fuzz_fuzz_smtp_address_SOURCES = tests/fuzz/fuzz_smtp_address.c $(SMTPD_PARSER_SOURCES)
+tests_fuzz_fuzz_smtp_address_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_smtp_address_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_smtp_address_LDADD = $(TERN_LIBS)
+tests_fuzz_fuzz_smtp_data_SOURCES = tests/fuzz/fuzz_smtp_data.c $(SMTPD_PARSER_SOURCES)
+tests_fuzz_fuzz_smtp_data_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_smtp_data_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_smtp_data_LDADD = $(TERN_LIBS)
