@@ -547,12 +547,20 @@ smtp_message_end(struct session *s)
 {
 	struct transaction *tx = s->tx;
 
+	session_headers_done(s);
+	if (tx->from_refused && tx->begun) {
+		cleanup_abort(s);
+		tx->begun = false;
+	}
 	if (tx->too_big)
 		session_reply_error(s, "552 5.3.4 Error: message size exceeds "
 		    "fixed limit");
 	else if (tx->reader.flags & (DATA_BARE_LF | DATA_BARE_CR))
 		session_reply_error(s, "550 5.5.2 Error: bare <CR> or <LF> in "
 		    "message; lines end with <CR><LF> (RFC 5321 2.3.8)");
+	else if (tx->from_refused)
+		session_reply_error(s, "550 5.7.1 Error: From: %s not allowed: "
+		    "domain not configured for sending", tx->from_bad);
 	else if (tx->reader.flags & DATA_LONG_LINE)
 		session_reply_error(s, "550 5.5.2 Error: message line longer than "
 		    "1000 bytes (RFC 5321 4.5.3.1.6)");

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "header_from.h"
 #include "log.h"
 #include "smtpd.h"
 #include "util.h"
@@ -241,6 +242,7 @@ session_reset_transaction(struct session *s)
 		return;
 	if (s->tx->begun)
 		cleanup_abort(s);
+	free(s->tx->hdr);
 	free(s->tx);
 	s->tx = NULL;
 }
@@ -561,6 +563,64 @@ session_drain_all(void)
 		daemon_exit(&smtpd.d);
 }
 
+static bool
+is_our_domain(const char *domain, void *arg)
+{
+	(void)arg;
+	return config_find_domain(smtpd.d.cfg, domain) != NULL;
+}
+
+/* Submission: every From: address must be in a configured domain. */
+void
+session_headers_done(struct session *s)
+{
+	struct transaction *tx = s->tx;
+
+	if (tx->hdr_done || s->listener->cfg->mode == LISTEN_INBOUND)
+		return;
+	tx->hdr_done = true;
+	if (header_check_from(tx->hdr ? tx->hdr : "", tx->hdr_len, is_our_domain,
+	    NULL, tx->from_bad, sizeof(tx->from_bad)) == -1) {
+		log_info("unknown[%s]: From: %s refused: domain not configured",
+		    s->addr, tx->from_bad);
+		tx->from_refused = true;
+	}
+	free(tx->hdr);
+	tx->hdr = NULL;
+}
+
+/* Keeps the header block of a submission until its end, then checks it. */
+static void
+session_scan_headers(struct session *s, const uint8_t *p, size_t n)
+{
+	struct transaction *tx = s->tx;
+	size_t room, from;
+
+	if (tx->hdr_done || n == 0 || s->listener->cfg->mode == LISTEN_INBOUND)
+		return;
+	room = HEADER_SCAN_MAX - tx->hdr_len;
+	if (n > room)
+		n = room;
+	tx->hdr = xrealloc(tx->hdr, tx->hdr_len + n + 1);
+	memcpy(tx->hdr + tx->hdr_len, p, n);
+	from = tx->hdr_len >= 3 ? tx->hdr_len - 3 : 0;
+	tx->hdr_len += n;
+	tx->hdr[tx->hdr_len] = '\0';
+	if (tx->hdr_len >= 2 && memcmp(tx->hdr, "\r\n", 2) == 0) {
+		tx->hdr_len = 0;	/* no header at all */
+		session_headers_done(s);
+		return;
+	}
+	for (size_t i = from; i + 4 <= tx->hdr_len; i++)
+		if (memcmp(tx->hdr + i, "\r\n\r\n", 4) == 0) {
+			tx->hdr_len = i + 2;
+			session_headers_done(s);
+			return;
+		}
+	if (tx->hdr_len >= HEADER_SCAN_MAX)
+		session_headers_done(s);
+}
+
 /* The message stream: DATA (dot-stuffed) or the current BDAT chunk. */
 void
 session_data_input(struct session *s)
@@ -591,9 +651,10 @@ session_data_input(struct session *s)
 			log_info("unknown[%s]: message exceeds %llu bytes", s->addr,
 			    (unsigned long long)limit);
 		}
+		session_scan_headers(s, out, out_len);
 		/* Only a message that can still be accepted goes on to cleanup. */
 		if (tx->begun && (tx->too_big || tx->reader.flags != 0 ||
-		    tx->bdat_failed)) {
+		    tx->from_refused)) {
 			cleanup_abort(s);
 			tx->begun = false;
 		}

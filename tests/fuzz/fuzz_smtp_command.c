@@ -1,7 +1,8 @@
 /*
  * fuzz_smtp_command.c - libFuzzer target for tern-smtpd's command line
  * parsing: the verb split, MAIL and RCPT with every ESMTP parameter
- * (xtext included) and the AUTH base64 decoder. Nothing may crash, read
+ * (xtext included), the AUTH base64 decoder and the From: header check
+ * (the input read as a header block). Nothing may crash, read
  * out of bounds, and an accepted parameter may never carry CR or LF.
  */
 #include "autoconfig.h"
@@ -10,9 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../src/smtpd/header_from.h"
 #include "../../src/smtpd/smtp_parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static bool
+is_ours(const char *domain, void *arg)
+{
+	(void)arg;
+	return strcmp(domain, "example.test") == 0;
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -23,8 +32,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	unsigned char b64[1024];
 	const char *reply;
 
+	char bad[128];
+
 	if (size > 4096)
 		return 0;
+	header_check_from((const char *)data, size, is_ours, NULL, bad,
+	    sizeof(bad));
 	line = malloc(size + 1);
 	memcpy(line, data, size);
 	line[size] = '\0';

@@ -283,6 +283,22 @@ def test_submission_sender_domain_must_be_ours(tern):
     assert c.cmd("MAIL FROM:<app@EXAMPLE.test>").startswith("250")
 
 
+def test_submission_from_header_must_be_ours(tern):
+    t = make(tern)
+    c = Raw(t.ports["submission"])
+    c.cmd("EHLO c.test")
+    for frm, ok in (("App <app@other.test>", False),
+                    ("app@example.test,\r\n x@other.test", False),
+                    ("\"x@other.test\" <app@example.test>", True)):
+        c.cmd("MAIL FROM:<app@example.test>")
+        c.cmd("RCPT TO:<u@dest.test>")
+        assert c.cmd("DATA").startswith("354")
+        r = c.cmd(f"From: {frm}\r\nSubject: s\r\n\r\nbody\r\n.")
+        assert r.startswith("250" if ok else "550 5.7.1"), (frm, r)
+    assert len(cleanup_commits(t)) == 1
+    assert [r["event"] for r in cleanup_records(t)] == ["abort", "abort", "commit"]
+
+
 def test_smtps_implicit_tls_with_s_client(tern):
     t = make(tern, mode="smtps")
     port = t.ports["smtps"]

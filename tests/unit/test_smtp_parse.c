@@ -12,8 +12,10 @@
 #include <cmocka.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../../src/smtpd/data.h"
+#include "../../src/smtpd/header_from.h"
 #include "../../src/smtpd/smtp_parse.h"
 #include "ipc.h"
 
@@ -269,6 +271,47 @@ test_data_reader_long_line_and_bdat(void **state)
 	assert_memory_equal(out, "a\r\n.\r\n..\r\n", 10);
 }
 
+static bool
+is_example(const char *domain, void *arg)
+{
+	(void)arg;
+	return strcasecmp(domain, "example.test") == 0;
+}
+
+static void
+test_header_from(void **state)
+{
+	static const struct {
+		const char *hdr;
+		int rc;
+	} cases[] = {
+		{ "From: app@example.test\r\n", 0 },
+		{ "Subject: x\r\nFROM: \"A, B\" <app@EXAMPLE.test>\r\n", 0 },
+		{ "From: App (evil@other.test) <app@example.test>\r\n", 0 },
+		{ "From: a@example.test,\r\n b@example.test\r\n", 0 },
+		{ "From: list: a@example.test, b@example.test;\r\n", 0 },
+		{ "Subject: no from\r\n", 0 },
+		{ "From: app@other.test\r\n", -1 },
+		{ "From: a@example.test,\r\n b@other.test\r\n", -1 },
+		{ "From: \"app@example.test\" <x@other.test>\r\n", -1 },
+		{ "From: <app@example.test.other.test>\r\n", -1 },
+		{ "From: undisclosed\r\n", -1 },
+		{ "From: <>\r\n", -1 },
+		{ "From: \"unbalanced <a@example.test>\r\n", -1 },
+		{ "From: a@example.test\r\nFrom: b@other.test\r\n", -1 },
+	};
+	char bad[128];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = header_check_from(cases[i].hdr, strlen(cases[i].hdr),
+		    is_example, NULL, bad, sizeof(bad));
+
+		if (rc != cases[i].rc)
+			fail_msg("case %zu (%s): %d", i, cases[i].hdr, rc);
+	}
+}
+
 int
 main(void)
 {
@@ -280,6 +323,7 @@ main(void)
 		cmocka_unit_test(test_split_and_base64),
 		cmocka_unit_test(test_data_reader),
 		cmocka_unit_test(test_data_reader_long_line_and_bdat),
+		cmocka_unit_test(test_header_from),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
