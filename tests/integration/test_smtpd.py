@@ -663,3 +663,57 @@ def test_ternctl_user_add_then_auth(tern):
         with pytest.raises(smtplib.SMTPAuthenticationError):
             s.login("carol", "first")
         s.login("carol", "s3cond pass")
+
+
+# ---- concurrency and shutdown ----
+
+def test_concurrent_sessions_share_the_cleanup_link(tern):
+    import threading
+    t = make(tern, rules="end_delay 0.2\n")
+    port = t.ports["submission"]
+    replies, errors = [], []
+
+    def client(n):
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
+                c.ehlo("c.test")
+                for i in range(4):
+                    c.mail("app@example.test")
+                    c.rcpt(f"u{n}-{i}@dest.test")
+                    code, text = c.data(msg(subject=f"{n}-{i}"))
+                    replies.append((code, text.decode(), f"{n}-{i}"))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(40)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert errors == []
+    assert len(replies) == 160 and all(code == 250 for code, _, _ in replies)
+    commits = {r["qid"]: r for r in cleanup_commits(t)}
+    assert len(commits) == 160
+    # Each 250 names the commit of that very message.
+    for _, text, tag in replies:
+        qid = text.split("queued as ")[1]
+        assert commits[qid]["rcpts"] == [f"u{tag}@dest.test"]
+        assert f"Subject: {tag}\r\n".encode() in cleanup_message(t, qid)
+
+
+def test_sigterm_lets_a_transaction_finish(tern):
+    t = make(tern)
+    c = Raw(t.ports["submission"])
+    c.cmd("EHLO c.test")
+    assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
+    assert c.cmd("RCPT TO:<u@dest.test>").startswith("250")
+    assert c.cmd("DATA").startswith("354")
+    c.send(b"Subject: x\r\n\r\npart one\r\n")
+    t.proc.send_signal(15)
+    time.sleep(0.5)
+    assert t.proc.poll() is None
+    assert c.cmd("part two\r\n.").startswith("250 2.0.0")
+    assert c.cmd("NOOP").startswith("421 4.3.2")
+    assert c.closed()
+    assert t.proc.wait(10) == 0
+    assert len(cleanup_commits(t)) == 1
