@@ -607,7 +607,8 @@ session_cleanup_reply(struct session *s, uint16_t code, const char *enhanced,
 		break;
 	case P_END:
 		tx->begun = false;
-		if (ok && *queue_id != '\0') {
+		/* Only cleanup's word that the message is on disk makes a 250. */
+		if (code == 250 && *queue_id != '\0') {
 			log_info("%s: client=unknown[%s]%s%s", queue_id, s->addr,
 			    s->auth_user ? ", sasl_username=" : "",
 			    s->auth_user ? s->auth_user : "");
