@@ -10,10 +10,8 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
-#include <openssl/err.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -297,13 +295,7 @@ session_accept(struct listener *l, int fd, struct sockaddr *sa, int salen)
 
 	s->ev_timer = evtimer_new(smtpd.d.base, session_timer_cb, s);
 	if (smtps && refuse == NULL) {
-		SSL *ssl = SSL_new(l->tls);
-
-		if (ssl == NULL)
-			log_fatal("SSL_new failed");
-		s->bev = bufferevent_openssl_socket_new(smtpd.d.base, fd, ssl,
-		    BUFFEREVENT_SSL_ACCEPTING,
-		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+		s->bev = tls_socket_new(l, fd);
 	} else {
 		s->bev = bufferevent_socket_new(smtpd.d.base, fd,
 		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -329,22 +321,11 @@ session_accept(struct listener *l, int fd, struct sockaddr *sa, int salen)
 void
 session_start_tls(struct session *s)
 {
-	struct bufferevent *filter;
-	SSL *ssl;
-
 	/* Plaintext sent after STARTTLS is an injection attempt: drop it. */
 	evbuffer_drain(bufferevent_get_input(s->bev),
 	    evbuffer_get_length(bufferevent_get_input(s->bev)));
 	session_reply(s, "220 2.0.0 Ready to start TLS");
-	ssl = SSL_new(s->listener->tls);
-	if (ssl == NULL)
-		log_fatal("SSL_new failed");
-	filter = bufferevent_openssl_filter_new(smtpd.d.base, s->bev, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (filter == NULL)
-		log_fatal("cannot start TLS");
-	s->bev = filter;
+	s->bev = tls_filter_new(s->listener, s->bev);
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
 	    session_event_cb, s);
 	session_set_timeouts(s);
@@ -361,11 +342,8 @@ session_start_tls(struct session *s)
 static void
 session_tls_done(struct session *s)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
-
 	s->tls = true;
-	snprintf(s->tls_info, sizeof(s->tls_info), "%s %s", SSL_get_version(ssl),
-	    SSL_get_cipher_name(ssl));
+	tls_describe(s->bev, s->tls_info, sizeof(s->tls_info));
 	log_info("unknown[%s]: TLS established: %s", s->addr, s->tls_info);
 	if (s->listener->cfg->mode == LISTEN_SMTPS)
 		session_greet(s);
@@ -535,15 +513,11 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
-		unsigned long e = bufferevent_get_openssl_error(s->bev);
+		if (s->state == S_TLS_HANDSHAKE) {
+			char buf[256];
 
-		if (s->state == S_TLS_HANDSHAKE || e != 0) {
-			char buf[256] = "";
-
-			if (e != 0)
-				ERR_error_string_n(e, buf, sizeof(buf));
-			log_info("TLS failed with unknown[%s]: %s", s->addr,
-			    buf[0] ? buf : "connection lost");
+			tls_error(s->bev, buf, sizeof(buf));
+			log_info("TLS failed with unknown[%s]: %s", s->addr, buf);
 		} else if (!s->closing) {
 			log_info("lost connection after %s from unknown[%s]",
 			    state_names[s->state], s->addr);

@@ -14,7 +14,6 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -27,28 +26,6 @@
 #include "util.h"
 
 struct smtpd smtpd;
-
-/* A TLS context for one listener: TLS 1.2 and up, our certificate. */
-static SSL_CTX *
-tls_context_new(const struct cfg_listener *l)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-	char err[256];
-
-	if (ctx == NULL)
-		log_fatal("SSL_CTX_new failed");
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
-	    SSL_OP_CIPHER_SERVER_PREFERENCE);
-	if (SSL_CTX_use_certificate_chain_file(ctx, l->tls_cert) != 1 ||
-	    SSL_CTX_use_PrivateKey_file(ctx, l->tls_key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
-		ERR_error_string_n(ERR_get_error(), err, sizeof(err));
-		log_fatal("[listen %s]: cannot load %s / %s: %s", l->name,
-		    l->tls_cert, l->tls_key, err);
-	}
-	return ctx;
-}
 
 /* Every session is a descriptor: take all the kernel allows us. */
 static void

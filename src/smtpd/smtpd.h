@@ -161,6 +161,13 @@ void cleanup_end(struct session *s);
 void cleanup_abort(struct session *s);
 bool is_cleanup_full(void);
 
+/* tls.c */
+SSL_CTX *tls_context_new(const struct cfg_listener *l);
+struct bufferevent *tls_socket_new(struct listener *l, int fd);
+struct bufferevent *tls_filter_new(struct listener *l, struct bufferevent *plain);
+void tls_describe(struct bufferevent *bev, char *buf, size_t size);
+void tls_error(struct bufferevent *bev, char *buf, size_t size);
+
 /* auth.c */
 void auth_load_users(struct smtpd *sd);
 void auth_check(struct session *s, const char *user, const char *password);
