@@ -191,6 +191,9 @@ def test_cleanup_refusals_are_passed_on(tern):
     assert c.cmd("DATA").startswith("354")
     assert c.cmd(msg() + ".").startswith("554 5.7.1")
     assert cleanup_commits(t) == []
+    t.wait_log(r"NOQUEUE: reject: RCPT from unknown\[127.0.0.1\]: 550 5.1.1 Recipient is "
+               r"suppressed; from=<refuse@example.test> to=<x-suppressed@dest.test> "
+               r"proto=ESMTP helo=<c.test>")
 
 
 def test_cleanup_down_gives_451_and_no_250(tern):
@@ -374,6 +377,8 @@ def test_inbound_takes_only_return_path_domains_and_postmaster(tern):
         assert r.startswith("550 5.7.1"), (rcpt, r)
     assert c.cmd("RCPT TO:<user@a@bounces.example.test>").startswith("553")
     assert c.cmd("RCPT TO:<@relay.test:user@dest.test>").startswith("550 5.7.1")
+    t.wait_log(r"NOQUEUE: reject: RCPT from unknown\[127.0.0.1\]: 550 5.7.1 Relay "
+               r"access denied; from=<> to=<user@dest.test> proto=ESMTP")
     for rcpt in ("Postmaster", "postmaster@mail.tern.test",
                  "b+123@bounces.example.test", "@x.test:a@BOUNCES.example.test"):
         assert c.cmd(f"RCPT TO:<{rcpt}>").startswith("250"), rcpt
