@@ -540,6 +540,18 @@ def test_timeout_and_max_errors(tern):
     assert c.reply().startswith("421 4.4.2")
     assert 1.5 <= time.monotonic() - start < 6
     assert c.closed()
+    # A client that stalls inside DATA: 421, and cleanup forgets it.
+    c = Raw(t.ports["submission"])
+    c.cmd("EHLO c.test")
+    c.cmd("MAIL FROM:<app@example.test>")
+    c.cmd("RCPT TO:<u@dest.test>")
+    assert c.cmd("DATA").startswith("354")
+    c.send(b"Subject: stalled\r\n")
+    assert c.reply().startswith("421 4.4.2")
+    assert c.closed()
+    wait_for(lambda: [r for r in cleanup_records(t) if r["event"] == "abort"],
+             what="abort at cleanup")
+    assert cleanup_commits(t) == []
     c = Raw(t.ports["submission"])
     assert c.cmd("BOGUS").startswith("500")
     assert c.cmd("MAIL FROM:<a@example.test>").startswith("503")
