@@ -734,3 +734,44 @@ def test_sigterm_lets_a_transaction_finish(tern):
     assert c.closed()
     assert t.proc.wait(10) == 0
     assert len(cleanup_commits(t)) == 1
+
+
+def test_random_abuse_leaves_the_server_serving(tern):
+    """Sessions that send fragments of valid and invalid SMTP in random
+    pieces and vanish at random points: no crash, no sanitizer report
+    (checked at teardown), the same process still serves mail."""
+    import random
+    t = make(tern, tls=True, users={"u": "p"}, smtpd={"max_errors": "50"})
+    port = t.ports["submission"]
+    pid = t.pids_of("smtpd")
+    words = [b"EHLO x\r\n", b"HELO x\r\n", b"MAIL FROM:<app@example.test>\r\n",
+             b"MAIL FROM:<a@b@c> SIZE=9\r\n", b"RCPT TO:<u@dest.test>\r\n",
+             b"RCPT TO:<postmaster>\r\n", b"DATA\r\n", b"BDAT 5\r\n", b"BDAT 3 LAST\r\n",
+             b"abc", b"\r\n.\r\n", b"\n.\n", b".\r\n", b"RSET\r\n", b"NOOP\r\n",
+             b"AUTH PLAIN\r\n", b"AUTH LOGIN dQ==\r\n", b"cA==\r\n", b"*\r\n",
+             b"STARTTLS\r\n", b"VRFY x\r\n", b"\x00\xff\r", b"x" * 700,
+             b"QUIT\r\n", b"From: a@other.test\r\n\r\n"]
+    rng = random.Random(5321)
+    for _ in range(60):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=2)
+            for _ in range(rng.randint(1, 25)):
+                s.sendall(b"".join(rng.choice(words)
+                                   for _ in range(rng.randint(1, 4))))
+                if rng.random() < 0.3:
+                    try:
+                        s.recv(4096)
+                    except socket.timeout:
+                        pass
+            if rng.random() < 0.5:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                             b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+        except OSError:
+            pass
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+        c.ehlo("c.test")
+        c.mail("app@example.test")
+        c.rcpt("u@dest.test")
+        assert c.data(msg())[0] == 250
+    assert t.pids_of("smtpd") == pid
