@@ -573,6 +573,16 @@ def test_sessions_per_client_limit(tern):
     assert Raw(port).greeting.startswith("220 ")
 
 
+def test_max_sessions_limit(tern):
+    t = make(tern, smtpd={"max_sessions": "2"})
+    port = t.ports["submission"]
+    held = [Raw(port) for _ in range(2)]
+    c = Raw(port, greet=False)
+    assert c.reply().startswith("421 4.3.2")
+    assert c.closed()
+    assert held[1].cmd("NOOP").startswith("250")
+
+
 def test_2000_idle_connections_do_not_block_a_new_session(tern):
     t = make(tern, smtpd={"max_sessions_per_client": "5000"})
     port = t.ports["submission"]
