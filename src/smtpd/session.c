@@ -306,6 +306,12 @@ session_accept(struct listener *l, int fd, struct sockaddr *sa, int salen)
 	    session_event_cb, s);
 	session_set_timeouts(s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (refuse != NULL && smtps) {
+		/* No TLS for a refused client: just close. */
+		log_info("refused unknown[%s]: %s", s->addr, refuse + 10);
+		session_close_after_reply(s);
+		return;
+	}
 	if (refuse != NULL) {
 		log_info("refused unknown[%s]: %s", s->addr, refuse + 10);
 		session_reply(s, "%s", refuse);
@@ -591,8 +597,17 @@ session_scan_headers(struct session *s, const uint8_t *p, size_t n)
 			session_headers_done(s);
 			return;
 		}
-	if (tx->hdr_len >= HEADER_SCAN_MAX)
-		session_headers_done(s);
+	/* A From: past the limit would go unchecked: refuse instead. */
+	if (tx->hdr_len >= HEADER_SCAN_MAX) {
+		tx->hdr_done = true;
+		tx->from_refused = true;
+		snprintf(tx->from_bad, sizeof(tx->from_bad),
+		    "unchecked (header block over %d bytes)", HEADER_SCAN_MAX);
+		log_info("unknown[%s]: header block over %d bytes refused",
+		    s->addr, HEADER_SCAN_MAX);
+		free(tx->hdr);
+		tx->hdr = NULL;
+	}
 }
 
 /* The message stream: DATA (dot-stuffed) or the current BDAT chunk. */

@@ -300,6 +300,15 @@ def test_submission_from_header_must_be_ours(tern):
         assert r.startswith("250" if ok else "550 5.7.1"), (frm, r)
     assert len(cleanup_commits(t)) == 1
     assert [r["event"] for r in cleanup_records(t)] == ["abort", "abort", "commit"]
+    # A From: hidden behind 70 KiB of header lines is not waved through.
+    c.cmd("MAIL FROM:<app@example.test>")
+    c.cmd("RCPT TO:<u@dest.test>")
+    assert c.cmd("DATA").startswith("354")
+    for _ in range(80):
+        c.send(b"X-Pad: " + b"p" * 900 + b"\r\n")
+    r = c.cmd("From: evil@other.test\r\n\r\nbody\r\n.")
+    assert r.startswith("550 5.7.1"), r
+    assert len(cleanup_commits(t)) == 1
 
 
 def test_smtps_implicit_tls_with_s_client(tern):
