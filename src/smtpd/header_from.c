@@ -164,11 +164,21 @@ header_check_from(const char *hdr, size_t len, domain_pred is_ours,
 			}
 			break;
 		}
+		size_t colon = start + 4;
+
 		i = end < len ? end + 1 : len;
-		if (end - start < 5 || !has_ascii_prefix_ci(hdr + start, "from:") ||
-		    memchr(hdr + start, '\0', end - start) != NULL)
+		if (end - start < 5 || !has_ascii_prefix_ci(hdr + start, "from"))
 			continue;
-		for (size_t k = start + 5; k < end && vn < sizeof(value) - 1; k++)
+		/* RFC 5322 obsolete syntax: "From :" is a From: field too. */
+		while (colon < end && (hdr[colon] == ' ' || hdr[colon] == '\t'))
+			colon++;
+		if (colon >= end || hdr[colon] != ':')
+			continue;
+		if (memchr(hdr + start, '\0', end - start) != NULL) {
+			snprintf(bad, badsize, "NUL in From: header");
+			return -1;
+		}
+		for (size_t k = colon + 1; k < end && vn < sizeof(value) - 1; k++)
 			if (hdr[k] != '\r' && hdr[k] != '\n')
 				value[vn++] = hdr[k];
 		value[vn] = '\0';

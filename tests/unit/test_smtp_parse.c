@@ -299,6 +299,10 @@ test_header_from(void **state)
 		{ "From: <>\r\n", -1 },
 		{ "From: \"unbalanced <a@example.test>\r\n", -1 },
 		{ "From: a@example.test\r\nFrom: b@other.test\r\n", -1 },
+		{ "From : evil@other.test\r\n", -1 },
+		{ "from\t: app@example.test\r\n", 0 },
+		{ "From-Not: x@other.test\r\n", 0 },
+		{ "From: evil@other.test\0\r\n", -1 },
 	};
 	char bad[128];
 
