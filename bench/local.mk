@@ -11,3 +11,13 @@ BENCH_ARGS =
 bench-queue: bench/queue-commit
 	./bench/queue-commit -d $(BENCH_DIR) $(BENCH_ARGS)
 .PHONY: bench-queue
+
+# `make bench-compare` runs tern and a private Postfix side by side
+# (root; installs Postfix if missing); see bench/README.md.
+noinst_PROGRAMS += bench/smtp-load
+bench_smtp_load_SOURCES = bench/smtp-load.c
+bench_smtp_load_LDADD = $(PTHREAD_LIBS)
+EXTRA_DIST += bench/compare-postfix
+bench-compare: bench/smtp-load all
+	$(top_srcdir)/bench/compare-postfix --build $(abs_builddir) $(BENCH_ARGS)
+.PHONY: bench-compare
