@@ -453,3 +453,24 @@ def test_corrupt_recipient_is_quarantined_and_the_rest_delivered(tern):
         assert len(t.pids_of("qmgr")) == 1 and "exit status" not in log
     finally:
         agent.stop()
+
+
+def test_event_retention_purges_old_events(tern):
+    t = tern({"delivery": {"retry_schedule": "1s"},
+              "queue": {"event_retention": "1s"}})
+    t.start()
+    t.wait_log(r"queue manager started")
+    agent = FakeAgent(t)
+    try:
+        qid, = queue_fill(t, ["old@ok.test"])
+        wait_for(lambda: not in_queue(t, qid), 10, what="delivery")
+        assert len([e for e in events(t) if e["queue_id"] == qid]) == 2
+    finally:
+        agent.stop()
+    time.sleep(1.5)
+    assert t.stop() == 0
+    t.start()      # maintenance runs at start
+    t.wait_log(r"purged 2 event\(s\) older than event_retention")
+    assert [e for e in events(t) if e["queue_id"] == qid] == []
+    r = t.ternctl("trace", qid)
+    assert r.returncode == 1 and "no events" in r.stderr
