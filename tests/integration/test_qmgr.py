@@ -474,3 +474,21 @@ def test_event_retention_purges_old_events(tern):
     assert [e for e in events(t) if e["queue_id"] == qid] == []
     r = t.ternctl("trace", qid)
     assert r.returncode == 1 and "no events" in r.stderr
+
+
+def test_a_blocked_destination_does_not_starve_the_others(tern):
+    t = start(tern, max_connections_per_destination="1")
+    agent = FakeAgent(t, {"domains": {"slow.test": "hang"}}, credits=4)
+    try:
+        # 12,000 recipients for a destination that never answers: more
+        # than the whole active set (10,000).
+        queue_fill(t, extra=["-g", "slow.test:100"], n=120)
+        wait_for(lambda: any(j["domain"] == "slow.test" for j in agent.jobs()),
+                 10, what="a slow.test job")
+        qid, = queue_fill(t, ["x@other.test"])
+        wait_for(lambda: not in_queue(t, qid), 20,
+                 what="other.test delivered despite slow.test")
+        # slow.test kept one job in flight and its share of the rest.
+        assert [j["domain"] for j in agent.jobs()].count("slow.test") == 1
+    finally:
+        agent.stop()
