@@ -36,6 +36,8 @@ struct event_base;
 #define IPC_HEADER_SIZE		12
 #define IPC_MAX_PAYLOAD		(1024 * 1024)
 #define IPC_DATA_CHUNK		(64 * 1024)	/* message content per frame */
+#define IPC_DELIVERY_MAX_RCPTS	1000		/* recipients per DELIVERY_JOB, so
+						 * its result fits in one frame */
 
 #define IPC_F_FD		0x0001
 
@@ -107,7 +109,8 @@ enum ipc_type {
 					 * u8 ret, str envid,
 					 * i64 arrival time (unix ms, for the
 					 *   log's delay=; 0 unknown),
-					 * u32 n recipients, then n times:
+					 * u32 n recipients (1 to
+					 *   IPC_DELIVERY_MAX_RCPTS), then n times:
 					 *   u32 recipient index (in the message),
 					 *   str address, str orcpt, u8 notify */
 	IPC_DELIVERY_RESULT = 0x0403,	/* agent -> qmgr, reqid = job id: one result
@@ -116,7 +119,8 @@ enum ipc_type {
 					 *   u32 recipient index, u16 SMTP code
 					 *   (0: no reply, e.g. connection or DNS
 					 *   failure), str enhanced status ("4.4.1"),
-					 *   str reply or diagnostic text,
+					 *   str reply or diagnostic text (cut so
+					 *   the frame fits),
 					 *   str remote host ("" none),
 					 *   str remote address ("" none),
 					 *   str tls ("" none, else "TLSv1.3 cipher"),
