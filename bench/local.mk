@@ -27,6 +27,6 @@ bench-compare: bench/smtp-load all
 # needs root or a tern user like the integration tests).
 EXTRA_DIST += bench/qmgr-rss
 QMGR_BENCH_ARGS =
-bench-qmgr: src/qmgr/tern-qmgr src/ctl/ternctl src/master/ternd tests/tools/queue_fill
+bench-qmgr: src/qmgr/tern-qmgr src/ctl/ternctl src/master/ternd tests/tools/qmgr_fill
 	$(top_srcdir)/bench/qmgr-rss --build . $(QMGR_BENCH_ARGS)
 .PHONY: bench-qmgr

@@ -35,9 +35,9 @@ fuzz-long:
 	$(MAKE) fuzz-run FUZZ_SECONDS=600
 .PHONY: fuzz fuzz-run fuzz-long
 
-# Test tools: queue_fill commits messages with libternq (standing in for
+# Test tools: qmgr_fill commits messages with libternq (standing in for
 # tern-cleanup); fake_smtp_agent.py stands in for tern-smtp.
-noinst_PROGRAMS += tests/tools/queue_fill
-tests_tools_queue_fill_SOURCES = tests/tools/queue_fill.c
-tests_tools_queue_fill_LDADD = $(TERNQ_LIBS)
+noinst_PROGRAMS += tests/tools/qmgr_fill
+tests_tools_qmgr_fill_SOURCES = tests/tools/qmgr_fill.c
+tests_tools_qmgr_fill_LDADD = $(TERNQ_LIBS)
 EXTRA_DIST += tests/tools/fake_smtp_agent.py

@@ -1,6 +1,6 @@
 """tern-qmgr from the build tree, run by ternd, with
 tests/tools/fake_smtp_agent.py standing in for tern-smtp (rewritten in
-parallel) and tests/tools/queue_fill standing in for tern-cleanup."""
+parallel) and tests/tools/qmgr_fill standing in for tern-cleanup."""
 import json
 import os
 import re
@@ -11,7 +11,7 @@ import time
 import pytest
 
 import ternlib
-from ternlib import FakeAgent, queue_fill, wait_for
+from ternlib import FakeAgent, qmgr_fill, wait_for
 
 
 def start(tern, **delivery):
@@ -45,7 +45,7 @@ def test_retry_schedule_deferred_then_delivered(tern):
     agent = FakeAgent(t, {"domains": {"retry.test": [
         "451 4.3.0 try later", "451 4.3.0 try later", "250 2.0.0 ok"]}})
     try:
-        qid, = queue_fill(t, ["a@ok.test", "b@retry.test"])
+        qid, = qmgr_fill(t, ["a@ok.test", "b@retry.test"])
         # Visible as deferred, with its reply, while it waits.
         def listed_deferred():
             out = t.ternctl("queue").stdout
@@ -85,7 +85,7 @@ def test_expiry_fails_recipient_and_keeps_it_for_bounce(tern):
     t = start(tern, retry_schedule="1s", max_queue_lifetime="5s")
     agent = FakeAgent(t, {"default": "451 4.7.1 greylisted"})
     try:
-        qid, = queue_fill(t, ["x@grey.test"])
+        qid, = qmgr_fill(t, ["x@grey.test"])
         wait_for(lambda: "expired" in rcpt_events(t, qid, "x@grey.test"), 15,
                  what="expiry")
         exp = [e for e in events(t) if e["type"] == "expired"][0]
@@ -110,7 +110,7 @@ def test_null_sender_expiry_removes_message(tern):
     t = start(tern, retry_schedule="1s", max_queue_lifetime="2s")
     agent = FakeAgent(t, {"default": "421 4.4.2 timeout"})
     try:
-        qid, = queue_fill(t, ["y@grey.test"], sender="")
+        qid, = qmgr_fill(t, ["y@grey.test"], sender="")
         # No DSN for the null sender: the message is finished and goes.
         wait_for(lambda: not in_queue(t, qid), 15, what="message removed")
         assert rcpt_events(t, qid, "y@grey.test")[-1] == "expired"
@@ -123,7 +123,7 @@ def test_hard_bounce_suppresses_the_address(tern):
     agent = FakeAgent(t, {"domains": {"hard.test": "550 5.1.1 no such user",
                                       "policy.test": "554 5.7.1 spam"}})
     try:
-        q1, = queue_fill(t, ["Gone@hard.test", "p@policy.test"])
+        q1, = qmgr_fill(t, ["Gone@hard.test", "p@policy.test"])
         wait_for(lambda: "bounced" in rcpt_events(t, q1, "Gone@hard.test"), 10,
                  what="bounce")
         wait_for(lambda: "bounced" in rcpt_events(t, q1, "p@policy.test"), 10,
@@ -132,13 +132,13 @@ def test_hard_bounce_suppresses_the_address(tern):
         assert "gone@hard.test\tbounce\t" in lst and "550 5.1.1 no such user" in lst
         assert "p@policy.test" not in lst, "a policy rejection does not suppress"
         n_jobs = len(agent.jobs())
-        q2, = queue_fill(t, ["gone@hard.test"])
+        q2, = qmgr_fill(t, ["gone@hard.test"])
         wait_for(lambda: "suppressed" in rcpt_events(t, q2, "gone@hard.test"), 10,
                  what="suppressed event")
         assert len(agent.jobs()) == n_jobs, "a suppressed address is not tried"
         assert t.ternctl("suppression", "remove", "gone@hard.test").returncode == 0
         agent.set_rules({})
-        q3, = queue_fill(t, ["gone@hard.test"])
+        q3, = qmgr_fill(t, ["gone@hard.test"])
         wait_for(lambda: "delivered" in rcpt_events(t, q3, "gone@hard.test"), 10,
                  what="delivery after removal")
     finally:
@@ -169,7 +169,7 @@ def test_suppression_commands(tern):
     # A message to a suppressed address fails without an attempt.
     agent = FakeAgent(t)
     try:
-        qid, = queue_fill(t, ["other@example.test"])
+        qid, = qmgr_fill(t, ["other@example.test"])
         wait_for(lambda: "suppressed" in rcpt_events(t, qid, "other@example.test"),
                  10, what="suppressed")
         assert agent.jobs() == []
@@ -181,9 +181,9 @@ def test_hold_release_delete_flush(tern):
     t = start(tern, retry_schedule="1h")
     agent = FakeAgent(t, {"default": "451 4.3.0 later"})
     try:
-        held, = queue_fill(t, ["h@ok.test"], hold=True)
-        qd, qf, qh = queue_fill(t, ["d@ok.test"]) + queue_fill(t, ["f@ok.test"]) + \
-            queue_fill(t, ["k@ok.test"])
+        held, = qmgr_fill(t, ["h@ok.test"], hold=True)
+        qd, qf, qh = qmgr_fill(t, ["d@ok.test"]) + qmgr_fill(t, ["f@ok.test"]) + \
+            qmgr_fill(t, ["k@ok.test"])
         wait_for(lambda: len(agent.jobs()) == 3, 10, what="three first attempts")
         out = t.ternctl("queue").stdout
         assert f"{held}!" in out, "a held message is marked with !"
@@ -223,7 +223,7 @@ def test_agent_crash_and_job_timeout_defer_never_lose(tern):
     t = start(tern, job_timeout="2s")
     crashing = FakeAgent(t, {"domains": {"boom.test": "crash"}}, name="a1")
     try:
-        qid, = queue_fill(t, ["c@boom.test"])
+        qid, = qmgr_fill(t, ["c@boom.test"])
         wait_for(lambda: crashing.proc.poll() is not None, 10, what="agent crash")
         wait_for(lambda: "deferred" in rcpt_events(t, qid, "c@boom.test"), 10,
                  what="deferral after the crash")
@@ -248,7 +248,7 @@ def test_kill_9_of_qmgr_loses_nothing(tern):
     t = start(tern)
     agent = FakeAgent(t, {"default": "hang"}, credits=50, name="a1")
     try:
-        ids = queue_fill(t, ["r1@one.test", "r2@two.test"], n=40)
+        ids = qmgr_fill(t, ["r1@one.test", "r2@two.test"], n=40)
         # 20 per destination (the default), two destinations.
         wait_for(lambda: len(agent.jobs()) == 40, 10, what="jobs in flight")
         pid, = t.pids_of("qmgr")
@@ -272,7 +272,7 @@ def test_kill_9_of_qmgr_loses_nothing(tern):
 def test_restart_with_work_in_flight(tern):
     t = start(tern)
     agent = FakeAgent(t, {"default": "hang"}, name="a1")
-    qid, = queue_fill(t, ["w@slow.test"])
+    qid, = qmgr_fill(t, ["w@slow.test"])
     wait_for(lambda: len(agent.jobs()) == 1, 10, what="job in flight")
     agent.kill()   # in flight: deferred, not lost
     wait_for(lambda: "deferred" in rcpt_events(t, qid, "w@slow.test"), 10,
@@ -292,8 +292,8 @@ def test_destination_limits_and_rate(tern):
                     "[destination slow.test]\nrate = 2/s\n")
     agent = FakeAgent(t, {"default": "hang"}, credits=30)
     try:
-        queue_fill(t, ["a@narrow.test"], n=4)
-        queue_fill(t, ["a@wide.test"], n=5)
+        qmgr_fill(t, ["a@narrow.test"], n=4)
+        qmgr_fill(t, ["a@wide.test"], n=5)
         wait_for(lambda: len([j for j in agent.jobs()
                               if j["domain"] == "wide.test"]) == 3, 10,
                  what="3 wide.test jobs")
@@ -303,7 +303,7 @@ def test_destination_limits_and_rate(tern):
         assert doms.count("wide.test") == 3
         agent.stop()
         fast = FakeAgent(t, {}, credits=30, name="fast")
-        queue_fill(t, ["b@slow.test"], n=6)
+        qmgr_fill(t, ["b@slow.test"], n=6)
         wait_for(lambda: len([j for j in fast.jobs()
                               if j["domain"] == "slow.test"]) == 6, 15,
                  what="6 slow.test jobs")
@@ -320,7 +320,7 @@ def test_events_since_and_follow(tern):
     t = start(tern)
     agent = FakeAgent(t)
     try:
-        qid, = queue_fill(t, ["e@ok.test"])
+        qid, = qmgr_fill(t, ["e@ok.test"])
         wait_for(lambda: not in_queue(t, qid), 10, what="delivery")
         all_ev = events(t)
         assert [e["seq"] for e in all_ev] == sorted(e["seq"] for e in all_ev)
@@ -339,7 +339,7 @@ def test_events_since_and_follow(tern):
              t.config_path, "events", "--follow", "--since", str(last + 1)],
             stdout=subprocess.PIPE, text=True, env=ternlib.daemon_env())
         try:
-            q2, = queue_fill(t, ["f@ok.test"])
+            q2, = qmgr_fill(t, ["f@ok.test"])
             first = json.loads(follow.stdout.readline())
             second = json.loads(follow.stdout.readline())
             assert first["queue_id"] == q2 and first["type"] == "queued"
@@ -364,7 +364,7 @@ def test_malformed_result_closes_agent_and_defers(tern):
         return struct.pack(">IHHI", len(payload), typ, 0, reqid) + payload
     s.sendall(frame(1, 0, struct.pack(">I", 1) + struct.pack(">I", 5) + b"smtp\0"))
     s.sendall(frame(0x0401, 0, struct.pack(">I", 1)))
-    qid, = queue_fill(t, ["m@ok.test"])
+    qid, = qmgr_fill(t, ["m@ok.test"])
     buf = b""
     s.settimeout(10)
     reqid = None
@@ -403,8 +403,8 @@ def test_delay_warning_decided_once(tern):
     t = start(tern, retry_schedule="1s", delay_warning="2s")
     agent = FakeAgent(t, {"default": "451 4.3.0 later"})
     try:
-        qid, = queue_fill(t, ["slow@grey.test"])
-        quiet, = queue_fill(t, ["q@grey.test"], notify=8)   # NOTIFY=NEVER
+        qid, = qmgr_fill(t, ["slow@grey.test"])
+        quiet, = qmgr_fill(t, ["q@grey.test"], notify=8)   # NOTIFY=NEVER
         wait_for(lambda: "deferred (DSN pending)" in
                  t.ternctl("queue", "show", qid).stdout, 10,
                  what="delay DSN flag")
@@ -422,7 +422,7 @@ def test_delay_warning_decided_once(tern):
 
 def test_mailq_is_ternctl_queue(tern):
     t = start(tern)
-    qid, = queue_fill(t, ["m@nowhere.test"], hold=True)
+    qid, = qmgr_fill(t, ["m@nowhere.test"], hold=True)
     mailq = os.path.join(t.dir, "mailq")
     os.symlink(os.path.join(ternlib.BUILD_DIR, "src/ctl/ternctl"), mailq)
     r = subprocess.run([mailq, "-c", t.config_path], capture_output=True,
@@ -435,7 +435,7 @@ def test_mailq_is_ternctl_queue(tern):
 def test_corrupt_recipient_is_quarantined_and_the_rest_delivered(tern):
     t = start(tern)
     assert t.stop() == 0
-    qid, = queue_fill(t, ["good@ok.test", "bad@ok.test"], tell_qmgr=False)
+    qid, = qmgr_fill(t, ["good@ok.test", "bad@ok.test"], tell_qmgr=False)
     # Overwrite recipient 1 with a record of an unknown version
     # (mdb_load -T: a line for the key, one for the value; a byte is a
     # backslash and two hex digits).
@@ -462,7 +462,7 @@ def test_event_retention_purges_old_events(tern):
     t.wait_log(r"queue manager started")
     agent = FakeAgent(t)
     try:
-        qid, = queue_fill(t, ["old@ok.test"])
+        qid, = qmgr_fill(t, ["old@ok.test"])
         wait_for(lambda: not in_queue(t, qid), 10, what="delivery")
         assert len([e for e in events(t) if e["queue_id"] == qid]) == 2
     finally:
@@ -482,10 +482,10 @@ def test_a_blocked_destination_does_not_starve_the_others(tern):
     try:
         # 12,000 recipients for a destination that never answers: more
         # than the whole active set (10,000).
-        queue_fill(t, extra=["-g", "slow.test:100"], n=120)
+        qmgr_fill(t, extra=["-g", "slow.test:100"], n=120)
         wait_for(lambda: any(j["domain"] == "slow.test" for j in agent.jobs()),
                  10, what="a slow.test job")
-        qid, = queue_fill(t, ["x@other.test"])
+        qid, = qmgr_fill(t, ["x@other.test"])
         wait_for(lambda: not in_queue(t, qid), 20,
                  what="other.test delivered despite slow.test")
         # slow.test kept one job in flight and its share of the rest.

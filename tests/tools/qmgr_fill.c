@@ -1,11 +1,11 @@
 /*
- * queue_fill - a test and benchmark tool standing in for tern-cleanup:
+ * qmgr_fill - a test and benchmark tool standing in for tern-cleanup:
  * commits N messages with libternq, in batches, and optionally tells
  * tern-qmgr about them (IPC_QMGR_QUEUED) or defers every recipient to a
  * later time (as if an attempt had failed), to build large deferred
  * queues for bench/qmgr-rss. Prints each committed queue id with -p.
  *
- *   queue_fill -d QUEUE_DIR [-n MESSAGES] [-t RCPT]... [-g DOMAIN:K [-w W]]
+ *   qmgr_fill -d QUEUE_DIR [-n MESSAGES] [-t RCPT]... [-g DOMAIN:K [-w W]]
  *              [-s SENDER] [-S SIZE] [-N NOTIFY] [-b BATCH] [-u USER]
  *              [-q QMGR_SOCKET] [-D SECONDS] [-H] [-p]
  */
@@ -27,7 +27,7 @@
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: queue_fill -d queue_dir [-n messages] [-t rcpt]... "
+	fprintf(stderr, "usage: qmgr_fill -d queue_dir [-n messages] [-t rcpt]... "
 	    "[-g domain:k [-w domains]] [-s sender] [-S size] [-N notify] [-b batch] [-u user] "
 	    "[-q qmgr_socket] [-D defer_seconds] [-H] [-p]\n");
 	exit(2);
@@ -43,7 +43,7 @@ notify_qmgr(const char *path)
 	int fd = ipc_connect_unix(path);
 
 	if (fd == -1) {
-		fprintf(stderr, "queue_fill: connect %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "qmgr_fill: connect %s: %s\n", path, strerror(errno));
 		exit(1);
 	}
 	/* ipc_connect_unix makes it non-blocking; these writes are tiny. */
@@ -76,7 +76,7 @@ defer_all(struct queue *q, int64_t seconds)
 		int64_t now = queue_now_ms();
 
 		if (queue_claim_due(q, now, 10000, &c) == -1) {
-			fprintf(stderr, "queue_fill: claim: %s\n",
+			fprintf(stderr, "qmgr_fill: claim: %s\n",
 			    queue_strerror(queue_last_error()));
 			exit(1);
 		}
@@ -98,13 +98,13 @@ defer_all(struct queue *q, int64_t seconds)
 				r.next_attempt_ms = now + seconds * 1000;
 				r.code = 451;
 				r.status = "4.3.0";
-				r.text = "deferred by queue_fill";
+				r.text = "deferred by qmgr_fill";
 				r.remote_host = "";
 				r.bounce_class = "";
 				queue_update_result(u, &r);
 			}
 		if (queue_update_commit(q, u) == -1) {
-			fprintf(stderr, "queue_fill: defer: %s\n",
+			fprintf(stderr, "qmgr_fill: defer: %s\n",
 			    queue_strerror(queue_last_error()));
 			exit(1);
 		}
@@ -112,7 +112,7 @@ defer_all(struct queue *q, int64_t seconds)
 		queue_update_free(u);
 		queue_claim_free(c);
 	}
-	fprintf(stderr, "queue_fill: deferred %zu recipient(s)\n", total);
+	fprintf(stderr, "qmgr_fill: deferred %zu recipient(s)\n", total);
 }
 
 int
@@ -131,7 +131,7 @@ main(int argc, char **argv)
 	char *body;
 	int ch;
 
-	log_init("queue_fill", LOG_TARGET_STDERR, false);
+	log_init("qmgr_fill", LOG_TARGET_STDERR, false);
 	while ((ch = getopt(argc, argv, "d:n:t:g:w:s:S:N:b:u:q:D:Hp")) != -1) {
 		switch (ch) {
 		case 'd': dir = optarg; break;
@@ -176,7 +176,7 @@ main(int argc, char **argv)
 
 		if (pw == NULL || setgid(pw->pw_gid) == -1 ||
 		    setuid(pw->pw_uid) == -1) {
-			fprintf(stderr, "queue_fill: cannot become %s\n", user);
+			fprintf(stderr, "qmgr_fill: cannot become %s\n", user);
 			return 1;
 		}
 	}
@@ -185,7 +185,7 @@ main(int argc, char **argv)
 	o.map_size = (uint64_t)1 << 30;
 	o.map_size_max = (uint64_t)1 << 36;
 	if ((q = queue_open(&o)) == NULL) {
-		fprintf(stderr, "queue_fill: open %s: %s\n", dir,
+		fprintf(stderr, "qmgr_fill: open %s: %s\n", dir,
 		    queue_strerror(queue_last_error()));
 		return 1;
 	}
@@ -232,7 +232,7 @@ main(int argc, char **argv)
 			queue_batch_add(b, m);
 		}
 		if (queue_batch_commit(q, b) == -1) {
-			fprintf(stderr, "queue_fill: commit: %s\n",
+			fprintf(stderr, "qmgr_fill: commit: %s\n",
 			    queue_strerror(queue_batch_status(b, 0)));
 			return 1;
 		}
