@@ -170,7 +170,7 @@ agent_on_result(struct agent *a, struct ipc_msg *m)
 			    "the job ignored", j->id, res[i].index);
 			continue;
 		}
-		result_attempt(j, r, &res[i], now);
+		result_attempt(j, r, &res[i], true, now);
 	}
 	free(res);
 	/* A recipient without a result must not stay claimed forever. */

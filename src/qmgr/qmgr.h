@@ -186,7 +186,7 @@ struct agent *agent_pick(void);
 
 /* results.c */
 void result_attempt(struct job *j, struct job_rcpt *r,
-    const struct rcpt_result *res, int64_t now_ms);
+    const struct rcpt_result *res, bool from_agent, int64_t now_ms);
 void result_defer_job(struct job *j, const char *status, const char *text,
     int64_t now_ms);
 void result_expire(const struct queue_msg_info *m,

@@ -14,11 +14,14 @@ import ternlib
 from ternlib import FakeAgent, qmgr_fill, wait_for
 
 
-def start(tern, **delivery):
+def start(tern, verbose=False, **delivery):
     keys = {"retry_schedule": "1s 2s", "max_queue_lifetime": "1h"}
     keys.update(delivery)
     extra = keys.pop("extra", "")
-    t = tern({"delivery": keys}, extra=extra)
+    sections = {"delivery": keys}
+    if verbose:
+        sections["server"] = {"verbose": "yes"}
+    t = tern(sections, extra=extra)
     t.start()
     wait_for(lambda: os.path.exists(os.path.join(t.run_dir, "private", "qmgr")),
              5, what="qmgr socket")
@@ -41,7 +44,9 @@ def in_queue(t, qid):
 
 
 def test_retry_schedule_deferred_then_delivered(tern):
-    t = start(tern)
+    # verbose: the lines of attempts are the agent's to log; qmgr's own
+    # copies come with -v only.
+    t = start(tern, verbose=True)
     agent = FakeAgent(t, {"domains": {"retry.test": [
         "451 4.3.0 try later", "451 4.3.0 try later", "250 2.0.0 ok"]}})
     try:
@@ -230,6 +235,9 @@ def test_agent_crash_and_job_timeout_defer_never_lose(tern):
         ev = [e for e in events(t) if e["type"] == "deferred"][0]
         assert ev["text"] == "delivery agent went away"
         t.wait_log(r"delivery agent went away with 1 job\(s\) in flight")
+        # A decision of qmgr's own: logged without -v.
+        t.wait_log(qid + r": to=<c@boom.test>, relay=none, delay=[0-9.]+, "
+                   r"dsn=4.3.0, status=deferred \(delivery agent went away\)")
         hanging = FakeAgent(t, {"default": "hang"}, name="a2")
         wait_for(lambda: len(hanging.jobs()) >= 1, 10, what="job to hanging agent")
         wait_for(lambda: any(e["status"] == "4.4.7" for e in events(t)), 10,
@@ -490,5 +498,17 @@ def test_a_blocked_destination_does_not_starve_the_others(tern):
                  what="other.test delivered despite slow.test")
         # slow.test kept one job in flight and its share of the rest.
         assert [j["domain"] for j in agent.jobs()].count("slow.test") == 1
+    finally:
+        agent.stop()
+
+
+def test_attempts_are_logged_by_the_agent_not_twice(tern):
+    t = start(tern)
+    agent = FakeAgent(t)
+    try:
+        qid, = qmgr_fill(t, ["one@ok.test"])
+        wait_for(lambda: not in_queue(t, qid), 10, what="delivery")
+        t.wait_log(f"{qid}: removed")
+        assert "status=sent" not in t.log_text()
     finally:
         agent.stop()
