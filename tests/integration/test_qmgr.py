@@ -22,6 +22,8 @@ def start(tern, verbose=False, **delivery):
     if verbose:
         sections["server"] = {"verbose": "yes"}
     t = tern(sections, extra=extra)
+    # The fake agent is the only delivery agent: the real tern-smtp idles.
+    ternlib.idle_daemons(t, ["smtp"])
     t.start()
     wait_for(lambda: os.path.exists(os.path.join(t.run_dir, "private", "qmgr")),
              5, what="qmgr socket")
@@ -261,7 +263,7 @@ def test_kill_9_of_qmgr_loses_nothing(tern):
         wait_for(lambda: len(agent.jobs()) == 40, 10, what="jobs in flight")
         pid, = t.pids_of("qmgr")
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: t.pids_of("qmgr") and t.pids_of("qmgr")[0] != pid, 15,
+        wait_for(lambda: [p for p in t.pids_of("qmgr") if p != pid], 15,
                  what="qmgr restarted")
         t.wait_log(r"recipient\(s\) in flight at the last stop are due again")
         agent.kill()

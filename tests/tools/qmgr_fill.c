@@ -1,14 +1,4 @@
 /*
-<<<<<<<< HEAD:tests/tools/queue_fill.c
- * queue_fill.c - puts messages into a tern queue for tests and benchmarks
- * of the delivery agent, as tern-cleanup would (libternq, one batch
- * commit per 1000 messages). Prints one queue id per line.
- *
- *   queue_fill -c tern.conf [-n COUNT] [-f SENDER] [-8] [-u] FILE RCPT...
- *
- * FILE holds the message (LF line ends become CRLF; "-" is stdin).
- * -8 marks it BODY=8BITMIME, -u SMTPUTF8.
-========
  * qmgr_fill - a test and benchmark tool standing in for tern-cleanup:
  * commits N messages with libternq, in batches, and optionally tells
  * tern-qmgr about them (IPC_QMGR_QUEUED) or defers every recipient to a
@@ -18,23 +8,22 @@
  *   qmgr_fill -d QUEUE_DIR [-n MESSAGES] [-t RCPT]... [-g DOMAIN:K [-w W]]
  *              [-s SENDER] [-S SIZE] [-N NOTIFY] [-b BATCH] [-u USER]
  *              [-q QMGR_SOCKET] [-D SECONDS] [-H] [-p]
->>>>>>>> qmgr:tests/tools/qmgr_fill.c
  */
 #include "autoconfig.h"
 
+#include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "ipc.h"
 #include "log.h"
 #include "queue.h"
 #include "util.h"
 
-<<<<<<<< HEAD:tests/tools/queue_fill.c
-#define BATCH	1000
-========
 static void
 usage(void)
 {
@@ -43,35 +32,16 @@ usage(void)
 	    "[-q qmgr_socket] [-D defer_seconds] [-H] [-p]\n");
 	exit(2);
 }
->>>>>>>> qmgr:tests/tools/qmgr_fill.c
 
-static char *
-read_message(const char *path, size_t *len)
+/* Sends HELLO and QMGR_QUEUED, as cleanup does after a commit. */
+static void
+notify_qmgr(const char *path)
 {
-	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-	char *out = NULL;
-	size_t n = 0;
-	int c, prev = 0;
+	struct ipc_out *o;
+	const uint8_t *b;
+	size_t len;
+	int fd = ipc_connect_unix(path);
 
-<<<<<<<< HEAD:tests/tools/queue_fill.c
-	if (f == NULL) {
-		perror(path);
-		exit(2);
-	}
-	while ((c = getc(f)) != EOF) {
-		if (n + 2 >= SIZE_MAX / 2)
-			exit(2);
-		out = xrealloc(out, n + 3);
-		if (c == '\n' && prev != '\r')
-			out[n++] = '\r';
-		out[n++] = (char)c;
-		prev = c;
-	}
-	if (f != stdin)
-		fclose(f);
-	*len = n;
-	return out;
-========
 	if (fd == -1) {
 		fprintf(stderr, "qmgr_fill: connect %s: %s\n", path, strerror(errno));
 		exit(1);
@@ -143,26 +113,13 @@ defer_all(struct queue *q, int64_t seconds)
 		queue_claim_free(c);
 	}
 	fprintf(stderr, "qmgr_fill: deferred %zu recipient(s)\n", total);
->>>>>>>> qmgr:tests/tools/qmgr_fill.c
 }
 
 int
 main(int argc, char **argv)
 {
-	const char *config = NULL, *sender = "sender@tern.test";
 	struct queue_options o;
-	struct tern_config *cfg;
 	struct queue *q;
-<<<<<<<< HEAD:tests/tools/queue_fill.c
-	unsigned long count = 1;
-	bool eight = false, utf8 = false;
-	char *content;
-	size_t len;
-	int ch;
-
-	log_init("queue_fill", LOG_TARGET_STDERR, false);
-	while ((ch = getopt(argc, argv, "c:n:f:8u")) != -1) {
-========
 	const char *dir = NULL, *sender = "sender@example.test", *user = NULL;
 	const char *qmgr_socket = NULL, *gen_domain = NULL;
 	char **rcpts = NULL;
@@ -176,38 +133,22 @@ main(int argc, char **argv)
 
 	log_init("qmgr_fill", LOG_TARGET_STDERR, false);
 	while ((ch = getopt(argc, argv, "d:n:t:g:w:s:S:N:b:u:q:D:Hp")) != -1) {
->>>>>>>> qmgr:tests/tools/qmgr_fill.c
 		switch (ch) {
-		case 'c':
-			config = optarg;
+		case 'd': dir = optarg; break;
+		case 'n': if (parse_uint64(optarg, 100000000, &n) == -1) usage(); break;
+		case 't':
+			rcpts = xreallocarray(rcpts, n_rcpts + 1, sizeof(*rcpts));
+			rcpts[n_rcpts++] = optarg;
 			break;
-		case 'n':
-			count = strtoul(optarg, NULL, 10);
+		case 'g': {
+			char *colon = strrchr(optarg, ':');
+
+			if (colon == NULL || parse_uint64(colon + 1, QUEUE_RCPT_MAX,
+			    &gen_k) == -1)
+				usage();
+			*colon = '\0';
+			gen_domain = optarg;
 			break;
-<<<<<<<< HEAD:tests/tools/queue_fill.c
-		case 'f':
-			sender = optarg;
-			break;
-		case '8':
-			eight = true;
-			break;
-		case 'u':
-			utf8 = true;
-			break;
-		default:
-			goto usage;
-		}
-	}
-	if (config == NULL || argc - optind < 2 || count == 0)
-		goto usage;
-	cfg = config_load_or_exit(config);
-	content = read_message(argv[optind], &len);
-	queue_options_from_config(&o, cfg, 0);
-	q = queue_open(&o);
-	if (q == NULL)
-		log_fatal("cannot open the queue");
-	for (unsigned long done = 0; done < count;) {
-========
 		}
 		case 'w':
 			if (parse_uint64(optarg, 1000000, &width) == -1 || width == 0)
@@ -252,34 +193,23 @@ main(int argc, char **argv)
 	for (uint64_t i = 0; i < size; i++)
 		body[i] = (i % 78 == 76) ? '\r' : (i % 78 == 77) ? '\n' : 'x';
 	for (uint64_t done = 0; done < n;) {
->>>>>>>> qmgr:tests/tools/qmgr_fill.c
 		struct queue_batch *b = queue_batch_new();
-		size_t n = 0;
 
-		for (; n < BATCH && done + n < count; n++) {
+		for (; queue_batch_count(b) < batch && done < n; done++) {
 			struct queue_msg_info env;
 			struct queue_msg *m;
 
 			memset(&env, 0, sizeof(env));
 			env.sender = sender;
-			env.body = eight ? CLEANUP_BODY_8BITMIME : CLEANUP_BODY_7BIT;
+			env.envid = "";
+			env.auth_user = "";
+			env.client_addr = "";
+			env.client_name = "";
+			env.stream = "";
+			env.message_id = "";
 			env.source = CLEANUP_SOURCE_SUBMISSION;
-			env.smtputf8 = utf8;
-			env.envid = env.auth_user = env.client_addr = "";
-			env.client_name = env.stream = env.message_id = "";
+			env.hold = hold;
 			m = queue_msg_new(&env);
-<<<<<<<< HEAD:tests/tools/queue_fill.c
-			for (int i = optind + 1; i < argc; i++)
-				if (queue_msg_add_rcpt(m, argv[i], "", 0) == -1)
-					log_fatal("bad recipient %s", argv[i]);
-			queue_msg_append(m, content, len);
-			queue_batch_add(b, m);
-		}
-		if (queue_batch_commit(q, b) == -1)
-			log_fatal("commit failed: %s",
-			    queue_strerror(queue_last_error()));
-		for (size_t i = 0; i < n; i++) {
-========
 			for (size_t i = 0; i < n_rcpts; i++)
 				queue_msg_add_rcpt(m, rcpts[i], "", notify);
 			for (uint64_t k = 0; k < gen_k; k++) {
@@ -307,21 +237,20 @@ main(int argc, char **argv)
 			return 1;
 		}
 		for (size_t i = 0; print && i < queue_batch_count(b); i++) {
->>>>>>>> qmgr:tests/tools/qmgr_fill.c
 			char id[QUEUE_ID_LEN + 1];
 
 			queue_id_format(queue_batch_qid(b, i), id);
 			printf("%s\n", id);
 		}
 		queue_batch_free(b);
-		done += n;
 	}
-	free(content);
+	if (defer > 0)
+		defer_all(q, defer);
+	fflush(stdout);
+	free(body);
+	free(rcpts);
 	queue_close(q);
-	config_free(cfg);
+	if (qmgr_socket != NULL)
+		notify_qmgr(qmgr_socket);
 	return 0;
-usage:
-	fprintf(stderr, "usage: queue_fill -c config [-n count] [-f sender] "
-	    "[-8] [-u] file rcpt...\n");
-	return 2;
 }
