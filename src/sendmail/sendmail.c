@@ -13,7 +13,6 @@
  */
 #include "autoconfig.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
@@ -23,12 +22,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sysexits.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "ipc.h"
 #include "log.h"
+#include "mailq.h"
 #include "maildrop.h"
 #include "message.h"
 #include "peercred.h"
@@ -432,91 +431,33 @@ send_message(const struct tern_config *cfg, const struct maildrop_msg *m,
 
 /* ---- mailq ---- */
 
-struct mailq_state {
-	size_t messages;
-	uint64_t bytes;
-};
-
-static int
-mailq_print_msg(void *arg, const struct queue_msg_info *m,
-    const struct queue_rcpt_info *rcpts, size_t n_rcpts)
-{
-	struct mailq_state *st = arg;
-	char qid[QUEUE_ID_LEN + 1], when[32];
-	time_t t = (time_t)(m->arrival_ms / 1000);
-	struct tm tm;
-
-	queue_id_format(m->qid, qid);
-	localtime_r(&t, &tm);
-	strftime(when, sizeof(when), "%a %b %e %H:%M:%S", &tm);
-	printf("%s%c %8llu %s  %s\n", qid, m->hold ? '!' : ' ',
-	    (unsigned long long)m->size, when, *m->sender ? m->sender : "MAILER-DAEMON");
-	for (size_t i = 0; i < n_rcpts; i++) {
-		const struct queue_rcpt_info *r = &rcpts[i];
-
-		if (r->state == QUEUE_RCPT_DELIVERED || r->state == QUEUE_RCPT_FAILED)
-			continue;
-		if (r->last_text[0] != '\0')
-			printf("%*s(%.*s)\n", 17, "", 200, r->last_text);
-		printf("%*s%s\n", 17, "", r->address);
-	}
-	printf("\n");
-	st->messages++;
-	st->bytes += m->size;
-	return 0;
-}
-
-static size_t
-count_maildrop(const struct tern_config *cfg)
-{
-	char *dir = xasprintf("%s/maildrop", cfg->server.queue_dir);
-	struct dirent *de;
-	size_t n = 0;
-	DIR *d = opendir(dir);
-
-	free(dir);
-	if (d == NULL)
-		return 0;
-	while ((de = readdir(d)) != NULL)
-		if (is_maildrop_name(de->d_name))
-			n++;
-	closedir(d);
-	return n;
-}
-
 static int
 list_queue(const struct tern_config *cfg)
 {
 	struct queue_options qo;
-	struct mailq_state st = { 0, 0 };
 	struct queue *q;
-	size_t dropped;
+	char *dir;
+	int rc;
 
 	queue_options_from_config(&qo, cfg, QUEUE_OPEN_READONLY);
 	q = queue_open(&qo);
-	if (q == NULL) {
+	if (q == NULL && queue_last_error() != QUEUE_ERR_NOTFOUND) {
 		fprintf(stderr, "mailq: cannot read the queue in %s: %s\n",
 		    cfg->server.queue_dir, queue_strerror(queue_last_error()));
 		return access(cfg->server.queue_dir, R_OK | X_OK) == 0 ?
 		    EX_UNAVAILABLE : EX_NOPERM;
 	}
-	if (queue_list(q, mailq_print_msg, &st) == -1) {
+	dir = xasprintf("%s/maildrop", cfg->server.queue_dir);
+	/* No queue yet (tern never ran): only the maildrop can hold mail. */
+	rc = mailq_print(q, dir, stdout);
+	free(dir);
+	if (q != NULL)
+		queue_close(q);
+	if (rc == -1) {
 		fprintf(stderr, "mailq: reading the queue: %s\n",
 		    queue_strerror(queue_last_error()));
-		queue_close(q);
 		return EX_UNAVAILABLE;
 	}
-	queue_close(q);
-	dropped = count_maildrop(cfg);
-	if (st.messages == 0)
-		printf("Mail queue is empty\n");
-	else
-		printf("-- %llu Kbytes in %zu Request%s.\n",
-		    (unsigned long long)(st.bytes + 1023) / 1024, st.messages,
-		    st.messages == 1 ? "" : "s");
-	if (dropped > 0)
-		printf("-- %zu message%s in the maildrop, waiting for tern to start.\n",
-		    dropped, dropped == 1 ? "" : "s");
 	return EX_OK;
 }
 
