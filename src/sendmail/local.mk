@@ -5,6 +5,7 @@ src_sendmail_libsendmail_a_SOURCES = \
 	src/sendmail/maildrop.c src/sendmail/maildrop.h \
 	src/sendmail/mailq.c src/sendmail/mailq.h \
 	src/sendmail/message.c src/sendmail/message.h \
+	src/sendmail/smtp_stdio.c src/sendmail/smtp_stdio.h \
 	src/sendmail/submit.c src/sendmail/submit.h
 SENDMAIL_LIBS = src/sendmail/libsendmail.a
 

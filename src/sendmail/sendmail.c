@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@
 #include "message.h"
 #include "peercred.h"
 #include "queue.h"
+#include "smtp_stdio.h"
 #include "submit.h"
 #include "util.h"
 
@@ -152,6 +154,8 @@ parse_options(int argc, char **argv, struct sm_options *o)
 				o->mode = 'p';
 			else if (strcmp(optarg, "i") == 0)
 				o->mode = 'i';
+			else if (strcmp(optarg, "s") == 0)
+				o->mode = 's';
 			else
 				die(EX_USAGE, "-b%s is not supported", optarg);
 			break;
@@ -375,30 +379,39 @@ report_submission(const struct sm_options *o, const struct maildrop_msg *m,
 	return EX_TEMPFAIL;
 }
 
+/* Writes m into the maildrop with the setgid group raised; 0 or -1. */
 static int
-write_maildrop(const struct tern_config *cfg, const struct maildrop_msg *m,
-    const struct sm_options *o)
+drop_file(const struct maildrop_msg *m, char *name, size_t size, void *arg)
 {
+	const struct tern_config *cfg = arg;
 	char *dir = xasprintf("%s/maildrop", cfg->server.queue_dir);
-	char name[96];
 	int rc, saved;
 
 	if (drop_gid != (gid_t)-1 && setegid(drop_gid) == -1)
 		die(EX_OSERR, "cannot take the maildrop group: %s", strerror(errno));
-	rc = maildrop_write(dir, m, name, sizeof(name));
+	rc = maildrop_write(dir, m, name, size);
 	saved = errno;
 	if (drop_gid != (gid_t)-1 && setegid(getgid()) == -1)
 		die(EX_OSERR, "cannot give up the maildrop group: %s", strerror(errno));
-	if (rc == -1) {
+	if (rc == -1)
 		fprintf(stderr, "sendmail: the mail system is not running and the "
-		    "maildrop %s cannot take the message: %s\n", dir, strerror(saved));
-		free(dir);
-		return EX_TEMPFAIL;
-	}
-	if (o->verbose)
-		printf("tern is not running: kept in %s/%s until it starts\n", dir,
-		    name);
+		    "maildrop %s cannot take the message: %s\n", dir,
+		    strerror(saved));
 	free(dir);
+	return rc;
+}
+
+static int
+write_maildrop(const struct tern_config *cfg, const struct maildrop_msg *m,
+    const struct sm_options *o)
+{
+	char name[96];
+
+	if (drop_file(m, name, sizeof(name), (void *)cfg) == -1)
+		return EX_TEMPFAIL;
+	if (o->verbose)
+		printf("tern is not running: kept in %s/maildrop/%s until it "
+		    "starts\n", cfg->server.queue_dir, name);
 	return EX_OK;
 }
 
@@ -484,6 +497,9 @@ main(int argc, char **argv)
 	if (drop_gid != (gid_t)-1 && setegid(getgid()) == -1)
 		die(EX_OSERR, "setegid: %s", strerror(errno));
 	log_init("sendmail", LOG_TARGET_STDERR, false);
+	/* A daemon that goes away must give EPIPE (then the maildrop), not
+	 * kill us. */
+	signal(SIGPIPE, SIG_IGN);
 
 	memset(&o, 0, sizeof(o));
 	o.mode = 'm';
@@ -514,6 +530,22 @@ main(int argc, char **argv)
 		code = list_queue(cfg);
 		config_free(cfg);
 		return code;
+	}
+	if (o.mode == 's') {
+		struct bs_config bc = {
+			.hostname = cfg->server.hostname,
+			.timeout_ms = SUBMIT_TIMEOUT_MS,
+			.size_limit = cfg->server.message_size_limit,
+			.drop = drop_file,
+			.drop_arg = cfg,
+		};
+		char *path = xasprintf("%s/public/sendmail", cfg->server.run_dir);
+
+		bc.socket_path = path;
+		code = smtp_stdio_run(&bc, stdin, stdout);
+		free(path);
+		config_free(cfg);
+		return code == 0 ? EX_OK : EX_SOFTWARE;
 	}
 
 	memset(&me, 0, sizeof(me));
