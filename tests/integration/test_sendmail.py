@@ -396,3 +396,22 @@ def test_bs_refuses_nul_and_needs_helo(conf, double):
     assert "503 5.5.1" in out
     assert "554 5.6.0" in out
     assert d.messages == []
+
+
+def test_cleanup_dying_before_the_commit_falls_back_to_the_maildrop(conf, double):
+    p = run_pickup(conf)
+    wait_for(lambda: os.path.isdir(os.path.join(conf.queue_dir, "maildrop")))
+    stop(p)
+    d = double(end_reply=lambda t: "DROP")
+    r = sendmail(conf, ["to@example.net"], b"Subject: crash\n\nbody\n")
+    assert r.returncode == EX_OK, r.stderr
+    assert d.messages == []
+    assert len(maildrop_files(conf)) == 1
+    d.end_reply = None
+    p = run_pickup(conf)
+    try:
+        wait_for(lambda: d.messages, what="the message after the crash")
+        wait_for(lambda: not maildrop_files(conf), what="the file removed")
+    finally:
+        stop(p)
+    assert d.messages[0]["rcpts"] == ["to@example.net"]

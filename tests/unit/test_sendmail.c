@@ -13,10 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "mailq.h"
+#include "peercred.h"
 #include "maildrop.h"
 #include "queue.h"
 #include "message.h"
@@ -312,6 +315,48 @@ test_maildrop_rejects(void **state)
 	assert_false(is_maildrop_name("../x"));
 }
 
+static void
+test_peercred(void **state)
+{
+	struct peer_identity id;
+	char buf[128], path[] = "/tmp/tern-peercred-XXXXXX";
+	int sv[2], fd;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(peercred_from_socket(sv[0], &id), 0);
+	assert_int_equal(id.uid, getuid());
+	assert_int_equal(id.pid, getpid());
+	assert_true(id.user[0] != '\0');
+	assert_true(is_peer_privileged(&id, getuid()));
+	close(sv[0]);
+	close(sv[1]);
+	/* Not a socket: an error, never a guess. */
+	fd = mkstemp(path);
+	assert_true(fd != -1);
+	assert_int_equal(peercred_from_socket(fd, &id), -1);
+	assert_int_equal(peercred_from_file(fd, &id), 0);
+	assert_int_equal(id.uid, getuid());
+	close(fd);
+	unlink(path);
+
+	memset(&id, 0, sizeof(id));
+	id.uid = 4000000000u;	/* no password entry */
+	peercred_lookup_user(&id);
+	assert_string_equal(id.user, "#4000000000");
+	assert_false(is_peer_privileged(&id, 995));
+	peercred_auth_text(&id, buf, sizeof(buf));
+	assert_string_equal(buf, "uid=4000000000 user=#4000000000");
+	peercred_default_sender(&id, "host.test", buf, sizeof(buf));
+	assert_string_equal(buf, "uid4000000000@host.test");
+	id.uid = 0;
+	peercred_lookup_user(&id);
+	assert_string_equal(id.user, "root");
+	assert_true(is_peer_privileged(&id, 995));
+	peercred_default_sender(&id, "host.test", buf, sizeof(buf));
+	assert_string_equal(buf, "root@host.test");
+}
+
 /* Lists a real store: a message with two recipients, and the maildrop. */
 static void
 test_mailq_listing(void **state)
@@ -410,6 +455,7 @@ main(void)
 		cmocka_unit_test(test_maildrop_round_trip),
 		cmocka_unit_test(test_maildrop_rejects),
 		cmocka_unit_test(test_mailq_listing),
+		cmocka_unit_test(test_peercred),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
