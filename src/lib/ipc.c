@@ -39,6 +39,10 @@ ipc_type_name(uint16_t type)
 	case IPC_DELIVERY_READY: return "DELIVERY_READY";
 	case IPC_DELIVERY_JOB: return "DELIVERY_JOB";
 	case IPC_DELIVERY_RESULT: return "DELIVERY_RESULT";
+	case IPC_BOUNCE_DSN: return "BOUNCE_DSN";
+	case IPC_BOUNCE_DSN_DONE: return "BOUNCE_DSN_DONE";
+	case IPC_BOUNCE_FEEDBACK: return "BOUNCE_FEEDBACK";
+	case IPC_BOUNCE_FEEDBACK_RESULT: return "BOUNCE_FEEDBACK_RESULT";
 	}
 	return NULL;
 }
