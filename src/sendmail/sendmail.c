@@ -520,7 +520,7 @@ main(int argc, char **argv)
 	    (o.config != NULL || getenv("TERN_CONFIG") != NULL) &&
 	    !is_root_config(config_default_path(o.config)))
 		drop_setgid_forever();
-	cfg = config_load(config_default_path(o.config), &errs);
+	cfg = config_load_unchecked(config_default_path(o.config), &errs);
 	if (cfg == NULL) {
 		config_errors_print(&errs, stderr);
 		config_errors_free(&errs);

@@ -415,3 +415,21 @@ def test_cleanup_dying_before_the_commit_falls_back_to_the_maildrop(conf, double
     finally:
         stop(p)
     assert d.messages[0]["rcpts"] == ["to@example.net"]
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to become another user")
+def test_user_without_access_to_keys_can_still_send(conf, double):
+    """The config names a DKIM key in a directory users cannot enter:
+    sendmail reads the config without checking files it never uses."""
+    keys = os.path.join(conf.dir, "dkim")
+    os.makedirs(keys, mode=0o700)
+    with open(os.path.join(keys, "k.pem"), "w") as f:
+        f.write("not a real key\n")
+    conf.sections["domain example.test"] = {
+        "dkim_selector": "s1", "dkim_key": os.path.join(keys, "k.pem")}
+    conf.write_config()
+    os.chmod(conf.config_path, 0o644)
+    d = double()
+    r = sendmail(conf, ["to@example.net"], b"Subject: x\n\nhi\n", user="nobody")
+    assert r.returncode == EX_OK, r.stderr
+    assert len(d.messages) == 1
