@@ -51,6 +51,10 @@ ipc_type_name(uint16_t type)
 	case IPC_CTL_SUPPRESS_ADD: return "CTL_SUPPRESS_ADD";
 	case IPC_CTL_SUPPRESS_REMOVE: return "CTL_SUPPRESS_REMOVE";
 	case IPC_CTL_REPLY: return "CTL_REPLY";
+	case IPC_BOUNCE_DSN: return "BOUNCE_DSN";
+	case IPC_BOUNCE_DSN_DONE: return "BOUNCE_DSN_DONE";
+	case IPC_BOUNCE_FEEDBACK: return "BOUNCE_FEEDBACK";
+	case IPC_BOUNCE_FEEDBACK_RESULT: return "BOUNCE_FEEDBACK_RESULT";
 	}
 	return NULL;
 }

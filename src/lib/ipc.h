@@ -152,7 +152,46 @@ enum ipc_type {
 					 * unreadable, agent draining) is a 4xx
 					 * deferral with code 0. */
 
-	/* -- tern-qmgr and tern-bounce: types 0x05xx, see src/bounce -- */
+	/*
+	 * -- tern-qmgr and tern-bounce (bounce connects to qmgr's socket).
+	 * Bounce only reads the queue; qmgr applies every change, so a
+	 * crash between the two gives a duplicate DSN, never a lost one.
+	 */
+	IPC_BOUNCE_DSN = 0x0501,	/* qmgr -> bounce: DSNs to send.
+					 * u64 queue id, u8 kind (one of
+					 * QUEUE_RF_DSN_FAILURE, _DELAY, _SUCCESS),
+					 * u32 n, then n times u32 recipient index.
+					 * Bounce composes ONE report for them from
+					 * the queue (envelope, last results,
+					 * content) and submits it to cleanup with
+					 * CLEANUP_SOURCE_BOUNCE, the null sender and
+					 * NOTIFY=NEVER, to the original sender. */
+	IPC_BOUNCE_DSN_DONE = 0x0502,	/* bounce -> qmgr, reqid echoed:
+					 * u16 code (2xx: committed, or none was
+					 * due; 4xx: retry later; 5xx: never
+					 * possible, logged), str enhanced status,
+					 * str text, str DSN queue id ("" none).
+					 * qmgr then calls queue_update_dsn_done
+					 * (2xx, 5xx) or retries (4xx, lost). */
+	IPC_BOUNCE_FEEDBACK = 0x0503,	/* qmgr -> bounce: a message cleanup took on
+					 * the inbound listener for a return_path
+					 * address: u64 queue id, u32 recipient
+					 * index (the VERP address). */
+	IPC_BOUNCE_FEEDBACK_RESULT = 0x0504, /* bounce -> qmgr, reqid echoed:
+					 * u8 outcome (0 parsed; 1 not a report:
+					 * hold it for the operator), u32 n, then n
+					 * times: u8 kind (enum feedback_kind),
+					 * u64 original queue id (from the VERP
+					 * token, 0 unknown), u32 original recipient
+					 * index, str recipient address, str
+					 * enhanced status, str diagnostic, str
+					 * bounce class, bool suppress, u8 source
+					 * (enum queue_supp_source), i64 expiry
+					 * (unix ms, 0 never). qmgr applies it in one
+					 * queue update: a bounced (async) or
+					 * complaint event per item, the suppression
+					 * entries, and the inbound recipient final. */
+
 	/*
 	 * -- ternctl to tern-qmgr, over qmgr's socket: changes to the queue
 	 * go through qmgr so its active set stays consistent. Every request
