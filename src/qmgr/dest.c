@@ -133,8 +133,8 @@ dest_wait_ms(const struct dest *d)
 	if (pace <= 0 && d->pace_usec != 0 && now - d->pace_usec >= 1000000)
 		pace = (double)(d->sent_rcpts - d->pace_mark) * 1e6 /
 		    (double)(now - d->pace_usec);
-	if (pace <= 0)
-		return 60 * 1000;	/* nothing sent yet: look again in a minute */
+	if (pace <= 0)		/* nothing sent yet (a start): look again soon */
+		return QMGR_DEST_WAIT_MIN_MS;
 	wait = (int64_t)((double)d->pending_rcpts / pace * 1000.0);
 	if (wait < QMGR_DEST_WAIT_MIN_MS)
 		wait = QMGR_DEST_WAIT_MIN_MS;
