@@ -127,7 +127,9 @@ signer_load_keys(struct daemon *d)
 			    "bits=%d: loaded", sd->name, s->selector, s->path,
 			    dkim_key_alg_name(s->key.alg), s->key.bits);
 		}
-		if (sd->n_loaded == 0)
+		/* A domain without selectors is sent unsigned by design
+		 * (cleanup does not ask); one whose keys all failed is not. */
+		if (sd->n_loaded == 0 && cd->n_dkim > 0)
 			log_warn("domain=%s: no usable DKIM key; its mail is "
 			    "refused with a temporary error until one is "
 			    "configured", sd->name);
