@@ -44,6 +44,9 @@ ipc_type_name(uint16_t type)
 	case IPC_DELIVERY_READY: return "DELIVERY_READY";
 	case IPC_DELIVERY_JOB: return "DELIVERY_JOB";
 	case IPC_DELIVERY_RESULT: return "DELIVERY_RESULT";
+	case IPC_BOUNCE_READY: return "BOUNCE_READY";
+	case IPC_BOUNCE_WORK: return "BOUNCE_WORK";
+	case IPC_BOUNCE_DONE: return "BOUNCE_DONE";
 	case IPC_CTL_FLUSH: return "CTL_FLUSH";
 	case IPC_CTL_DELETE: return "CTL_DELETE";
 	case IPC_CTL_HOLD: return "CTL_HOLD";

@@ -152,7 +152,27 @@ enum ipc_type {
 					 * unreadable, agent draining) is a 4xx
 					 * deferral with code 0. */
 
-	/* -- tern-qmgr and tern-bounce: types 0x05xx, see src/bounce -- */
+	/*
+	 * -- tern-qmgr and tern-bounce (src/bounce). bounce connects to
+	 * qmgr's socket; qmgr hands it the messages that have recipients with
+	 * a DSN flag (QUEUE_RF_DSN_*), only against credits. bounce reads
+	 * the message itself (read-only), has each DSN committed by cleanup
+	 * (CLEANUP_SOURCE_BOUNCE) and then says which flags are done; qmgr
+	 * clears them (queue_update_dsn_done) and only then hands out that
+	 * message again. A crash in between repeats a DSN, never loses one.
+	 */
+	IPC_BOUNCE_READY = 0x0501,	/* bounce -> qmgr: u32 more messages it
+					 * can take now (credits add up) */
+	IPC_BOUNCE_WORK = 0x0502,	/* qmgr -> bounce, reqid = work id:
+					 * str queue id */
+	IPC_BOUNCE_DONE = 0x0503,	/* bounce -> qmgr, reqid = work id:
+					 * u8 status (enum bounce_status),
+					 * u32 n, then n times: u32 recipient
+					 * index, u8 QUEUE_RF_DSN_* flags whose
+					 * DSN is committed (or given up: 5xx
+					 * from cleanup, logged). The credit is
+					 * returned with it. */
+
 	/*
 	 * -- ternctl to tern-qmgr, over qmgr's socket: changes to the queue
 	 * go through qmgr so its active set stays consistent. Every request
@@ -177,6 +197,12 @@ enum ctl_status {
 	CTL_NOTFOUND = 1,		/* no such message or entry */
 	CTL_INVALID = 2,		/* bad argument or not in this state */
 	CTL_FAILED = 3,			/* the store failed; nothing changed */
+};
+
+/* The outcome of a BOUNCE_WORK. */
+enum bounce_status {
+	BOUNCE_DONE = 0,		/* every pending DSN is queued */
+	BOUNCE_RETRY = 1,		/* some could not be: hand it out later */
 };
 
 /* Who hands a message to cleanup. */

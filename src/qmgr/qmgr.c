@@ -7,7 +7,8 @@
  * attempt of retry_schedule, bounced, or expired after max_queue_lifetime.
  *
  * It serves run_dir/private/qmgr: delivery agents (DELIVERY_*), cleanup's
- * notices (QMGR_QUEUED) and ternctl's changes (CTL_*) share the socket;
+ * notices (QMGR_QUEUED), tern-bounce (BOUNCE_*, see bounce.c) and
+ * ternctl's changes (CTL_*) share the socket;
  * a connection's first message says which it is. It runs as the tern user
  * (not chrooted: it needs queue_dir) and is the only writer of the queue
  * besides cleanup. All writes happen on one writer thread (store.c).
@@ -86,6 +87,8 @@ conn_on_close(struct ipc_conn *ic, const char *why, void *arg)
 		log_debug("agent connection closed: %s", why);
 		agent_detach(c->agent);
 	}
+	if (c->kind == CONN_BOUNCE)
+		bounce_detach(c);
 	ipc_conn_free(ic);
 	c->ipc = NULL;
 	c->closed = true;
@@ -125,6 +128,10 @@ conn_on_msg(struct ipc_conn *ic, struct ipc_msg *m, void *arg)
 		case IPC_QMGR_QUEUED:
 			c->kind = CONN_NOTIFIER;
 			break;
+		case IPC_BOUNCE_READY:
+			c->kind = CONN_BOUNCE;
+			bounce_attach(c);
+			break;
 		case IPC_CTL_FLUSH:
 		case IPC_CTL_DELETE:
 		case IPC_CTL_HOLD:
@@ -149,6 +156,9 @@ conn_on_msg(struct ipc_conn *ic, struct ipc_msg *m, void *arg)
 		break;
 	case CONN_CTL:
 		control_on_msg(c, m);
+		break;
+	case CONN_BOUNCE:
+		bounce_on_msg(c, m);
 		break;
 	default:
 		break;

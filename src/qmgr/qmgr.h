@@ -98,6 +98,7 @@ enum conn_kind {
 	CONN_AGENT,			/* a delivery agent */
 	CONN_NOTIFIER,			/* cleanup (QMGR_QUEUED) */
 	CONN_CTL,			/* ternctl */
+	CONN_BOUNCE,			/* tern-bounce (BOUNCE_*) */
 };
 
 struct conn {
@@ -180,6 +181,14 @@ void result_expire(const struct queue_msg_info *m,
 void result_suppressed(const struct queue_msg_info *m,
     const struct queue_rcpt_info *r, const char *reason, int64_t now_ms);
 void job_free(struct job *j);
+
+/* bounce.c: messages with DSNs to queue, for tern-bounce */
+void bounce_attach(struct conn *c);
+void bounce_on_msg(struct conn *c, struct ipc_msg *m);
+void bounce_detach(struct conn *c);
+/* qid has a recipient with a DSN flag (committed); final: it is ACTIVE
+ * in a final state (not in the schedule). */
+void bounce_notify(uint64_t qid, uint32_t rcpt, bool final);
 
 /* control.c */
 void control_on_msg(struct conn *c, struct ipc_msg *m);

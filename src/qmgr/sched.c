@@ -83,8 +83,13 @@ claimed_msg(const struct queue_loaded_msg *lm, int64_t now_ms)
 		const struct queue_rcpt_info *r = &lm->rcpts[i];
 		struct dest *d;
 
-		/* Final with a DSN pending: tern-bounce's work, not ours. It
-		 * stays ACTIVE in the store (see tern-qmgr(8)). */
+		/* A DSN flag (after a restart, or a delay notice riding
+		 * along): tern-bounce is told. Final with a DSN pending is
+		 * its work, not ours: it stays ACTIVE in the store (see
+		 * tern-qmgr(8)). */
+		if (r->flags & QUEUE_RF_DSN_MASK)
+			bounce_notify(m->qid, r->index, r->state !=
+			    QUEUE_RCPT_QUEUED && r->state != QUEUE_RCPT_DEFERRED);
 		if (r->state != QUEUE_RCPT_QUEUED && r->state != QUEUE_RCPT_DEFERRED)
 			continue;
 		if (policy_is_expired(&qmgr.policy, now_ms, m->arrival_ms)) {

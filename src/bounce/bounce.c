@@ -1,0 +1,676 @@
+/*
+ * tern-bounce - delivery status notifications for the senders of
+ * messages. tern-qmgr hands it (IPC_BOUNCE_WORK, against credits) the
+ * messages that have recipients with a DSN flag; for each, tern-bounce
+ * reads the message from the queue (read-only, short transactions),
+ * composes ONE DSN per kind (failure, delay, success) for the flagged
+ * recipients (dsn.c, RFC 3464, with the original headers, or the whole
+ * message for RET=FULL), submits it to tern-cleanup as
+ * CLEANUP_SOURCE_BOUNCE from the null sender to the original envelope
+ * sender, and only after cleanup's 250 tells qmgr which flags are done
+ * (IPC_BOUNCE_DONE; qmgr clears them). A crash between the two repeats a
+ * DSN, never loses one. A null-sender message never gets a DSN.
+ *
+ * It runs as the tern user, not chrooted (it reads queue_dir), writes
+ * nothing to the queue itself and holds no keys.
+ */
+#include "autoconfig.h"
+
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "dsn.h"
+#include "ipc.h"
+#include "log.h"
+#include "queue.h"
+#include "util.h"
+
+#define BOUNCE_CREDITS		4		/* works asked of qmgr at once */
+#define DSN_FULL_LIMIT		(1024 * 1024)	/* RET=FULL above: headers only */
+#define HEADERS_MAX		(1024 * 1024)	/* original headers read at most */
+
+static const uint8_t dsn_kinds[] = {
+	QUEUE_RF_DSN_FAILURE, QUEUE_RF_DSN_DELAY, QUEUE_RF_DSN_SUCCESS,
+};
+
+enum step {
+	STEP_IDLE,
+	STEP_BEGIN,			/* waiting for BEGIN's reply */
+	STEP_RCPT,
+	STEP_END,
+};
+
+/* One BOUNCE_WORK: a message whose flagged recipients get DSNs. */
+struct work {
+	struct work *next;
+	uint32_t reqid;
+	uint64_t qid;
+	char id[QUEUE_ID_LEN + 1];
+	struct queue_loaded_msg *msg;
+	char *original;			/* the content read (maybe headers only) */
+	size_t original_len;
+	bool original_whole;
+	size_t kind;			/* index in dsn_kinds being done */
+	uint8_t *done;			/* per loaded recipient: flags done */
+	bool retry;
+	/* the submission in progress */
+	enum step step;
+	uint32_t cleanup_reqid;
+	char *dsn;
+	size_t dsn_len;
+	bool eightbit;
+};
+
+static struct {
+	struct daemon d;
+	const struct tern_config *cfg;
+	struct queue *q;
+	struct ipc_client *qmgr;
+	struct ipc_client *cleanup;
+	struct work *head, *tail;	/* works in order; head in progress */
+	uint32_t next_reqid;
+	uint64_t dsns;			/* composed and committed, for the log */
+} bn;
+
+static void work_next_kind(struct work *w);
+static void work_finish(struct work *w);
+
+/* ---- setup ---- */
+
+static void
+open_queue(void)
+{
+	struct queue_options o;
+
+	if (bn.q != NULL)
+		return;
+	queue_options_from_config(&o, bn.cfg, QUEUE_OPEN_READONLY);
+	bn.q = queue_open(&o);
+	if (bn.q == NULL)
+		log_debug("queue not open yet: %s",
+		    queue_strerror(queue_last_error()));
+}
+
+/* ---- reading the original message ---- */
+
+struct reader {
+	struct work *w;
+	size_t cap;
+	size_t want;			/* stop once this much is read */
+	bool headers_only;
+};
+
+static bool
+has_header_end(const char *p, size_t n)
+{
+	for (size_t i = 0; i + 1 < n; i++) {
+		if (p[i] == '\n' && p[i + 1] == '\n')
+			return true;
+		if (i + 3 < n && memcmp(p + i, "\r\n\r\n", 4) == 0)
+			return true;
+	}
+	return n >= 2 && memcmp(p, "\r\n", 2) == 0;
+}
+
+static int
+chunk_cb(void *arg, uint32_t index, const void *data, size_t len)
+{
+	struct reader *r = arg;
+	struct work *w = r->w;
+
+	(void)index;
+	if (w->original_len + len + 1 > r->cap) {
+		r->cap = (w->original_len + len + 1) * 2;
+		w->original = xrealloc(w->original, r->cap);
+	}
+	memcpy(w->original + w->original_len, data, len);
+	w->original_len += len;
+	w->original[w->original_len] = '\0';
+	if (r->headers_only && (has_header_end(w->original, w->original_len) ||
+	    w->original_len >= HEADERS_MAX))
+		return 1;
+	return w->original_len >= r->want ? 1 : 0;
+}
+
+/* Reads the whole message for RET=FULL when it fits, else its headers. */
+static int
+read_original(struct work *w)
+{
+	const struct queue_msg_info *m = &w->msg->info;
+	struct reader r;
+	uint32_t first = 0, n = 0;
+
+	memset(&r, 0, sizeof(r));
+	r.w = w;
+	w->original_whole = m->ret == CLEANUP_RET_FULL &&
+	    m->size <= DSN_FULL_LIMIT;
+	r.headers_only = !w->original_whole;
+	r.want = w->original_whole ? m->size : HEADERS_MAX;
+	w->original = xstrdup("");
+	while (first < m->n_chunks) {
+		size_t before = w->original_len;
+
+		if (queue_content_read(bn.q, w->qid, first, 4, chunk_cb, &r,
+		    &n) == -1)
+			return -1;
+		if (n == 0 || (r.headers_only &&
+		    (has_header_end(w->original, w->original_len) ||
+		    w->original_len >= HEADERS_MAX)) ||
+		    (!r.headers_only && w->original_len >= r.want))
+			break;
+		if (w->original_len == before)
+			break;
+		first += n;
+	}
+	return 0;
+}
+
+/* ---- talking to qmgr ---- */
+
+static void
+send_ready(uint32_t credits)
+{
+	struct ipc_out *o = ipc_out_new(IPC_BOUNCE_READY, 0);
+
+	ipc_put_u32(o, credits);
+	ipc_client_send(bn.qmgr, o);
+}
+
+static void
+send_done(struct work *w)
+{
+	struct ipc_out *o = ipc_out_new(IPC_BOUNCE_DONE, w->reqid);
+	uint32_t n = 0;
+
+	if (w->msg != NULL)
+		for (size_t i = 0; i < w->msg->n_rcpts; i++)
+			if (w->done[i] != 0)
+				n++;
+	ipc_put_u8(o, w->retry ? BOUNCE_RETRY : BOUNCE_DONE);
+	ipc_put_u32(o, n);
+	if (w->msg != NULL)
+		for (size_t i = 0; i < w->msg->n_rcpts; i++)
+			if (w->done[i] != 0) {
+				ipc_put_u32(o, w->msg->rcpts[i].index);
+				ipc_put_u8(o, w->done[i]);
+			}
+	/* Lost when qmgr is down: it hands the message out again. */
+	ipc_client_send(bn.qmgr, o);
+}
+
+/* ---- composing a DSN ---- */
+
+static const char *
+kind_name(uint8_t kind)
+{
+	return kind == QUEUE_RF_DSN_FAILURE ? "non-delivery" :
+	    kind == QUEUE_RF_DSN_DELAY ? "delay" : "delivery";
+}
+
+/*
+ * The remote server's own words from tern-smtp's diagnostic
+ * ("host mx[ip] said: 550 5.1.1 text (in reply to RCPT TO command)"),
+ * without the code, for Diagnostic-Code: smtp; 550 5.1.1 text. Allocated.
+ */
+static char *
+remote_reply_text(const char *text, unsigned code)
+{
+	const char *p = text, *said = strstr(text, " said: ");
+	char *out, *tail;
+	char prefix[8];
+
+	if (code == 0 || strncmp(text, "host ", 5) != 0 || said == NULL)
+		return xstrdup(text);
+	p = said + 7;
+	snprintf(prefix, sizeof(prefix), "%u ", code);
+	if (strncmp(p, prefix, strlen(prefix)) == 0)
+		p += strlen(prefix);
+	out = xstrdup(p);
+	tail = strstr(out, " (in reply to ");
+	if (tail != NULL && tail[strlen(tail) - 1] == ')')
+		*tail = '\0';
+	return out;
+}
+
+/* Composes the DSN of the current kind; 0, or -1 when nobody needs it. */
+static int
+compose(struct work *w, uint8_t kind)
+{
+	const struct queue_msg_info *m = &w->msg->info;
+	struct dsn_rcpt *rcpts;
+	char **texts;
+	struct dsn_report r;
+	char *postmaster, *message_id, *boundary;
+	size_t n = 0;
+	int64_t now = queue_now_ms();
+
+	rcpts = xcalloc(w->msg->n_rcpts ? w->msg->n_rcpts : 1, sizeof(*rcpts));
+	texts = xcalloc(w->msg->n_rcpts ? w->msg->n_rcpts : 1, sizeof(*texts));
+	for (size_t i = 0; i < w->msg->n_rcpts; i++) {
+		const struct queue_rcpt_info *ri = &w->msg->rcpts[i];
+		struct dsn_rcpt *d = &rcpts[n];
+
+		if (!(ri->flags & kind))
+			continue;
+		d->address = ri->address;
+		d->orcpt = ri->orcpt;
+		d->action = kind == QUEUE_RF_DSN_FAILURE ? DSN_ACTION_FAILED :
+		    kind == QUEUE_RF_DSN_DELAY ? DSN_ACTION_DELAYED :
+		    DSN_ACTION_DELIVERED;
+		d->status = ri->last_status[0] ? ri->last_status :
+		    kind == QUEUE_RF_DSN_FAILURE ? "5.0.0" :
+		    kind == QUEUE_RF_DSN_DELAY ? "4.0.0" : "2.0.0";
+		/* A delay's status is a 4.x.x whatever the attempt said. */
+		if (kind == QUEUE_RF_DSN_DELAY && d->status[0] != '4')
+			d->status = "4.0.0";
+		if (kind == QUEUE_RF_DSN_FAILURE && d->status[0] != '5')
+			d->status = "5.0.0";
+		d->code = ri->last_code;
+		texts[n] = remote_reply_text(ri->last_text, ri->last_code);
+		d->text = texts[n];
+		d->remote_host = ri->last_host;
+		d->last_attempt = ri->last_attempt_ms / 1000;
+		if (kind == QUEUE_RF_DSN_DELAY)
+			d->will_retry_until = (m->arrival_ms / 1000) +
+			    bn.cfg->delivery.max_queue_lifetime;
+		n++;
+	}
+	if (n == 0) {
+		free(rcpts);
+		free(texts);
+		return -1;
+	}
+	postmaster = xasprintf("MAILER-DAEMON@%s", bn.cfg->server.hostname);
+	message_id = xasprintf("%s.%s.%" PRId64 "@%s", w->id,
+	    kind == QUEUE_RF_DSN_FAILURE ? "failure" :
+	    kind == QUEUE_RF_DSN_DELAY ? "delay" : "success", now,
+	    bn.cfg->server.hostname);
+	boundary = xasprintf("%s/%" PRId64 "/%s", w->id, now,
+	    bn.cfg->server.hostname);
+	memset(&r, 0, sizeof(r));
+	r.reporting_mta = bn.cfg->server.hostname;
+	r.postmaster = postmaster;
+	r.to = m->sender;
+	r.envid = m->envid;
+	r.arrival = m->arrival_ms / 1000;
+	r.date = now / 1000;
+	r.message_id = message_id;
+	r.boundary = boundary;
+	/* RET applies to failures; other notices carry the headers. */
+	r.return_full = w->original_whole && kind == QUEUE_RF_DSN_FAILURE;
+	r.full_limit = DSN_FULL_LIMIT;
+	r.original = w->original;
+	r.original_len = w->original_len;
+	r.rcpts = rcpts;
+	r.n_rcpts = n;
+	free(w->dsn);
+	w->dsn = dsn_compose(&r, &w->dsn_len, &w->eightbit);
+	for (size_t i = 0; i < n; i++)
+		free(texts[i]);
+	free(texts);
+	free(rcpts);
+	free(postmaster);
+	free(message_id);
+	free(boundary);
+	return 0;
+}
+
+/* ---- submitting through cleanup ---- */
+
+static void
+submit_begin(struct work *w)
+{
+	const struct queue_msg_info *m = &w->msg->info;
+	struct ipc_out *o;
+
+	if (++bn.next_reqid == 0)
+		bn.next_reqid = 1;
+	w->cleanup_reqid = bn.next_reqid;
+	w->step = STEP_BEGIN;
+	o = ipc_out_new(IPC_CLEANUP_BEGIN, w->cleanup_reqid);
+	ipc_put_u8(o, CLEANUP_SOURCE_BOUNCE);
+	ipc_put_str(o, "");
+	ipc_put_str(o, "localhost");
+	ipc_put_str(o, "");
+	ipc_put_str(o, bn.cfg->server.hostname);
+	ipc_put_str(o, "");
+	ipc_put_bool(o, true);
+	ipc_put_str(o, "");
+	ipc_put_str(o, "");		/* the null sender: no DSN about a DSN */
+	ipc_put_u8(o, w->eightbit ? CLEANUP_BODY_8BITMIME : CLEANUP_BODY_7BIT);
+	ipc_put_bool(o, m->smtputf8);
+	ipc_put_u64(o, w->dsn_len);
+	ipc_put_u8(o, CLEANUP_RET_DEFAULT);
+	ipc_put_str(o, "");
+	if (ipc_client_send(bn.cleanup, o) == -1) {
+		/* cleanup is down: try the whole message later. */
+		w->step = STEP_IDLE;
+		w->retry = true;
+		work_finish(w);
+	}
+}
+
+static void
+submit_rcpt(struct work *w)
+{
+	struct ipc_out *o = ipc_out_new(IPC_CLEANUP_RCPT, w->cleanup_reqid);
+
+	w->step = STEP_RCPT;
+	ipc_put_str(o, w->msg->info.sender);
+	ipc_put_str(o, "");
+	ipc_put_u8(o, CLEANUP_NOTIFY_NEVER);
+	ipc_client_send(bn.cleanup, o);
+}
+
+static void
+submit_data(struct work *w)
+{
+	w->step = STEP_END;
+	for (size_t off = 0; off < w->dsn_len; off += IPC_DATA_CHUNK) {
+		size_t n = w->dsn_len - off < IPC_DATA_CHUNK ?
+		    w->dsn_len - off : IPC_DATA_CHUNK;
+		struct ipc_out *o = ipc_out_new(IPC_CLEANUP_DATA,
+		    w->cleanup_reqid);
+
+		ipc_put_data(o, w->dsn + off, n);
+		ipc_client_send(bn.cleanup, o);
+	}
+	ipc_client_send(bn.cleanup, ipc_out_new(IPC_CLEANUP_END,
+	    w->cleanup_reqid));
+}
+
+/* The kind being submitted is finished (queued, or given up). */
+static void
+kind_done(struct work *w)
+{
+	uint8_t kind = dsn_kinds[w->kind];
+
+	for (size_t i = 0; i < w->msg->n_rcpts; i++)
+		if (w->msg->rcpts[i].flags & kind)
+			w->done[i] |= kind;
+	w->step = STEP_IDLE;
+	w->kind++;
+	work_next_kind(w);
+}
+
+static void
+cleanup_reply(struct work *w, uint16_t code, const char *status,
+    const char *text, const char *queue_id)
+{
+	uint8_t kind = dsn_kinds[w->kind];
+
+	if (code >= 500) {
+		/* A DSN cleanup refuses for good (the sender is suppressed,
+		 * or not an address): nothing else would take it either. */
+		log_warn("%s: sender %s notification to <%s> refused: %u %s %s; "
+		    "given up", w->id, kind_name(kind), w->msg->info.sender, code,
+		    status, text);
+		if (w->step != STEP_END)
+			ipc_client_send(bn.cleanup, ipc_out_new(IPC_CLEANUP_ABORT,
+			    w->cleanup_reqid));
+		kind_done(w);
+		return;
+	}
+	if (code >= 400) {
+		log_warn("%s: sender %s notification to <%s> deferred: %u %s %s",
+		    w->id, kind_name(kind), w->msg->info.sender, code, status,
+		    text);
+		if (w->step != STEP_END)
+			ipc_client_send(bn.cleanup, ipc_out_new(IPC_CLEANUP_ABORT,
+			    w->cleanup_reqid));
+		w->step = STEP_IDLE;
+		w->retry = true;
+		work_finish(w);
+		return;
+	}
+	switch (w->step) {
+	case STEP_BEGIN:
+		submit_rcpt(w);
+		break;
+	case STEP_RCPT:
+		submit_data(w);
+		break;
+	case STEP_END:
+		bn.dsns++;
+		log_info("%s: sender %s notification: %s", w->id, kind_name(kind),
+		    queue_id[0] ? queue_id : "?");
+		kind_done(w);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+cleanup_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+{
+	const char *status, *text, *queue_id;
+	uint16_t code;
+	struct work *w = bn.head;
+
+	(void)arg;
+	if (m->type != IPC_CLEANUP_REPLY || ipc_get_u16(m, &code) == -1 ||
+	    ipc_get_str(m, &status) == -1 || ipc_get_str(m, &text) == -1 ||
+	    ipc_get_str(m, &queue_id) == -1 || ipc_msg_end(m) == -1 ||
+	    code < 200 || code > 599) {
+		ipc_conn_protocol_error(c, "malformed or unexpected %s from "
+		    "cleanup", ipc_type_name(m->type) ? ipc_type_name(m->type) :
+		    "message");
+		return;
+	}
+	if (w == NULL || w->step == STEP_IDLE || m->reqid != w->cleanup_reqid)
+		return;		/* a transaction given up already */
+	cleanup_reply(w, code, status, text, queue_id);
+}
+
+static void
+cleanup_state_cb(struct ipc_client *cl, bool up, void *arg)
+{
+	struct work *w = bn.head;
+
+	(void)cl;
+	(void)arg;
+	if (up) {
+		log_info("connected to cleanup");
+		return;
+	}
+	/* A submission in flight got no answer: maybe committed, maybe not.
+	 * Doing it again may duplicate the DSN; not doing it may lose it. */
+	if (w != NULL && w->step != STEP_IDLE) {
+		w->step = STEP_IDLE;
+		w->retry = true;
+		work_finish(w);
+	}
+}
+
+/* ---- works ---- */
+
+static void
+work_free(struct work *w)
+{
+	if (w->msg != NULL)
+		queue_loaded_free(w->msg);
+	free(w->original);
+	free(w->done);
+	free(w->dsn);
+	free(w);
+}
+
+static void work_start(void);
+
+/* Answers qmgr and goes on with the next work. */
+static void
+work_finish(struct work *w)
+{
+	TERN_ASSERT(w == bn.head);
+	send_done(w);
+	bn.head = w->next;
+	if (bn.head == NULL)
+		bn.tail = NULL;
+	work_free(w);
+	if (bn.d.draining && bn.head == NULL) {
+		daemon_exit(&bn.d);
+		return;
+	}
+	work_start();
+}
+
+/* Submits the DSN of the next kind with flagged recipients. */
+static void
+work_next_kind(struct work *w)
+{
+	while (w->kind < TERN_ARRAY_LEN(dsn_kinds)) {
+		if (compose(w, dsn_kinds[w->kind]) == 0) {
+			submit_begin(w);
+			return;
+		}
+		w->kind++;
+	}
+	work_finish(w);
+}
+
+static void
+work_start(void)
+{
+	struct work *w = bn.head;
+	const struct queue_msg_info *m;
+
+	if (w == NULL || w->msg != NULL || w->step != STEP_IDLE)
+		return;
+	open_queue();
+	if (bn.q == NULL || queue_load(bn.q, w->qid, &w->msg) == -1) {
+		enum queue_err e = bn.q ? queue_last_error() : QUEUE_ERR_IO;
+
+		w->msg = NULL;
+		if (e != QUEUE_ERR_NOTFOUND) {
+			log_warn("%s: cannot read the message: %s", w->id,
+			    queue_strerror(e));
+			w->retry = true;
+		}
+		work_finish(w);
+		return;
+	}
+	m = &w->msg->info;
+	w->done = xcalloc(w->msg->n_rcpts ? w->msg->n_rcpts : 1, 1);
+	if (m->sender[0] == '\0') {
+		/* Never a DSN for a null-sender message (a DSN itself). */
+		for (size_t i = 0; i < w->msg->n_rcpts; i++)
+			w->done[i] = w->msg->rcpts[i].flags & QUEUE_RF_DSN_MASK;
+		work_finish(w);
+		return;
+	}
+	if (read_original(w) == -1) {
+		log_warn("%s: cannot read the message content: %s", w->id,
+		    queue_strerror(queue_last_error()));
+		w->retry = true;
+		work_finish(w);
+		return;
+	}
+	w->kind = 0;
+	work_next_kind(w);
+}
+
+static void
+qmgr_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+{
+	const char *id;
+	struct work *w;
+
+	(void)arg;
+	if (m->type != IPC_BOUNCE_WORK || ipc_get_str(m, &id) == -1 ||
+	    ipc_msg_end(m) == -1) {
+		ipc_conn_protocol_error(c, "malformed or unexpected %s from qmgr",
+		    ipc_type_name(m->type) ? ipc_type_name(m->type) : "message");
+		return;
+	}
+	w = xcalloc(1, sizeof(*w));
+	w->reqid = m->reqid;
+	if (queue_id_parse(id, &w->qid) == -1) {
+		ipc_conn_protocol_error(c, "BOUNCE_WORK with a bad queue id");
+		free(w);
+		return;
+	}
+	queue_id_format(w->qid, w->id);
+	if (bn.tail != NULL)
+		bn.tail->next = w;
+	else
+		bn.head = w;
+	bn.tail = w;
+	if (w == bn.head)
+		work_start();
+}
+
+static void
+qmgr_state_cb(struct ipc_client *cl, bool up, void *arg)
+{
+	struct work *w, *next;
+
+	(void)cl;
+	(void)arg;
+	if (up) {
+		log_info("connected to qmgr");
+		send_ready(BOUNCE_CREDITS);
+		return;
+	}
+	/* qmgr hands out what it gave us again; the one in progress
+	 * finishes (its answer is lost, so it is redone: a duplicate). */
+	w = bn.head != NULL ? bn.head->next : NULL;
+	if (bn.head != NULL)
+		bn.head->next = NULL;
+	bn.tail = bn.head;
+	for (; w != NULL; w = next) {
+		next = w->next;
+		work_free(w);
+	}
+}
+
+/* ---- drain ---- */
+
+static void
+bounce_drain(struct daemon *d)
+{
+	struct work *w, *next;
+
+	(void)d;
+	/* The work in progress finishes; those waiting are redone by qmgr. */
+	if (bn.head == NULL) {
+		daemon_exit(&bn.d);
+		return;
+	}
+	for (w = bn.head->next; w != NULL; w = next) {
+		next = w->next;
+		work_free(w);
+	}
+	bn.head->next = NULL;
+	bn.tail = bn.head;
+}
+
+static const struct daemon_spec bounce_spec = {
+	.name = "bounce",
+	.chroot_run_dir = false,
+	.drain = bounce_drain,
+};
+
+int
+main(int argc, char **argv)
+{
+	struct daemon *d = &bn.d;
+	char path[4096];
+
+	daemon_init(d, &bounce_spec, argc, argv);
+	bn.cfg = d->cfg;
+	open_queue();
+	daemon_service_path(d, "cleanup", path, sizeof(path));
+	bn.cleanup = ipc_client_new(d->base, path, "bounce", cleanup_msg_cb,
+	    cleanup_state_cb, NULL);
+	daemon_service_path(d, "qmgr", path, sizeof(path));
+	bn.qmgr = ipc_client_new(d->base, path, "bounce", qmgr_msg_cb,
+	    qmgr_state_cb, NULL);
+	log_info("bounce started");
+	return daemon_run(d);
+}

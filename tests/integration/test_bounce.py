@@ -1,0 +1,236 @@
+"""tern-bounce end to end, every daemon real: a message submitted over
+SMTP fails (or is delayed, or delivered with NOTIFY=SUCCESS) at an
+aiosmtpd sink; tern-qmgr hands the message to tern-bounce, which composes
+the RFC 3464 DSN and has it queued by tern-cleanup from the null sender;
+tern delivers it to the sender's domain, whose MX (dnsmasq) is a second
+sink. No test doubles."""
+import email
+import json
+import re
+import smtplib
+import time
+
+from ternlib import Dns, free_port_on, wait_for
+
+DEST_HOST = "127.0.0.3"		# MX of dest.test, the recipients
+SENDER_HOST = "127.0.0.4"	# MX of example.test, the sender's domain
+
+
+def pipeline(tern, sinks, test_dir, rcpt_reply=None, delivery=None):
+    port = free_port_on([DEST_HOST, SENDER_HOST])
+    dest = sinks(host=DEST_HOST, port=port, rcpt_reply=rcpt_reply)
+    home = sinks(host=SENDER_HOST, port=port)
+    dns = Dns(["mx-host=dest.test,mx.dest.test,10",
+               f"host-record=mx.dest.test,{DEST_HOST}",
+               "mx-host=example.test,mx.example.test,10",
+               f"host-record=mx.example.test,{SENDER_HOST}"], test_dir)
+    t = tern({
+        "delivery": {"dns_servers": dns.server, "smtp_port": str(port),
+                     "tls": "none", "retry_schedule": "1s",
+                     **(delivery or {})},
+        "domain example.test": {},
+    })
+    sub = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
+    t.start()
+    return t, sub, dest, home, dns
+
+
+def submit(port, rcpt, notify=None, orcpt=None, envid=None, ret=None,
+           sender="app@example.test"):
+    msg = (f"From: App <{sender}>\r\nTo: <{rcpt}>\r\n"
+           f"Subject: the original\r\nX-Original-Marker: 42\r\n\r\n"
+           f"The body of the original.\r\n")
+    mail_opts, rcpt_opts = [], []
+    if envid:
+        mail_opts.append(f"ENVID={envid}")
+    if ret:
+        mail_opts.append(f"RET={ret}")
+    if notify:
+        rcpt_opts.append(f"NOTIFY={notify}")
+    if orcpt:
+        rcpt_opts.append(f"ORCPT=rfc822;{orcpt}")
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+        s.ehlo("app.example.test")
+        s.mail(sender, mail_opts)
+        code, text = s.rcpt(rcpt, rcpt_opts)
+        assert code == 250, (code, text)
+        code, text = s.data(msg.encode())
+        assert code == 250, (code, text)
+        m = re.search(r"queued as (\S+)", text.decode())
+        assert m, text
+        return m.group(1)
+
+
+def events(t):
+    r = t.ternctl("events", check=True)
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+def report_parts(data):
+    """The DSN's parts: (whole message, delivery-status text, returned part)."""
+    msg = email.message_from_bytes(data)
+    assert msg.get_content_type() == "multipart/report", data[:400]
+    assert msg.get_param("report-type") == "delivery-status"
+    parts = msg.get_payload()
+    status = [p for p in parts
+              if p.get_content_type() == "message/delivery-status"]
+    assert len(status) == 1, [p.get_content_type() for p in parts]
+    raw = data.decode("utf-8", "replace")
+    returned = [p for p in parts if p.get_content_type() in
+                ("text/rfc822-headers", "message/rfc822")]
+    assert len(returned) == 1
+    return msg, raw, returned[0]
+
+
+def test_failure_dsn_reaches_the_sender(tern, sinks, test_dir):
+    def refuse(address):
+        return "550 5.1.1 no such user here" if address.startswith("gone@") \
+            else None
+
+    t, port, dest, home, dns = pipeline(tern, sinks, test_dir, rcpt_reply=refuse)
+    try:
+        qid = submit(port, "gone@dest.test", orcpt="Gone@Dest.test",
+                     envid="env-42", ret="HDRS")
+        got = home.wait_messages(1, timeout=40)
+        dsn = got[0]
+        assert dsn["from"] in ("", "<>"), dsn["from"]
+        assert dsn["to"] == ["app@example.test"]
+        msg, raw, returned = report_parts(dsn["data"])
+        assert msg["To"] and "app@example.test" in msg["To"]
+        assert "MAILER-DAEMON@mail.tern.test" in msg["From"]
+        assert re.search(r"(?m)^Reporting-MTA: dns; ?mail\.tern\.test", raw)
+        assert re.search(r"(?m)^Original-Envelope-Id: env-42", raw), raw
+        assert re.search(r"(?mi)^Final-Recipient: rfc822; ?gone@dest\.test",
+                         raw), raw
+        assert re.search(r"(?mi)^Original-Recipient: rfc822; ?Gone@Dest\.test",
+                         raw), raw
+        assert re.search(r"(?m)^Action: failed", raw)
+        assert re.search(r"(?m)^Status: 5\.1\.1", raw)
+        assert re.search(r"(?m)^Diagnostic-Code: smtp; ?550 5\.1\.1 no such "
+                         r"user here", raw), raw
+        # RET=HDRS: the original's headers come back, not its body
+        assert returned.get_content_type() == "text/rfc822-headers"
+        assert "X-Original-Marker: 42" in raw
+        assert "The body of the original." not in raw
+        t.wait_log(rf"{qid}: sender non-delivery notification: [0-9A-F]{{16}}")
+        # the original is gone once the DSN was queued: nothing waits
+        wait_for(lambda: qid not in t.ternctl("queue").stdout, 15,
+                 what="the original leaving the queue")
+        # exactly one DSN, even after a while
+        time.sleep(2)
+        assert len(home.messages) == 1
+    finally:
+        dns.stop()
+
+
+def test_ret_full_returns_the_whole_message(tern, sinks, test_dir):
+    t, port, dest, home, dns = pipeline(
+        tern, sinks, test_dir,
+        rcpt_reply=lambda a: "550 5.1.1 unknown" if a.startswith("x@") else None)
+    try:
+        submit(port, "x@dest.test", ret="FULL")
+        dsn = home.wait_messages(1, timeout=40)[0]
+        msg, raw, returned = report_parts(dsn["data"])
+        assert returned.get_content_type() == "message/rfc822"
+        assert "The body of the original." in raw
+    finally:
+        dns.stop()
+
+
+def test_delay_dsn_once(tern, sinks, test_dir):
+    t, port, dest, home, dns = pipeline(
+        tern, sinks, test_dir,
+        rcpt_reply=lambda a: "451 4.2.0 mailbox busy" if a.startswith("slow@")
+        else None,
+        delivery={"delay_warning": "1s"})
+    try:
+        qid = submit(port, "slow@dest.test")
+        dsn = home.wait_messages(1, timeout=40)[0]
+        msg, raw, _ = report_parts(dsn["data"])
+        assert re.search(r"(?m)^Action: delayed", raw), raw
+        assert re.search(r"(?m)^Status: 4\.2\.0", raw), raw
+        assert re.search(r"(?m)^Will-Retry-Until: ", raw), raw
+        t.wait_log(rf"{qid}: sender delay notification: ")
+        # still being retried, and warned only once
+        wait_for(lambda: sum(1 for e in events(t)
+                             if e.get("type") == "deferred"
+                             and e.get("recipient") == "slow@dest.test") >= 3,
+                 30, what="more deferrals")
+        assert len(home.messages) == 1
+    finally:
+        dns.stop()
+
+
+def test_success_dsn_for_notify_success(tern, sinks, test_dir):
+    t, port, dest, home, dns = pipeline(tern, sinks, test_dir)
+    try:
+        qid = submit(port, "ok@dest.test", notify="SUCCESS")
+        dest.wait_messages(1, timeout=30)
+        dsn = home.wait_messages(1, timeout=40)[0]
+        msg, raw, _ = report_parts(dsn["data"])
+        assert re.search(r"(?m)^Action: delivered", raw), raw
+        assert re.search(r"(?m)^Status: 2\.0\.0", raw), raw
+        assert re.search(r"(?mi)^Final-Recipient: rfc822; ?ok@dest\.test",
+                         raw), raw
+        t.wait_log(rf"{qid}: sender delivery notification: ")
+    finally:
+        dns.stop()
+
+
+def test_no_dsn_for_notify_never_or_default_success(tern, sinks, test_dir):
+    t, port, dest, home, dns = pipeline(
+        tern, sinks, test_dir,
+        rcpt_reply=lambda a: "550 5.1.1 unknown" if a.startswith("never@")
+        else None)
+    try:
+        q1 = submit(port, "never@dest.test", notify="NEVER")
+        q2 = submit(port, "fine@dest.test")	# default NOTIFY: no success DSN
+        wait_for(lambda: any(e.get("type") == "bounced" for e in events(t)),
+                 30, what="a bounced event")
+        dest.wait_messages(1, timeout=30)
+        for q in (q1, q2):
+            wait_for(lambda q=q: q not in t.ternctl("queue").stdout, 15,
+                     what="the message leaving the queue")
+        time.sleep(3)
+        assert home.messages == []
+        assert "notification" not in t.log_text()
+    finally:
+        dns.stop()
+
+
+def test_bounce_of_a_bounce_is_not_sent(tern, sinks, test_dir):
+    """The DSN itself (null sender) fails at the sender's MX: no DSN about
+    the DSN, and the queue empties."""
+    port_hosts = [DEST_HOST, SENDER_HOST]
+    port = free_port_on(port_hosts)
+    sinks(host=DEST_HOST, port=port,
+          rcpt_reply=lambda a: "550 5.1.1 unknown")
+    home = sinks(host=SENDER_HOST, port=port,
+                 rcpt_reply=lambda a: "550 5.1.1 no such sender")
+    dns = Dns(["mx-host=dest.test,mx.dest.test,10",
+               f"host-record=mx.dest.test,{DEST_HOST}",
+               "mx-host=example.test,mx.example.test,10",
+               f"host-record=mx.example.test,{SENDER_HOST}"], test_dir)
+    try:
+        t = tern({"delivery": {"dns_servers": dns.server,
+                               "smtp_port": str(port), "tls": "none",
+                               "retry_schedule": "1s"},
+                  "domain example.test": {}})
+        sub = t.listen("submission", "submission",
+                       trusted_networks="127.0.0.0/8")
+        t.start()
+        qid = submit(sub, "gone@dest.test")
+        m = t.wait_log(rf"{qid}: sender non-delivery notification: "
+                       rf"([0-9A-F]{{16}})", timeout=40)
+        dsn_qid = re.search(rf"{qid}: sender non-delivery notification: "
+                            rf"([0-9A-F]{{16}})", t.log_text()).group(1)
+        t.wait_log(rf"{dsn_qid}: to=<app@example.test>.*status=bounced",
+                   timeout=30)
+        wait_for(lambda: dsn_qid not in t.ternctl("queue").stdout, 15,
+                 what="the DSN leaving the queue")
+        time.sleep(2)
+        assert home.messages == []
+        assert len(re.findall(r"notification: ", t.log_text())) == 1
+        del m
+    finally:
+        dns.stop()
