@@ -26,6 +26,7 @@
 #include "log.h"
 #include "qmgr.h"
 #include "util.h"
+#include "verp.h"
 
 #define MAINTENANCE_SEC	600	/* reader check, event and suppression purges */
 
@@ -251,6 +252,10 @@ main(int argc, char **argv)
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	qmgr_load_policy();
 	qmgr_open_queue();
+	/* The secret of the return-path tokens (created at first start). */
+	if (verp_key_load(d->cfg->server.queue_dir, qmgr.verp_key) == -1)
+		log_fatal("cannot load or create %s/%s",
+		    d->cfg->server.queue_dir, VERP_KEY_FILE);
 
 	fd = daemon_socket(d, "unix:qmgr");
 	if (fd == -1)

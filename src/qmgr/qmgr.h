@@ -20,6 +20,7 @@
 #include "policy.h"
 #include "queue.h"
 #include "result_decode.h"
+#include "verp.h"
 
 #define QMGR_ACTIVE_MAX		10000	/* claimed recipients held in memory */
 #define QMGR_CLAIM_BATCH	1000	/* recipients claimed per transaction */
@@ -51,7 +52,8 @@ struct job {
 	TAILQ_ENTRY(job) entry;		/* its dest's pending list or its agent's */
 	uint32_t id;			/* the reqid of DELIVERY_JOB */
 	uint64_t qid;
-	char *sender;
+	char *sender;			/* the message's envelope sender */
+	char *return_path;		/* VERP sender sent instead, or NULL */
 	char *envid;
 	struct dest *dest;
 	struct agent *agent;		/* NULL until sent */
@@ -125,6 +127,7 @@ struct qmgr {
 	TAILQ_HEAD(, dest) ready;	/* dests with pending jobs */
 	TAILQ_HEAD(, agent) agents;
 	bool claim_wanted;
+	uint8_t verp_key[VERP_KEY_LEN];	/* queue_dir/verp.key */
 };
 
 extern struct qmgr qmgr;

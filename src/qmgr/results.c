@@ -270,6 +270,7 @@ job_free(struct job *j)
 	qmgr.n_active -= j->n_rcpts;
 	free(j->rcpts);
 	free(j->sender);
+	free(j->return_path);
 	free(j->envid);
 	free(j);
 	/* Room in the active set: more due work may be claimed. */

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "qmgr.h"
 #include "util.h"
+#include "verp.h"
 
 static const char *
 rcpt_domain(const char *address)
@@ -57,6 +58,23 @@ job_add_rcpt(struct job *j, const struct queue_rcpt_info *r)
 	qmgr.n_active++;
 }
 
+/*
+ * The return-path domain of a message whose sender is in a [domain] with
+ * return_path: its mail goes out from b-<token>@return_path, one token
+ * per recipient (so one recipient per job). NULL for none.
+ */
+static const char *
+verp_domain(const struct queue_msg_info *m)
+{
+	const char *at = strrchr(m->sender, '@');
+	const struct cfg_domain *d;
+
+	if (m->sender[0] == '\0' || at == NULL)
+		return NULL;
+	d = config_find_domain(qmgr.d.cfg, at + 1);
+	return d != NULL ? d->return_path : NULL;
+}
+
 /* One claimed message: expire, suppress, or put into jobs. */
 static void
 claimed_msg(const struct queue_loaded_msg *lm, int64_t now_ms)
@@ -68,6 +86,8 @@ claimed_msg(const struct queue_loaded_msg *lm, int64_t now_ms)
 	size_t n_touched = 0;
 	bool first = false;
 	char id[QUEUE_ID_LEN + 1];
+	const char *verp = verp_domain(m);
+	size_t job_max = verp != NULL ? 1 : QMGR_JOB_RCPT_MAX;
 
 	queue_id_format(m->qid, id);
 	addrs = xcalloc(lm->n_rcpts ? lm->n_rcpts : 1, sizeof(*addrs));
@@ -104,7 +124,7 @@ claimed_msg(const struct queue_loaded_msg *lm, int64_t now_ms)
 			first = true;
 		d = dest_get(rcpt_domain(r->address));
 		if (d->building == NULL || d->building->qid != m->qid ||
-		    d->building->n_rcpts >= QMGR_JOB_RCPT_MAX) {
+		    d->building->n_rcpts >= job_max) {
 			if (d->building != NULL && d->building->qid == m->qid)
 				dest_push(d, d->building);
 			d->building = job_new(m, d);
@@ -113,6 +133,13 @@ claimed_msg(const struct queue_loaded_msg *lm, int64_t now_ms)
 			touched[n_touched++] = d;
 		}
 		job_add_rcpt(d->building, r);
+		if (verp != NULL && d->building->return_path == NULL) {
+			char rp[QUEUE_ADDRESS_MAX + 1];
+
+			if (verp_encode(qmgr.verp_key, m->qid, r->index, verp, rp,
+			    sizeof(rp)) == 0)
+				d->building->return_path = xstrdup(rp);
+		}
 	}
 	for (size_t i = 0; i < n_touched; i++) {
 		struct dest *d = touched[i];

@@ -5,6 +5,7 @@ the RFC 3464 DSN and has it queued by tern-cleanup from the null sender;
 tern delivers it to the sender's domain, whose MX (dnsmasq) is a second
 sink. No test doubles."""
 import email
+import os
 import json
 import re
 import smtplib
@@ -232,5 +233,65 @@ def test_bounce_of_a_bounce_is_not_sent(tern, sinks, test_dir):
         assert home.messages == []
         assert len(re.findall(r"notification: ", t.log_text())) == 1
         del m
+    finally:
+        dns.stop()
+
+
+# ---- VERP return paths ----
+
+VERP_RE = re.compile(r"^b-([a-z2-7]{36})@bounces\.example\.test$")
+
+
+def verp_pipeline(tern, sinks, test_dir, rcpt_reply=None, inbound=False):
+    port = free_port_on([DEST_HOST, SENDER_HOST])
+    dest = sinks(host=DEST_HOST, port=port, rcpt_reply=rcpt_reply)
+    home = sinks(host=SENDER_HOST, port=port)
+    dns = Dns(["mx-host=dest.test,mx.dest.test,10",
+               f"host-record=mx.dest.test,{DEST_HOST}",
+               "mx-host=example.test,mx.example.test,10",
+               f"host-record=mx.example.test,{SENDER_HOST}"], test_dir)
+    t = tern({
+        "delivery": {"dns_servers": dns.server, "smtp_port": str(port),
+                     "tls": "none", "retry_schedule": "1s"},
+        "domain example.test": {"return_path": "bounces.example.test"},
+    })
+    sub = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
+    inb = t.listen("inbound", "inbound") if inbound else None
+    t.start()
+    return t, sub, inb, dest, home, dns
+
+
+def submit_many(port, rcpts, sender="app@example.test"):
+    msg = (f"From: App <{sender}>\r\nTo: undisclosed-recipients:;\r\n"
+           f"Subject: news\r\n\r\nNews for everyone.\r\n")
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+        s.ehlo("app.example.test")
+        s.mail(sender)
+        for r in rcpts:
+            code, text = s.rcpt(r)
+            assert code == 250, (code, text)
+        code, text = s.data(msg.encode())
+        assert code == 250, (code, text)
+        return re.search(r"queued as (\S+)", text.decode()).group(1)
+
+
+def test_verp_sender_per_recipient(tern, sinks, test_dir):
+    t, sub, _, dest, home, dns = verp_pipeline(tern, sinks, test_dir)
+    try:
+        submit_many(sub, ["a@dest.test", "b@dest.test"])
+        got = dest.wait_messages(2, timeout=30)
+        froms = {m["to"][0]: m["from"] for m in got}
+        assert sorted(froms) == ["a@dest.test", "b@dest.test"]
+        tokens = set()
+        for f in froms.values():
+            m = VERP_RE.match(f)
+            assert m, f
+            tokens.add(m.group(1))
+        assert len(tokens) == 2		# one per recipient
+        assert all(len(m["to"]) == 1 for m in got)
+        # the key was made at first start, private to tern
+        key = os.path.join(t.queue_dir, "verp.key")
+        st = os.stat(key)
+        assert st.st_size == 32 and (st.st_mode & 0o077) == 0
     finally:
         dns.stop()
