@@ -22,13 +22,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "classify.h"
 #include "config.h"
 #include "daemon.h"
 #include "dsn.h"
+#include "feedback.h"
 #include "ipc.h"
 #include "log.h"
+#include "policy.h"
 #include "queue.h"
 #include "util.h"
+#include "verp.h"
 
 #define BOUNCE_CREDITS		4		/* works asked of qmgr at once */
 #define DSN_FULL_LIMIT		(1024 * 1024)	/* RET=FULL above: headers only */
@@ -51,6 +55,8 @@ struct work {
 	uint32_t reqid;
 	uint64_t qid;
 	char id[QUEUE_ID_LEN + 1];
+	bool feedback;			/* BOUNCE_FEEDBACK: an inbound message */
+	struct ipc_out *reply;		/* its FEEDBACK_DONE */
 	struct queue_loaded_msg *msg;
 	char *original;			/* the content read (maybe headers only) */
 	size_t original_len;
@@ -75,6 +81,10 @@ static struct {
 	struct work *head, *tail;	/* works in order; head in progress */
 	uint32_t next_reqid;
 	uint64_t dsns;			/* composed and committed, for the log */
+	bool have_key;
+	uint8_t verp_key[VERP_KEY_LEN];
+	struct bounce_classifier *classifier;
+	struct bounce_policy policy;
 } bn;
 
 static void work_next_kind(struct work *w);
@@ -488,6 +498,258 @@ cleanup_state_cb(struct ipc_client *cl, bool up, void *arg)
 	}
 }
 
+/* ---- inbound feedback ---- */
+
+static void
+load_policy(void)
+{
+	const struct tern_config *cfg = bn.cfg;
+	struct config_errors errs;
+
+	memset(&errs, 0, sizeof(errs));
+	bn.classifier = bounce_classifier_load(cfg->bounce.classes_file, &errs);
+	if (bn.classifier == NULL) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_warn("%s:%d: %s", errs.v[i].file ? errs.v[i].file : "",
+			    errs.v[i].line, errs.v[i].message);
+		log_fatal("cannot load the bounce classes");
+	}
+	config_errors_free(&errs);
+	bn.policy.hard_statuses = (const char *const *)cfg->bounce.hard_statuses;
+	bn.policy.n_hard = cfg->bounce.n_hard_statuses;
+	bn.policy.soft_statuses = (const char *const *)cfg->bounce.soft_statuses;
+	bn.policy.n_soft = cfg->bounce.n_soft_statuses;
+	bn.policy.soft_limit = cfg->bounce.soft_bounce_limit;
+	bn.policy.soft_window_ms = cfg->bounce.soft_bounce_window * 1000;
+	bn.policy.hard_expiry_ms = cfg->bounce.hard_expiry * 1000;
+	bn.policy.soft_expiry_ms = cfg->bounce.soft_expiry * 1000;
+	bn.policy.complaint_expiry_ms = cfg->bounce.complaint_expiry * 1000;
+}
+
+/* The result of parsing, for the reply. */
+struct fb_event {
+	uint8_t type;
+	uint64_t qid;
+	uint32_t rcpt;
+	const char *recipient;
+	uint16_t code;
+	const char *status;
+	char *text;
+	const char *bounce_class;
+};
+
+struct fb_supp {
+	const char *address;
+	uint8_t source;
+	char *reason;
+	int64_t expires_ms;
+	uint64_t qid;
+};
+
+static void
+feedback_reply(struct work *w, uint8_t outcome, const char *summary,
+    const struct fb_event *ev, size_t n_ev, const struct fb_supp *sp,
+    size_t n_sp)
+{
+	struct ipc_out *o = ipc_out_new(IPC_BOUNCE_FEEDBACK_DONE, w->reqid);
+	size_t k = w->msg != NULL ? w->msg->n_rcpts : 0;
+
+	ipc_put_u8(o, outcome);
+	ipc_put_str(o, summary);
+	ipc_put_u32(o, (uint32_t)k);
+	for (size_t i = 0; i < k; i++)
+		ipc_put_u32(o, w->msg->rcpts[i].index);
+	ipc_put_u32(o, (uint32_t)n_ev);
+	for (size_t i = 0; i < n_ev; i++) {
+		ipc_put_u8(o, ev[i].type);
+		ipc_put_u64(o, ev[i].qid);
+		ipc_put_u32(o, ev[i].rcpt);
+		ipc_put_str(o, ev[i].recipient);
+		ipc_put_u16(o, ev[i].code);
+		ipc_put_str(o, ev[i].status);
+		ipc_put_str(o, ev[i].text);
+		ipc_put_str(o, ev[i].bounce_class);
+	}
+	ipc_put_u32(o, (uint32_t)n_sp);
+	for (size_t i = 0; i < n_sp; i++) {
+		ipc_put_str(o, sp[i].address);
+		ipc_put_u8(o, sp[i].source);
+		ipc_put_str(o, sp[i].reason);
+		ipc_put_i64(o, sp[i].expires_ms);
+		ipc_put_u64(o, sp[i].qid);
+	}
+	if (w->reply != NULL)
+		ipc_out_free(w->reply);
+	w->reply = o;
+}
+
+struct rcpt_lookup {
+	uint32_t index;
+	char address[QUEUE_ADDRESS_MAX + 1];
+};
+
+static int
+rcpt_event_cb(void *arg, const struct queue_event *e)
+{
+	struct rcpt_lookup *l = arg;
+
+	if (e->rcpt_index == l->index && e->recipient[0] != '\0') {
+		tern_strlcpy(l->address, e->recipient, sizeof(l->address));
+		return 1;
+	}
+	return 0;
+}
+
+/* Reads the whole inbound message, up to what the parser looks at. */
+static int
+read_all(struct work *w, size_t limit)
+{
+	struct reader r;
+	uint32_t first = 0, n = 0;
+
+	memset(&r, 0, sizeof(r));
+	r.w = w;
+	r.want = w->msg->info.size < limit ? w->msg->info.size : limit;
+	w->original = xstrdup("");
+	while (first < w->msg->info.n_chunks && w->original_len < r.want) {
+		if (queue_content_read(bn.q, w->qid, first, 4, chunk_cb, &r,
+		    &n) == -1)
+			return -1;
+		if (n == 0)
+			break;
+		first += n;
+	}
+	return 0;
+}
+
+/*
+ * Parses an inbound message (feedback.c) and finds the message and
+ * recipient it is about from the VERP address it was sent to. Results
+ * become events (an asynchronous bounce, a complaint) and suppressions
+ * (policy.c); mail that is no report, or no report about our mail, is
+ * kept for the operator.
+ */
+static void
+feedback_work(struct work *w)
+{
+	struct feedback_item *items;
+	struct fb_event ev[FEEDBACK_MAX_ITEMS];
+	struct fb_supp sp[FEEDBACK_MAX_ITEMS];
+	size_t n_items = 0, n_ev = 0, n_sp = 0;
+	uint64_t oqid = 0;
+	uint32_t orcpt = 0;
+	bool found = false;
+	struct rcpt_lookup look;
+	char summary[600];
+	char oid[QUEUE_ID_LEN + 1];
+	int64_t now = queue_now_ms();
+
+	if (!bn.have_key) {
+		if (verp_key_load(bn.cfg->server.queue_dir, bn.verp_key) == -1) {
+			log_warn("%s: cannot read %s/%s", w->id,
+			    bn.cfg->server.queue_dir, VERP_KEY_FILE);
+			feedback_reply(w, FEEDBACK_RETRY, "no VERP key", NULL, 0,
+			    NULL, 0);
+			return;
+		}
+		bn.have_key = true;
+	}
+	if (read_all(w, FEEDBACK_MAX_INPUT) == -1) {
+		log_warn("%s: cannot read the message content: %s", w->id,
+		    queue_strerror(queue_last_error()));
+		feedback_reply(w, FEEDBACK_RETRY, "content not readable", NULL,
+		    0, NULL, 0);
+		return;
+	}
+	for (size_t i = 0; i < w->msg->n_rcpts && !found; i++)
+		if (verp_decode(bn.verp_key, w->msg->rcpts[i].address, &oqid,
+		    &orcpt) == 0)
+			found = true;
+	items = xcalloc(FEEDBACK_MAX_ITEMS, sizeof(*items));
+	if (feedback_parse(w->original, w->original_len, items,
+	    FEEDBACK_MAX_ITEMS, &n_items) == -1) {
+		feedback_reply(w, FEEDBACK_KEEP, "not a DSN, ARF report or "
+		    "recognizable bounce", NULL, 0, NULL, 0);
+		free(items);
+		return;
+	}
+	if (!found) {
+		snprintf(summary, sizeof(summary), "a report to no return path "
+		    "of ours (to=<%s>)", w->msg->n_rcpts ?
+		    w->msg->rcpts[0].address : "");
+		feedback_reply(w, FEEDBACK_KEEP, summary, NULL, 0, NULL, 0);
+		free(items);
+		return;
+	}
+	/* The recipient it is about: from the original's events. */
+	memset(&look, 0, sizeof(look));
+	look.index = orcpt;
+	if (queue_events_for(bn.q, oqid, rcpt_event_cb, &look) == -1)
+		look.address[0] = '\0';
+	queue_id_format(oqid, oid);
+	snprintf(summary, sizeof(summary), "%zu report(s) about %s", n_items,
+	    oid);
+	for (size_t i = 0; i < n_items; i++) {
+		struct feedback_item *it = &items[i];
+		const char *addr = look.address[0] ? look.address : it->recipient;
+		struct suppression_verdict v;
+		struct fb_event *e = &ev[n_ev];
+		bool complaint = it->kind == FEEDBACK_COMPLAINT;
+
+		if (addr[0] == '\0')
+			continue;
+		if (it->kind != FEEDBACK_FAILED && it->kind != FEEDBACK_DELAYED &&
+		    !complaint)
+			continue;
+		memset(e, 0, sizeof(*e));
+		e->qid = oqid;
+		e->rcpt = orcpt;
+		e->recipient = addr;
+		e->code = (uint16_t)it->code;
+		e->status = it->status;
+		if (complaint) {
+			e->type = QUEUE_EVENT_COMPLAINT;
+			e->text = xasprintf("complaint (%s%s%s)",
+			    it->feedback_type[0] ? it->feedback_type : "abuse",
+			    it->remote_mta[0] ? " from " : "", it->remote_mta);
+			e->bounce_class = "";
+		} else {
+			e->type = it->kind == FEEDBACK_FAILED ?
+			    QUEUE_EVENT_BOUNCED : QUEUE_EVENT_DEFERRED;
+			e->text = xasprintf("async: %s", it->diagnostic);
+			e->bounce_class = bounce_classify(bn.classifier, it->code,
+			    it->status, it->diagnostic);
+		}
+		n_ev++;
+		log_info("%s: to=<%s>, relay=none, dsn=%s, status=%s (%s)", oid,
+		    addr, it->status[0] ? it->status : "-",
+		    complaint ? "complaint" : it->kind == FEEDBACK_FAILED ?
+		    "bounced" : "deferred", e->text);
+		if (it->kind == FEEDBACK_DELAYED)
+			continue;
+		bounce_policy_decide(&bn.policy, complaint, it->status, oqid,
+		    NULL, 0, now, &v);
+		if (!v.suppress)
+			continue;
+		sp[n_sp].address = addr;
+		sp[n_sp].source = v.source;
+		sp[n_sp].reason = complaint ? xasprintf("complaint (%s)",
+		    it->feedback_type[0] ? it->feedback_type : "abuse") :
+		    xasprintf("async bounce %s %s", it->status, it->diagnostic);
+		if (strlen(sp[n_sp].reason) > 900)
+			sp[n_sp].reason[900] = '\0';
+		sp[n_sp].expires_ms = v.expires_ms;
+		sp[n_sp].qid = oqid;
+		n_sp++;
+	}
+	feedback_reply(w, FEEDBACK_PARSED, summary, ev, n_ev, sp, n_sp);
+	for (size_t i = 0; i < n_ev; i++)
+		free(ev[i].text);
+	for (size_t i = 0; i < n_sp; i++)
+		free(sp[i].reason);
+	free(items);
+}
+
 /* ---- works ---- */
 
 static void
@@ -495,6 +757,8 @@ work_free(struct work *w)
 {
 	if (w->msg != NULL)
 		queue_loaded_free(w->msg);
+	if (w->reply != NULL)
+		ipc_out_free(w->reply);
 	free(w->original);
 	free(w->done);
 	free(w->dsn);
@@ -508,7 +772,15 @@ static void
 work_finish(struct work *w)
 {
 	TERN_ASSERT(w == bn.head);
-	send_done(w);
+	if (w->feedback) {
+		if (w->reply == NULL)
+			feedback_reply(w, FEEDBACK_RETRY, "not read", NULL, 0,
+			    NULL, 0);
+		ipc_client_send(bn.qmgr, w->reply);
+		w->reply = NULL;
+	} else {
+		send_done(w);
+	}
 	bn.head = w->next;
 	if (bn.head == NULL)
 		bn.tail = NULL;
@@ -557,6 +829,11 @@ work_start(void)
 	}
 	m = &w->msg->info;
 	w->done = xcalloc(w->msg->n_rcpts ? w->msg->n_rcpts : 1, 1);
+	if (w->feedback) {
+		feedback_work(w);
+		work_finish(w);
+		return;
+	}
 	if (m->sender[0] == '\0') {
 		/* Never a DSN for a null-sender message (a DSN itself). */
 		for (size_t i = 0; i < w->msg->n_rcpts; i++)
@@ -582,14 +859,15 @@ qmgr_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	struct work *w;
 
 	(void)arg;
-	if (m->type != IPC_BOUNCE_WORK || ipc_get_str(m, &id) == -1 ||
-	    ipc_msg_end(m) == -1) {
+	if ((m->type != IPC_BOUNCE_WORK && m->type != IPC_BOUNCE_FEEDBACK) ||
+	    ipc_get_str(m, &id) == -1 || ipc_msg_end(m) == -1) {
 		ipc_conn_protocol_error(c, "malformed or unexpected %s from qmgr",
 		    ipc_type_name(m->type) ? ipc_type_name(m->type) : "message");
 		return;
 	}
 	w = xcalloc(1, sizeof(*w));
 	w->reqid = m->reqid;
+	w->feedback = m->type == IPC_BOUNCE_FEEDBACK;
 	if (queue_id_parse(id, &w->qid) == -1) {
 		ipc_conn_protocol_error(c, "BOUNCE_WORK with a bad queue id");
 		free(w);
@@ -664,6 +942,7 @@ main(int argc, char **argv)
 
 	daemon_init(d, &bounce_spec, argc, argv);
 	bn.cfg = d->cfg;
+	load_policy();
 	open_queue();
 	daemon_service_path(d, "cleanup", path, sizeof(path));
 	bn.cleanup = ipc_client_new(d->base, path, "bounce", cleanup_msg_cb,

@@ -47,6 +47,8 @@ ipc_type_name(uint16_t type)
 	case IPC_BOUNCE_READY: return "BOUNCE_READY";
 	case IPC_BOUNCE_WORK: return "BOUNCE_WORK";
 	case IPC_BOUNCE_DONE: return "BOUNCE_DONE";
+	case IPC_BOUNCE_FEEDBACK: return "BOUNCE_FEEDBACK";
+	case IPC_BOUNCE_FEEDBACK_DONE: return "BOUNCE_FEEDBACK_DONE";
 	case IPC_CTL_FLUSH: return "CTL_FLUSH";
 	case IPC_CTL_DELETE: return "CTL_DELETE";
 	case IPC_CTL_HOLD: return "CTL_HOLD";

@@ -172,6 +172,27 @@ enum ipc_type {
 					 * DSN is committed (or given up: 5xx
 					 * from cleanup, logged). The credit is
 					 * returned with it. */
+	IPC_BOUNCE_FEEDBACK = 0x0504,	/* qmgr -> bounce, reqid = work id: str
+					 * queue id of a message that arrived on
+					 * the inbound listener (DSN, ARF report),
+					 * its recipients claimed; takes a credit */
+	IPC_BOUNCE_FEEDBACK_DONE = 0x0505, /* bounce -> qmgr, reqid = work id:
+					 * u8 outcome (enum feedback_outcome),
+					 * str summary for the log,
+					 * u32 k, then k times u32 recipient index
+					 *   (of the inbound message, to finish),
+					 * u32 n events, then n times: u8 type
+					 *   (enum queue_event_type), u64 queue id,
+					 *   u32 recipient index, str recipient,
+					 *   u16 code, str status, str text,
+					 *   str bounce class (of the message it
+					 *   is about, found by its VERP address),
+					 * u32 m suppressions, then m times:
+					 *   str address, u8 source (enum
+					 *   queue_supp_source), str reason,
+					 *   i64 expiry (unix ms, 0 never),
+					 *   u64 queue id.
+					 * Returns the credit. */
 
 	/*
 	 * -- ternctl to tern-qmgr, over qmgr's socket: changes to the queue
@@ -203,6 +224,13 @@ enum ctl_status {
 enum bounce_status {
 	BOUNCE_DONE = 0,		/* every pending DSN is queued */
 	BOUNCE_RETRY = 1,		/* some could not be: hand it out later */
+};
+
+/* What became of an inbound message (BOUNCE_FEEDBACK_DONE). */
+enum feedback_outcome {
+	FEEDBACK_PARSED = 0,		/* consumed: events and suppressions apply */
+	FEEDBACK_KEEP = 1,		/* not recognized: held for the operator */
+	FEEDBACK_RETRY = 2,		/* could not be read now: again later */
 };
 
 /* Who hands a message to cleanup. */

@@ -192,6 +192,8 @@ void bounce_detach(struct conn *c);
 /* qid has a recipient with a DSN flag (committed); final: it is ACTIVE
  * in a final state (not in the schedule). */
 void bounce_notify(uint64_t qid, uint32_t rcpt, bool final);
+/* An inbound message, its recipients claimed: for bounce to parse. */
+void bounce_feedback(const struct queue_loaded_msg *lm);
 
 /* control.c */
 void control_on_msg(struct conn *c, struct ipc_msg *m);

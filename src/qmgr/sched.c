@@ -90,6 +90,12 @@ claimed_msg(const struct queue_loaded_msg *lm, int64_t now_ms)
 	size_t job_max = verp != NULL ? 1 : QMGR_JOB_RCPT_MAX;
 
 	queue_id_format(m->qid, id);
+	/* Mail from the inbound listener (bounces, complaints to a return
+	 * path) is tern-bounce's to parse, never delivered. */
+	if (m->source == CLEANUP_SOURCE_INBOUND) {
+		bounce_feedback(lm);
+		return;
+	}
 	addrs = xcalloc(lm->n_rcpts ? lm->n_rcpts : 1, sizeof(*addrs));
 	hits = xcalloc(lm->n_rcpts ? lm->n_rcpts : 1, sizeof(*hits));
 	for (size_t i = 0; i < lm->n_rcpts; i++)

@@ -295,3 +295,120 @@ def test_verp_sender_per_recipient(tern, sinks, test_dir):
         assert st.st_size == 32 and (st.st_mode & 0o077) == 0
     finally:
         dns.stop()
+
+
+# ---- inbound feedback to a return path ----
+
+def sent_with_verp(tern, sinks, test_dir, rcpt):
+    t, sub, inb, dest, home, dns = verp_pipeline(tern, sinks, test_dir,
+                                                 inbound=True)
+    qid = submit_many(sub, [rcpt])
+    got = dest.wait_messages(1, timeout=30)[0]
+    assert VERP_RE.match(got["from"]), got["from"]
+    wait_for(lambda: qid not in t.ternctl("queue").stdout, 15,
+             what="the original leaving the queue")
+    return t, inb, dns, qid, got["from"]
+
+
+def send_inbound(port, rcpt, data, sender=""):
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+        s.ehlo("mx.dest.test")
+        s.mail(sender)
+        code, text = s.rcpt(rcpt)
+        assert code == 250, (code, text)
+        code, text = s.data(data.encode())
+        assert code == 250, (code, text)
+        return re.search(r"queued as (\S+)", text.decode()).group(1)
+
+
+def rfc3464(verp, rcpt):
+    return (f"From: Mail Delivery System <MAILER-DAEMON@mx.dest.test>\r\n"
+            f"To: {verp}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+            f"MIME-Version: 1.0\r\n"
+            f"Content-Type: multipart/report; report-type=delivery-status;"
+            f" boundary=\"BB\"\r\n\r\n"
+            f"--BB\r\nContent-Type: text/plain\r\n\r\nIt failed later.\r\n"
+            f"--BB\r\nContent-Type: message/delivery-status\r\n\r\n"
+            f"Reporting-MTA: dns; mx.dest.test\r\n\r\n"
+            f"Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\n"
+            f"Status: 5.1.1\r\n"
+            f"Diagnostic-Code: smtp; 550 5.1.1 mailbox gone after all\r\n"
+            f"\r\n--BB--\r\n")
+
+
+def arf(verp, rcpt):
+    return (f"From: fbl@isp.test\r\nTo: {verp}\r\nSubject: complaint\r\n"
+            f"MIME-Version: 1.0\r\n"
+            f"Content-Type: multipart/report; report-type=feedback-report;"
+            f" boundary=\"FF\"\r\n\r\n"
+            f"--FF\r\nContent-Type: text/plain\r\n\r\nA user complained.\r\n"
+            f"--FF\r\nContent-Type: message/feedback-report\r\n\r\n"
+            f"Feedback-Type: abuse\r\nUser-Agent: isp-fbl/1.0\r\n"
+            f"Version: 1\r\nOriginal-Rcpt-To: <{rcpt}>\r\n"
+            f"\r\n--FF\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+            f"From: app@example.test\r\nSubject: news\r\n\r\n--FF--\r\n")
+
+
+def test_inbound_dsn_becomes_an_async_bounce(tern, sinks, test_dir):
+    t, inb, dns, qid, verp = sent_with_verp(tern, sinks, test_dir,
+                                            "late@dest.test")
+    try:
+        fid = send_inbound(inb, verp, rfc3464(verp, "late@dest.test"))
+        wait_for(lambda: any(e.get("type") == "bounced" and
+                             e.get("queue_id") == qid for e in events(t)), 20,
+                 what="an async bounced event")
+        ev = [e for e in events(t) if e.get("type") == "bounced"][0]
+        assert ev["recipient"] == "late@dest.test"
+        assert ev["status"] == "5.1.1"
+        assert "async" in ev["text"] and "gone after all" in ev["text"]
+        assert ev.get("bounce_class") == "bad-mailbox", ev
+        # a hard bounce: suppressed per [bounce] hard_statuses
+        wait_for(lambda: "late@dest.test" in
+                 t.ternctl("suppression", "list").stdout, 15,
+                 what="the address on the suppression list")
+        # the report itself was consumed, not delivered anywhere
+        wait_for(lambda: fid not in t.ternctl("queue").stdout, 15,
+                 what="the report leaving the queue")
+        t.wait_log(rf"{fid}: feedback: 1 report\(s\) about {qid}")
+    finally:
+        dns.stop()
+
+
+def test_inbound_arf_becomes_a_complaint(tern, sinks, test_dir):
+    t, inb, dns, qid, verp = sent_with_verp(tern, sinks, test_dir,
+                                            "grumpy@dest.test")
+    try:
+        send_inbound(inb, verp, arf(verp, "grumpy@dest.test"),
+                     sender="fbl@isp.test")
+        wait_for(lambda: any(e.get("type") == "complaint" and
+                             e.get("queue_id") == qid for e in events(t)), 20,
+                 what="a complaint event")
+        ev = [e for e in events(t) if e.get("type") == "complaint"][0]
+        assert ev["recipient"] == "grumpy@dest.test"
+        wait_for(lambda: "grumpy@dest.test" in
+                 t.ternctl("suppression", "list").stdout, 15,
+                 what="the complainer on the suppression list")
+        assert "complaint" in t.ternctl("suppression", "list").stdout
+    finally:
+        dns.stop()
+
+
+def test_unrecognized_inbound_mail_is_kept(tern, sinks, test_dir):
+    t, inb, dns, qid, verp = sent_with_verp(tern, sinks, test_dir,
+                                            "x@dest.test")
+    try:
+        fid = send_inbound(inb, verp, "From: someone@else.test\r\n"
+                           "Subject: hello\r\n\r\nJust a note, no report.\r\n",
+                           sender="someone@else.test")
+        t.wait_log(rf"{fid}: unrecognized feedback kept for the operator",
+                   timeout=20)
+        show = t.ternctl("queue", "show", fid, check=True).stdout
+        assert "held" in show.lower(), show
+        # a forged token is no return path of ours: kept too
+        forged = verp[:3] + ("a" if verp[3] != "a" else "b") + verp[4:]
+        fid2 = send_inbound(inb, forged, rfc3464(forged, "x@dest.test"))
+        t.wait_log(rf"{fid2}: unrecognized feedback kept for the operator "
+                   r"\(held\): a report to no return path", timeout=20)
+        assert not any(e.get("type") == "bounced" for e in events(t))
+    finally:
+        dns.stop()
