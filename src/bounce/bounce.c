@@ -53,6 +53,7 @@ enum step {
 struct work {
 	struct work *next;
 	uint32_t reqid;
+	unsigned gen;			/* the qmgr connection it came on */
 	uint64_t qid;
 	char id[QUEUE_ID_LEN + 1];
 	bool feedback;			/* BOUNCE_FEEDBACK: an inbound message */
@@ -77,6 +78,7 @@ static struct {
 	const struct tern_config *cfg;
 	struct queue *q;
 	struct ipc_client *qmgr;
+	unsigned qmgr_gen;		/* bumped when the connection is lost */
 	struct ipc_client *cleanup;
 	struct work *head, *tail;	/* works in order; head in progress */
 	uint32_t next_reqid;
@@ -772,7 +774,11 @@ static void
 work_finish(struct work *w)
 {
 	TERN_ASSERT(w == bn.head);
-	if (w->feedback) {
+	/* A work of a lost connection is not answered: qmgr has handed it
+	 * out again already. */
+	if (w->gen != bn.qmgr_gen) {
+		/* nothing */
+	} else if (w->feedback) {
 		if (w->reply == NULL)
 			feedback_reply(w, FEEDBACK_RETRY, "not read", NULL, 0,
 			    NULL, 0);
@@ -868,6 +874,7 @@ qmgr_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	w = xcalloc(1, sizeof(*w));
 	w->reqid = m->reqid;
 	w->feedback = m->type == IPC_BOUNCE_FEEDBACK;
+	w->gen = bn.qmgr_gen;
 	if (queue_id_parse(id, &w->qid) == -1) {
 		ipc_conn_protocol_error(c, "BOUNCE_WORK with a bad queue id");
 		free(w);
@@ -897,6 +904,7 @@ qmgr_state_cb(struct ipc_client *cl, bool up, void *arg)
 	}
 	/* qmgr hands out what it gave us again; the one in progress
 	 * finishes (its answer is lost, so it is redone: a duplicate). */
+	bn.qmgr_gen++;
 	w = bn.head != NULL ? bn.head->next : NULL;
 	if (bn.head != NULL)
 		bn.head->next = NULL;
