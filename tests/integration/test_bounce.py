@@ -412,3 +412,44 @@ def test_unrecognized_inbound_mail_is_kept(tern, sinks, test_dir):
         assert not any(e.get("type") == "bounced" for e in events(t))
     finally:
         dns.stop()
+
+
+def test_pending_dsn_survives_a_restart(tern, sinks, test_dir):
+    """No tern-bounce at first (an idle stand-in): the failure's DSN stays
+    pending in the queue; after a restart with the real one it is sent."""
+    import ternlib
+    port = free_port_on([DEST_HOST, SENDER_HOST])
+    sinks(host=DEST_HOST, port=port, rcpt_reply=lambda a: "550 5.1.1 unknown")
+    home = sinks(host=SENDER_HOST, port=port)
+    dns = Dns(["mx-host=dest.test,mx.dest.test,10",
+               f"host-record=mx.dest.test,{DEST_HOST}",
+               "mx-host=example.test,mx.example.test,10",
+               f"host-record=mx.example.test,{SENDER_HOST}"], test_dir)
+    try:
+        t = tern({"delivery": {"dns_servers": dns.server,
+                               "smtp_port": str(port), "tls": "none",
+                               "retry_schedule": "1s"},
+                  "domain example.test": {}})
+        sub = t.listen("submission", "submission",
+                       trusted_networks="127.0.0.0/8")
+        ternlib.idle_daemons(t, ["bounce"])
+        t.start()
+        qid = submit(sub, "gone@dest.test")
+        wait_for(lambda: "DSN pending" in t.ternctl("queue", "show",
+                                                    qid).stdout, 30,
+                 what="the DSN pending")
+        time.sleep(1)
+        assert home.messages == []
+        assert t.stop() == 0
+        t._link_daemons()		# the real tern-bounce this time
+        t.start()
+        dsn = home.wait_messages(1, timeout=40)[0]
+        _, raw, _ = report_parts(dsn["data"])
+        assert re.search(r"(?mi)^Final-Recipient: rfc822; ?gone@dest\.test",
+                         raw)
+        wait_for(lambda: qid not in t.ternctl("queue").stdout, 15,
+                 what="the original leaving the queue")
+        time.sleep(1)
+        assert len(home.messages) == 1
+    finally:
+        dns.stop()
