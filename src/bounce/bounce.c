@@ -947,6 +947,7 @@ main(int argc, char **argv)
 {
 	struct daemon *d = &bn.d;
 	char path[4096];
+	int rc;
 
 	daemon_init(d, &bounce_spec, argc, argv);
 	bn.cfg = d->cfg;
@@ -959,5 +960,17 @@ main(int argc, char **argv)
 	bn.qmgr = ipc_client_new(d->base, path, "bounce", qmgr_msg_cb,
 	    qmgr_state_cb, NULL);
 	log_info("bounce started");
-	return daemon_run(d);
+	rc = daemon_run(d);
+	while (bn.head != NULL) {
+		struct work *w = bn.head;
+
+		bn.head = w->next;
+		work_free(w);
+	}
+	ipc_client_free(bn.qmgr);
+	ipc_client_free(bn.cleanup);
+	bounce_classifier_free(bn.classifier);
+	if (bn.q != NULL)
+		queue_close(bn.q);
+	return rc;
 }
