@@ -19,6 +19,12 @@ tests_unit_test_signer_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/signer
 tests_unit_test_signer_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_signer_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test_signer
+# tern-smtpd's parsers.
+check_PROGRAMS += tests/unit/test_smtp_parse
+tests_unit_test_smtp_parse_SOURCES = tests/unit/test_smtp_parse.c $(SMTPD_PARSER_SOURCES)
+tests_unit_test_smtp_parse_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_smtp_parse_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_smtp_parse
 
 EXTRA_DIST += tests/integration tests/fuzz/corpus
 
@@ -108,3 +114,19 @@ noinst_PROGRAMS += tests/tools/qmgr_fill
 tests_tools_qmgr_fill_SOURCES = tests/tools/qmgr_fill.c
 tests_tools_qmgr_fill_LDADD = $(TERNQ_LIBS)
 EXTRA_DIST += tests/tools/fake_smtp_agent.py
+
+# tern-smtpd's parsers of untrusted input.
+FUZZ_TARGETS += tests/fuzz/fuzz_smtp_command tests/fuzz/fuzz_smtp_address \
+	tests/fuzz/fuzz_smtp_data
+tests_fuzz_fuzz_smtp_command_SOURCES = tests/fuzz/fuzz_smtp_command.c $(SMTPD_PARSER_SOURCES)
+tests_fuzz_fuzz_smtp_command_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_smtp_command_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_smtp_command_LDADD = $(TERN_LIBS)
+tests_fuzz_fuzz_smtp_address_SOURCES = tests/fuzz/fuzz_smtp_address.c $(SMTPD_PARSER_SOURCES)
+tests_fuzz_fuzz_smtp_address_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_smtp_address_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_smtp_address_LDADD = $(TERN_LIBS)
+tests_fuzz_fuzz_smtp_data_SOURCES = tests/fuzz/fuzz_smtp_data.c $(SMTPD_PARSER_SOURCES)
+tests_fuzz_fuzz_smtp_data_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_smtp_data_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_smtp_data_LDADD = $(TERN_LIBS)

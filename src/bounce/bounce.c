@@ -26,6 +26,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "dsn.h"
+#include "dsn_queue.h"
 #include "feedback.h"
 #include "ipc.h"
 #include "log.h"
@@ -35,7 +36,6 @@
 #include "verp.h"
 
 #define BOUNCE_CREDITS		4		/* works asked of qmgr at once */
-#define DSN_FULL_LIMIT		(1024 * 1024)	/* RET=FULL above: headers only */
 #define HEADERS_MAX		(1024 * 1024)	/* original headers read at most */
 
 static const uint8_t dsn_kinds[] = {
@@ -83,6 +83,7 @@ static struct {
 	struct work *head, *tail;	/* works in order; head in progress */
 	uint32_t next_reqid;
 	uint64_t dsns;			/* composed and committed, for the log */
+	uint64_t unique;		/* makes each DSN's Message-ID unique */
 	bool have_key;
 	uint8_t verp_key[VERP_KEY_LEN];
 	struct bounce_classifier *classifier;
@@ -149,17 +150,24 @@ chunk_cb(void *arg, uint32_t index, const void *data, size_t len)
 	return w->original_len >= r->want ? 1 : 0;
 }
 
-/* Reads the whole message for RET=FULL when it fits, else its headers. */
+/* Reads the whole message when it is to be returned, else its headers. */
 static int
 read_original(struct work *w)
 {
 	const struct queue_msg_info *m = &w->msg->info;
 	struct reader r;
 	uint32_t first = 0, n = 0;
+	bool failure = false;
 
 	memset(&r, 0, sizeof(r));
 	r.w = w;
-	w->original_whole = m->ret == CLEANUP_RET_FULL &&
+	for (size_t i = 0; i < w->msg->n_rcpts; i++)
+		if (w->msg->rcpts[i].flags & QUEUE_RF_DSN_FAILURE)
+			failure = true;
+	/* What dsn_queue.c returns whole: RET=FULL, or a failure without
+	 * RET (as Postfix does); up to DSN_FULL_LIMIT. */
+	w->original_whole = (m->ret == CLEANUP_RET_FULL ||
+	    (m->ret == CLEANUP_RET_DEFAULT && failure)) &&
 	    m->size <= DSN_FULL_LIMIT;
 	r.headers_only = !w->original_whole;
 	r.want = w->original_whole ? m->size : HEADERS_MAX;
@@ -234,7 +242,7 @@ remote_reply_text(const char *text, unsigned code)
 {
 	const char *p = text, *said = strstr(text, " said: ");
 	char *out, *tail;
-	char prefix[8];
+	char prefix[16];
 
 	if (code == 0 || strncmp(text, "host ", 5) != 0 || said == NULL)
 		return xstrdup(text);
@@ -249,86 +257,56 @@ remote_reply_text(const char *text, unsigned code)
 	return out;
 }
 
-/* Composes the DSN of the current kind; 0, or -1 when nobody needs it. */
+/*
+ * Composes the DSN of one kind for the recipients flagged with it
+ * (dsn_queue.c maps the records): 0, -1 when none is flagged, 1 when
+ * none may be sent (null sender, NOTIFY): the flags are then just done.
+ */
 static int
 compose(struct work *w, uint8_t kind)
 {
-	const struct queue_msg_info *m = &w->msg->info;
-	struct dsn_rcpt *rcpts;
+	struct dsn_build b;
+	uint32_t *idx;
 	char **texts;
-	struct dsn_report r;
-	char *postmaster, *message_id, *boundary;
 	size_t n = 0;
-	int64_t now = queue_now_ms();
+	int rc;
 
-	rcpts = xcalloc(w->msg->n_rcpts ? w->msg->n_rcpts : 1, sizeof(*rcpts));
-	texts = xcalloc(w->msg->n_rcpts ? w->msg->n_rcpts : 1, sizeof(*texts));
-	for (size_t i = 0; i < w->msg->n_rcpts; i++) {
-		const struct queue_rcpt_info *ri = &w->msg->rcpts[i];
-		struct dsn_rcpt *d = &rcpts[n];
+	idx = xcalloc(w->msg->n_rcpts ? w->msg->n_rcpts : 1, sizeof(*idx));
+	for (size_t i = 0; i < w->msg->n_rcpts; i++)
+		if (w->msg->rcpts[i].flags & kind)
+			idx[n++] = w->msg->rcpts[i].index;
+	if (n == 0) {
+		free(idx);
+		return -1;
+	}
+	rc = dsn_build_from_queue(&b, w->msg, idx, n, kind,
+	    bn.cfg->server.hostname, queue_now_ms() / 1000,
+	    bn.cfg->delivery.max_queue_lifetime, ++bn.unique, w->original,
+	    w->original_len);
+	free(idx);
+	if (rc == -1)
+		return 1;
+	/* Only the headers were read: they are all there is to return. */
+	if (!w->original_whole)
+		b.report.return_full = false;
+	texts = xcalloc(n, sizeof(*texts));
+	for (size_t i = 0; i < n; i++) {
+		struct dsn_rcpt *d = &b.rcpts[i];
 
-		if (!(ri->flags & kind))
-			continue;
-		d->address = ri->address;
-		d->orcpt = ri->orcpt;
-		d->action = kind == QUEUE_RF_DSN_FAILURE ? DSN_ACTION_FAILED :
-		    kind == QUEUE_RF_DSN_DELAY ? DSN_ACTION_DELAYED :
-		    DSN_ACTION_DELIVERED;
-		d->status = ri->last_status[0] ? ri->last_status :
-		    kind == QUEUE_RF_DSN_FAILURE ? "5.0.0" :
-		    kind == QUEUE_RF_DSN_DELAY ? "4.0.0" : "2.0.0";
-		/* A delay's status is a 4.x.x whatever the attempt said. */
+		texts[i] = remote_reply_text(d->text, d->code);
+		d->text = texts[i];
+		/* A notice's status is of its kind, whatever the attempt said. */
 		if (kind == QUEUE_RF_DSN_DELAY && d->status[0] != '4')
 			d->status = "4.0.0";
 		if (kind == QUEUE_RF_DSN_FAILURE && d->status[0] != '5')
 			d->status = "5.0.0";
-		d->code = ri->last_code;
-		texts[n] = remote_reply_text(ri->last_text, ri->last_code);
-		d->text = texts[n];
-		d->remote_host = ri->last_host;
-		d->last_attempt = ri->last_attempt_ms / 1000;
-		if (kind == QUEUE_RF_DSN_DELAY)
-			d->will_retry_until = (m->arrival_ms / 1000) +
-			    bn.cfg->delivery.max_queue_lifetime;
-		n++;
 	}
-	if (n == 0) {
-		free(rcpts);
-		free(texts);
-		return -1;
-	}
-	postmaster = xasprintf("MAILER-DAEMON@%s", bn.cfg->server.hostname);
-	message_id = xasprintf("%s.%s.%" PRId64 "@%s", w->id,
-	    kind == QUEUE_RF_DSN_FAILURE ? "failure" :
-	    kind == QUEUE_RF_DSN_DELAY ? "delay" : "success", now,
-	    bn.cfg->server.hostname);
-	boundary = xasprintf("%s/%" PRId64 "/%s", w->id, now,
-	    bn.cfg->server.hostname);
-	memset(&r, 0, sizeof(r));
-	r.reporting_mta = bn.cfg->server.hostname;
-	r.postmaster = postmaster;
-	r.to = m->sender;
-	r.envid = m->envid;
-	r.arrival = m->arrival_ms / 1000;
-	r.date = now / 1000;
-	r.message_id = message_id;
-	r.boundary = boundary;
-	/* RET applies to failures; other notices carry the headers. */
-	r.return_full = w->original_whole && kind == QUEUE_RF_DSN_FAILURE;
-	r.full_limit = DSN_FULL_LIMIT;
-	r.original = w->original;
-	r.original_len = w->original_len;
-	r.rcpts = rcpts;
-	r.n_rcpts = n;
 	free(w->dsn);
-	w->dsn = dsn_compose(&r, &w->dsn_len, &w->eightbit);
+	w->dsn = dsn_compose(&b.report, &w->dsn_len, &w->eightbit);
 	for (size_t i = 0; i < n; i++)
 		free(texts[i]);
 	free(texts);
-	free(rcpts);
-	free(postmaster);
-	free(message_id);
-	free(boundary);
+	dsn_build_free(&b);
 	return 0;
 }
 
@@ -803,8 +781,15 @@ static void
 work_next_kind(struct work *w)
 {
 	while (w->kind < TERN_ARRAY_LEN(dsn_kinds)) {
-		if (compose(w, dsn_kinds[w->kind]) == 0) {
+		int rc = compose(w, dsn_kinds[w->kind]);
+
+		if (rc == 0) {
 			submit_begin(w);
+			return;
+		}
+		if (rc == 1) {
+			/* Not to be sent (NOTIFY, null sender): just done. */
+			kind_done(w);
 			return;
 		}
 		w->kind++;

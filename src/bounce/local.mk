@@ -5,6 +5,7 @@ noinst_LIBRARIES += src/bounce/libbounce.a
 src_bounce_libbounce_a_SOURCES = \
 	src/bounce/classify.c src/bounce/classify.h \
 	src/bounce/dsn.c src/bounce/dsn.h \
+	src/bounce/dsn_queue.c src/bounce/dsn_queue.h \
 	src/bounce/feedback.c src/bounce/feedback.h \
 	src/bounce/policy.c src/bounce/policy.h \
 	src/bounce/verp.c src/bounce/verp.h
@@ -19,7 +20,7 @@ tests_unit_test_bounce_SOURCES = tests/unit/test_bounce.c
 tests_unit_test_bounce_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) \
 	-I$(top_srcdir)/src/bounce -DGOLDEN_DIR='"$(abs_top_srcdir)/tests/unit/golden"' \
 	-DCONF_DIR='"$(abs_top_srcdir)/conf"'
-tests_unit_test_bounce_LDADD = $(BOUNCE_LIBS) $(TERN_LIBS) $(CMOCKA_LIBS)
+tests_unit_test_bounce_LDADD = $(BOUNCE_LIBS) $(TERNQ_LIBS) $(CMOCKA_LIBS)
 TESTS += tests/unit/test_bounce
 EXTRA_DIST += tests/unit/golden
 
@@ -27,8 +28,8 @@ FUZZ_TARGETS += tests/fuzz/fuzz_feedback tests/fuzz/fuzz_verp
 tests_fuzz_fuzz_feedback_SOURCES = tests/fuzz/fuzz_feedback.c
 tests_fuzz_fuzz_feedback_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS) -I$(top_srcdir)/src/bounce
 tests_fuzz_fuzz_feedback_LDFLAGS = $(FUZZ_FLAGS)
-tests_fuzz_fuzz_feedback_LDADD = $(BOUNCE_LIBS) $(TERN_LIBS)
+tests_fuzz_fuzz_feedback_LDADD = $(BOUNCE_LIBS) $(TERNQ_LIBS)
 tests_fuzz_fuzz_verp_SOURCES = tests/fuzz/fuzz_verp.c
 tests_fuzz_fuzz_verp_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS) -I$(top_srcdir)/src/bounce
 tests_fuzz_fuzz_verp_LDFLAGS = $(FUZZ_FLAGS)
-tests_fuzz_fuzz_verp_LDADD = $(BOUNCE_LIBS) $(TERN_LIBS)
+tests_fuzz_fuzz_verp_LDADD = $(BOUNCE_LIBS) $(TERNQ_LIBS)

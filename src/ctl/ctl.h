@@ -21,6 +21,10 @@ struct queue *ctl_open_queue(const struct tern_config *cfg);
  * reply's text. Returns the exit status: 0 ok, 1 refused or failed. */
 int ctl_qmgr_request(const struct tern_config *cfg, struct ipc_out *req,
     uint64_t *count);
+/* "451 4.3.0 try later" from a reply's parts; the text alone when it
+ * already starts with the code (some agents give the whole line). */
+void ctl_format_reply(char *buf, size_t size, uint16_t code,
+    const char *status, const char *text);
 /* "2026-11-26 23:40:01.123" in UTC. */
 void ctl_format_time(int64_t ms, char *buf, size_t size);
 

@@ -177,13 +177,11 @@ trace_cb(void *arg, const struct queue_event *e)
 	if (e->remote_host[0])
 		printf(" via %s", e->remote_host);
 	if (e->code != 0 || e->status[0] || e->text[0]) {
-		printf(":");
-		if (e->code != 0)
-			printf(" %u", e->code);
-		if (e->status[0])
-			printf(" %s", e->status);
-		if (e->text[0])
-			printf(" %s", e->text);
+		char reply[QUEUE_TEXT_MAX + 64];
+
+		ctl_format_reply(reply, sizeof(reply), e->code, e->status,
+		    e->text);
+		printf(": %s", reply);
 	}
 	putchar('\n');
 	tr->n++;

@@ -48,6 +48,21 @@ ctl_open_queue(const struct tern_config *cfg)
 }
 
 void
+ctl_format_reply(char *buf, size_t size, uint16_t code, const char *status,
+    const char *text)
+{
+	char prefix[8];
+
+	snprintf(prefix, sizeof(prefix), "%u ", code);
+	if (code == 0 || strncmp(text, prefix, strlen(prefix)) == 0)
+		snprintf(buf, size, "%s%s%s", code == 0 ? status : "",
+		    code == 0 && status[0] && text[0] ? " " : "", text);
+	else
+		snprintf(buf, size, "%u%s%s%s%s", code, status[0] ? " " : "",
+		    status, text[0] ? " " : "", text);
+}
+
+void
 ctl_format_time(int64_t ms, char *buf, size_t size)
 {
 	time_t t = (time_t)(ms / 1000);

@@ -74,12 +74,11 @@ list_cb(void *arg, const struct queue_msg_info *m,
 			continue;
 		}
 		if (r->state == QUEUE_RCPT_DEFERRED) {
-			if (r->last_code != 0)
-				printf("%47s(deferred: %u %s %.200s)\n", "",
-				    r->last_code, r->last_status, r->last_text);
-			else
-				printf("%47s(deferred: %s %.200s)\n", "",
-				    r->last_status, r->last_text);
+			char reply[256];
+
+			ctl_format_reply(reply, sizeof(reply), r->last_code,
+			    r->last_status, r->last_text);
+			printf("%47s(deferred: %s)\n", "", reply);
 		}
 		printf("%47s%s\n", "", r->address);
 	}
@@ -173,10 +172,14 @@ queue_show_cmd(const struct tern_config *cfg, const char *idtext)
 			printf(", next attempt %s UTC", t2);
 		}
 		putchar('\n');
-		if (r->last_code != 0 || r->last_text[0])
-			printf("  last reply: %u %s %s%s%s\n", r->last_code,
-			    r->last_status, r->last_text, r->last_host[0] ?
+		if (r->last_code != 0 || r->last_text[0]) {
+			char reply[QUEUE_TEXT_MAX + 64];
+
+			ctl_format_reply(reply, sizeof(reply), r->last_code,
+			    r->last_status, r->last_text);
+			printf("  last reply: %s%s%s\n", reply, r->last_host[0] ?
 			    " from " : "", r->last_host);
+		}
 	}
 	queue_loaded_free(lm);
 	queue_close(q);

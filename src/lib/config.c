@@ -174,6 +174,7 @@ struct parse_state {
 	bool continuation;		/* the current line continues a value */
 	bool had_key;			/* inih's prev_name is set */
 	bool ignore_section;		/* a broken header: skip its keys */
+	bool skip_file_checks;		/* config_load_unchecked() */
 };
 
 static void config_error_add(struct config_errors *errs, const char *file,
@@ -528,7 +529,8 @@ store_value(struct parse_state *st, const struct key_spec *ks, void *base,
 		}
 		path = config_resolve_path(st, value);
 		errno = 0;
-		if (st->file != NULL && !is_file_present(path)) {
+		if (st->file != NULL && !st->skip_file_checks &&
+		    !is_file_present(path)) {
 			*why = xasprintf("file %s: %s", path,
 			    errno == 0 ? "not a regular file" : strerror(errno));
 			free(path);
@@ -698,7 +700,8 @@ store_value(struct parse_state *st, const struct key_spec *ks, void *base,
 			    ? config_resolve_path(st, words[w]) : xstrdup(words[w]);
 
 			errno = 0;
-			if (ks->type == K_FILE_LIST && !is_file_present(item)) {
+			if (ks->type == K_FILE_LIST && !st->skip_file_checks &&
+			    !is_file_present(item)) {
 				*why = xasprintf("file %s: %s", item, errno == 0
 				    ? "not a regular file" : strerror(errno));
 				free(item);
@@ -1099,8 +1102,9 @@ config_validate(struct parse_state *st)
 		    "map_size is larger than map_size_max");
 }
 
-struct tern_config *
-config_load(const char *path, struct config_errors *errs)
+static struct tern_config *
+config_load_with(const char *path, struct config_errors *errs,
+    bool skip_file_checks)
 {
 	struct tern_config *cfg = xcalloc(1, sizeof(*cfg));
 	struct parse_state st;
@@ -1109,6 +1113,7 @@ config_load(const char *path, struct config_errors *errs)
 
 	memset(errs, 0, sizeof(*errs));
 	memset(&st, 0, sizeof(st));
+	st.skip_file_checks = skip_file_checks;
 	config_apply_defaults(cfg);
 
 	abs = realpath(path, NULL);
@@ -1140,6 +1145,18 @@ config_load(const char *path, struct config_errors *errs)
 		return NULL;
 	}
 	return cfg;
+}
+
+struct tern_config *
+config_load(const char *path, struct config_errors *errs)
+{
+	return config_load_with(path, errs, false);
+}
+
+struct tern_config *
+config_load_unchecked(const char *path, struct config_errors *errs)
+{
+	return config_load_with(path, errs, true);
 }
 
 struct tern_config *

@@ -177,6 +177,13 @@ const char *config_default_path(const char *option);
  */
 struct tern_config *config_load(const char *path, struct config_errors *errs);
 void config_free(struct tern_config *cfg);
+/*
+ * The same without checking that the files it names exist: for programs
+ * any user runs (sendmail), who cannot see the DKIM keys or TLS files
+ * and never use them.
+ */
+struct tern_config *config_load_unchecked(const char *path,
+    struct config_errors *errs);
 
 /* Prints "file:line: message" lines. */
 void config_errors_print(const struct config_errors *errs, FILE *out);

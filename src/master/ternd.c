@@ -282,15 +282,18 @@ main(int argc, char **argv)
 	if (m.base == NULL)
 		log_fatal("event_base_new failed");
 	m.sv = supervisor_new(m.base);
-	if (supervisor_bind_listeners(m.sv, m.cfg) == -1 ||
-	    supervisor_bind_unix(m.sv, m.cfg) == -1)
-		log_fatal("cannot open the listening sockets");
 
-	/* Handlers before the first child, so no exit goes unseen. */
+	/* Handlers before the first child, so no exit goes unseen, and before
+	 * the ports open, so a client that sees the port and then stops us
+	 * (Ctrl-C, SIGTERM) gets a clean stop. */
 	event_add(evsignal_new(m.base, SIGCHLD, on_sigchld, &m), NULL);
 	event_add(evsignal_new(m.base, SIGTERM, on_sigterm, &m), NULL);
 	event_add(evsignal_new(m.base, SIGINT, on_sigterm, &m), NULL);
 	event_add(evsignal_new(m.base, SIGHUP, on_sighup, &m), NULL);
+
+	if (supervisor_bind_listeners(m.sv, m.cfg) == -1 ||
+	    supervisor_bind_unix(m.sv, m.cfg) == -1)
+		log_fatal("cannot open the listening sockets");
 
 	supervisor_start(m.sv, m.cfg);
 	log_info("daemon started -- version %s, configuration %s", PACKAGE_VERSION,

@@ -101,6 +101,48 @@ dest_maybe_free(struct dest *d)
 	free(d);
 }
 
+/* Keeps the destination's pace: recipients sent per second over
+ * windows of about a minute. */
+static void
+dest_pace(struct dest *d, size_t n)
+{
+	uint64_t now = tern_monotonic_usec();
+
+	d->sent_rcpts += n;
+	if (d->pace_usec == 0) {
+		d->pace_usec = now;
+		d->pace_mark = d->sent_rcpts - n;
+		return;
+	}
+	if (now - d->pace_usec >= 60 * 1000000ull) {
+		d->pace = (double)(d->sent_rcpts - d->pace_mark) * 1e6 /
+		    (double)(now - d->pace_usec);
+		d->pace_usec = now;
+		d->pace_mark = d->sent_rcpts;
+	}
+}
+
+int64_t
+dest_wait_ms(const struct dest *d)
+{
+	double pace = d->pace;
+	uint64_t now = tern_monotonic_usec();
+	int64_t wait;
+
+	/* Within the first window, what was sent so far gives the pace. */
+	if (pace <= 0 && d->pace_usec != 0 && now - d->pace_usec >= 1000000)
+		pace = (double)(d->sent_rcpts - d->pace_mark) * 1e6 /
+		    (double)(now - d->pace_usec);
+	if (pace <= 0)		/* nothing sent yet (a start): look again soon */
+		return QMGR_DEST_WAIT_MIN_MS;
+	wait = (int64_t)((double)d->pending_rcpts / pace * 1000.0);
+	if (wait < QMGR_DEST_WAIT_MIN_MS)
+		wait = QMGR_DEST_WAIT_MIN_MS;
+	if (wait > QMGR_DEST_WAIT_MAX_MS)
+		wait = QMGR_DEST_WAIT_MAX_MS;
+	return wait;
+}
+
 void
 dest_push(struct dest *d, struct job *j)
 {
@@ -183,6 +225,8 @@ dispatch(void)
 		j = TAILQ_FIRST(&d->pending);
 		TAILQ_REMOVE(&d->pending, j, entry);
 		d->n_pending--;
+		d->pending_rcpts -= j->n_rcpts;
+		dest_pace(d, j->n_rcpts);
 		if (d->rate_period > 0)
 			d->tokens -= 1.0;
 		d->in_flight++;
@@ -213,6 +257,7 @@ dest_drop_qid(uint64_t qid, bool unclaim)
 					continue;
 				TAILQ_REMOVE(&d->pending, j, entry);
 				d->n_pending--;
+				d->pending_rcpts -= j->n_rcpts;
 				for (size_t i = 0; unclaim && i < j->n_rcpts; i++) {
 					queue_update_unclaim(store_group(), qid,
 					    j->rcpts[i].index, queue_now_ms());
@@ -244,6 +289,7 @@ dest_unclaim_all(void)
 			while ((j = TAILQ_FIRST(&d->pending)) != NULL) {
 				TAILQ_REMOVE(&d->pending, j, entry);
 				d->n_pending--;
+				d->pending_rcpts -= j->n_rcpts;
 				for (size_t i = 0; i < j->n_rcpts; i++) {
 					queue_update_unclaim(store_group(), j->qid,
 					    j->rcpts[i].index, now);

@@ -27,6 +27,13 @@
 #define QMGR_JOB_RCPT_MAX	100	/* recipients in one job (one SMTP transaction) */
 #define QMGR_POLL_MS		1000	/* the schedule is looked at least this often */
 #define QMGR_JITTER_PCT		10	/* retries come up to 10% later */
+/* One destination holds at most this many claimed recipients waiting to
+ * be sent, so a slow or blocked one cannot fill the active set and starve
+ * the others: the rest go back to the schedule for about the time the
+ * destination needs to work through what it has. */
+#define QMGR_DEST_PENDING_MAX	(QMGR_ACTIVE_MAX / 4)
+#define QMGR_DEST_WAIT_MIN_MS	5000
+#define QMGR_DEST_WAIT_MAX_MS	(15 * 60 * 1000)
 
 #ifdef IPC_DELIVERY_MAX_RCPTS
 _Static_assert(QMGR_JOB_RCPT_MAX <= IPC_DELIVERY_MAX_RCPTS,
@@ -78,6 +85,11 @@ struct dest {
 	unsigned in_flight;
 	struct job_list pending;	/* claimed, not yet sent */
 	size_t n_pending;
+	size_t pending_rcpts;		/* recipients in pending (and building) jobs */
+	uint64_t sent_rcpts;		/* recipients sent, for its pace */
+	uint64_t pace_mark;		/* sent_rcpts at pace_usec */
+	uint64_t pace_usec;		/* start of the pace window */
+	double pace;			/* recipients sent per second, 0 unknown */
 	unsigned rate_count;		/* [destination] rate: jobs per period */
 	unsigned rate_period;		/* seconds; 0 no rate limit */
 	double tokens;
@@ -162,6 +174,8 @@ void sched_arm_poll(void);
 /* dest.c */
 struct dest *dest_get(const char *domain);
 void dest_push(struct dest *d, struct job *j);
+/* How long recipients beyond QMGR_DEST_PENDING_MAX should wait. */
+int64_t dest_wait_ms(const struct dest *d);
 void dest_job_finished(struct dest *d);
 void dest_drop_qid(uint64_t qid, bool unclaim);
 void dest_unclaim_all(void);
@@ -176,7 +190,7 @@ struct agent *agent_pick(void);
 
 /* results.c */
 void result_attempt(struct job *j, struct job_rcpt *r,
-    const struct rcpt_result *res, bool agent_logged, int64_t now_ms);
+    const struct rcpt_result *res, bool from_agent, int64_t now_ms);
 void result_defer_job(struct job *j, const char *status, const char *text,
     int64_t now_ms);
 void result_expire(const struct queue_msg_info *m,

@@ -4,8 +4,12 @@
  * next attempt from retry_schedule, or expired once max_queue_lifetime
  * has passed. Every change goes into the writer's next group with its
  * event, and gets a Postfix-shaped log line:
- *   0190F3A1C2B40123: to=<a@b>, relay=mx.b[192.0.2.1]:25, delay=2.1,
+ *   0190F3A1C2B40123: to=<a@b>, relay=mx.b[192.0.2.1], delay=2.1,
  *   dsn=4.3.0, status=deferred (451 4.3.0 try later)
+ * As in Postfix, the delivery agent logs what happened in its attempts;
+ * tern-qmgr logs at info level what it decides itself (expired,
+ * suppressed, deferred for a lost or silent agent) and the rest only
+ * with -v, so each attempt has one line.
  * Recipients that need a DSN carry QUEUE_RF_DSN_* and stay ACTIVE in the
  * store for tern-bounce (see tern-qmgr(8)).
  */
@@ -34,20 +38,27 @@ dsn_if_wanted(const char *sender, uint8_t notify, uint8_t kind)
 }
 
 static void
-log_result(uint64_t qid, const char *address, const char *relay,
+log_result(bool own, uint64_t qid, const char *address, const char *relay,
     int64_t arrival_ms, int64_t now_ms, const char *dsn, const char *status,
     uint16_t code, const char *text)
 {
 	char id[QUEUE_ID_LEN + 1];
+	void (*logf)(const char *, ...) TERN_PRINTF(1, 2) =
+	    own ? log_info : log_debug;
+	char prefix[8];
 
 	queue_id_format(qid, id);
+	/* Some agents give the whole reply line as the text. */
+	snprintf(prefix, sizeof(prefix), "%u ", code);
+	if (code != 0 && strncmp(text, prefix, strlen(prefix)) == 0)
+		code = 0;
 	if (code != 0)
-		log_info("%s: to=<%s>, relay=%s, delay=%.1f, dsn=%s, status=%s "
+		logf("%s: to=<%s>, relay=%s, delay=%.1f, dsn=%s, status=%s "
 		    "(%u %s%s%s)", id, address, relay[0] ? relay : "none",
 		    (double)(now_ms - arrival_ms) / 1000.0, dsn[0] ? dsn : "-",
 		    status, code, dsn, dsn[0] ? " " : "", text);
 	else
-		log_info("%s: to=<%s>, relay=%s, delay=%.1f, dsn=%s, status=%s "
+		logf("%s: to=<%s>, relay=%s, delay=%.1f, dsn=%s, status=%s "
 		    "(%s)", id, address, relay[0] ? relay : "none",
 		    (double)(now_ms - arrival_ms) / 1000.0, dsn[0] ? dsn : "-",
 		    status, text);
@@ -106,11 +117,12 @@ suppress_address(uint64_t qid, const char *address, uint16_t code,
 
 void
 result_attempt(struct job *j, struct job_rcpt *jr,
-    const struct rcpt_result *res, bool agent_logged, int64_t now_ms)
+    const struct rcpt_result *res, bool from_agent, int64_t now_ms)
 {
 	struct queue_result r;
-	char *text = NULL;
+	char *text = NULL, *relay = NULL;
 	const char *log_status;
+	bool own = !from_agent;
 
 	memset(&r, 0, sizeof(r));
 	r.qid = j->qid;
@@ -120,7 +132,11 @@ result_attempt(struct job *j, struct job_rcpt *jr,
 	r.code = res->code;
 	r.status = res->status;
 	r.text = res->text;
-	r.remote_host = res->remote_host;
+	/* "host[address]", as Postfix writes a relay. */
+	if (res->remote_addr[0] != '\0' && strchr(res->remote_host, '[') == NULL)
+		relay = xasprintf("%s[%s]", res->remote_host[0] ?
+		    res->remote_host : "unknown", res->remote_addr);
+	r.remote_host = relay != NULL ? relay : res->remote_host;
 	r.bounce_class = "";
 	jr->done = true;
 
@@ -154,6 +170,7 @@ result_attempt(struct job *j, struct job_rcpt *jr,
 			r.dsn = dsn_if_wanted(j->sender, jr->notify,
 			    QUEUE_RF_DSN_FAILURE);
 			log_status = "expired";
+			own = true;
 			break;
 		}
 		r.state = QUEUE_RCPT_DEFERRED;
@@ -167,12 +184,10 @@ result_attempt(struct job *j, struct job_rcpt *jr,
 		break;
 	}
 	add_result(&r);
-	/* The agent logged its own outcome (as Postfix's smtp does); qmgr
-	 * logs only what it decided itself: expiry, a lost or silent agent. */
-	if (!agent_logged || r.event == QUEUE_EVENT_EXPIRED)
-		log_result(j->qid, jr->address, res->remote_host, j->arrival_ms,
-		    now_ms, r.status, log_status, r.code, r.text);
+	log_result(own, j->qid, jr->address, r.remote_host, j->arrival_ms,
+	    now_ms, r.status, log_status, r.code, r.text);
 	free(text);
+	free(relay);
 }
 
 void
@@ -223,7 +238,7 @@ result_expire(const struct queue_msg_info *m, const struct queue_rcpt_info *r,
 	res.bounce_class = "expired";
 	res.dsn = dsn_if_wanted(m->sender, r->notify, QUEUE_RF_DSN_FAILURE);
 	add_result(&res);
-	log_result(m->qid, r->address, r->last_host, m->arrival_ms, now_ms,
+	log_result(true, m->qid, r->address, r->last_host, m->arrival_ms, now_ms,
 	    "5.4.7", "expired", 0, text);
 	free(text);
 }
@@ -247,7 +262,7 @@ result_suppressed(const struct queue_msg_info *m,
 	res.bounce_class = "suppressed";
 	res.dsn = dsn_if_wanted(m->sender, r->notify, QUEUE_RF_DSN_FAILURE);
 	add_result(&res);
-	log_result(m->qid, r->address, "", m->arrival_ms, now_ms, "5.7.1",
+	log_result(true, m->qid, r->address, "", m->arrival_ms, now_ms, "5.7.1",
 	    "bounced", 0, text);
 	free(text);
 }

@@ -55,6 +55,7 @@ job_add_rcpt(struct job *j, const struct queue_rcpt_info *r)
 	jr->notify = r->notify;
 	jr->flags = r->flags;
 	jr->attempts = r->attempts;
+	j->dest->pending_rcpts++;
 	qmgr.n_active++;
 }
 
@@ -85,6 +86,8 @@ claimed_msg(const struct queue_loaded_msg *lm, int64_t now_ms)
 	struct dest **touched = NULL;
 	size_t n_touched = 0;
 	bool first = false;
+	size_t n_wait = 0;
+	struct dest *wait_dest = NULL;
 	char id[QUEUE_ID_LEN + 1];
 	const char *verp = verp_domain(m);
 	size_t job_max = verp != NULL ? 1 : QMGR_JOB_RCPT_MAX;
@@ -129,6 +132,16 @@ claimed_msg(const struct queue_loaded_msg *lm, int64_t now_ms)
 		if (r->attempts == 0 && r->state == QUEUE_RCPT_QUEUED)
 			first = true;
 		d = dest_get(rcpt_domain(r->address));
+		/* A destination with enough work in hand: back to the
+		 * schedule, so other destinations get their turn. */
+		if (d->pending_rcpts >= QMGR_DEST_PENDING_MAX) {
+			queue_update_unclaim(store_group(), m->qid, r->index,
+			    now_ms + dest_wait_ms(d));
+			store_track(m->qid, NULL, NULL);
+			n_wait++;
+			wait_dest = d;
+			continue;
+		}
 		if (d->building == NULL || d->building->qid != m->qid ||
 		    d->building->n_rcpts >= job_max) {
 			if (d->building != NULL && d->building->qid == m->qid)
@@ -155,6 +168,10 @@ claimed_msg(const struct queue_loaded_msg *lm, int64_t now_ms)
 			d->building = NULL;
 		}
 	}
+	if (n_wait > 0)
+		log_debug("%s: %zu recipient(s) wait %llds: %s has %zu in hand", id,
+		    n_wait, (long long)(dest_wait_ms(wait_dest) / 1000),
+		    wait_dest->name, wait_dest->pending_rcpts);
 	if (first)
 		log_info("%s: from=<%s>, size=%llu, nrcpt=%u (queue active)", id,
 		    m->sender, (unsigned long long)m->size, m->n_rcpt);

@@ -3,7 +3,9 @@
 noinst_LIBRARIES += src/sendmail/libsendmail.a
 src_sendmail_libsendmail_a_SOURCES = \
 	src/sendmail/maildrop.c src/sendmail/maildrop.h \
+	src/sendmail/mailq.c src/sendmail/mailq.h \
 	src/sendmail/message.c src/sendmail/message.h \
+	src/sendmail/smtp_stdio.c src/sendmail/smtp_stdio.h \
 	src/sendmail/submit.c src/sendmail/submit.h
 SENDMAIL_LIBS = src/sendmail/libsendmail.a
 
@@ -13,7 +15,7 @@ src_sendmail_sendmail_LDADD = $(SENDMAIL_LIBS) $(TERNQ_LIBS)
 
 pkglibexec_PROGRAMS += src/sendmail/tern-pickup
 src_sendmail_tern_pickup_SOURCES = src/sendmail/pickup.c
-src_sendmail_tern_pickup_LDADD = $(SENDMAIL_LIBS) $(TERN_LIBS)
+src_sendmail_tern_pickup_LDADD = $(SENDMAIL_LIBS) $(TERNQ_LIBS)
 
 # mailq and newaliases are sendmail under another name. When the group
 # tern-drop exists (see sendmail(1)) and we install as root, sendmail
@@ -40,12 +42,12 @@ uninstall-sendmail-links:
 check_PROGRAMS += tests/unit/test_sendmail
 tests_unit_test_sendmail_SOURCES = tests/unit/test_sendmail.c
 tests_unit_test_sendmail_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) -I$(top_srcdir)/src/sendmail
-tests_unit_test_sendmail_LDADD = $(SENDMAIL_LIBS) $(TERN_LIBS) $(CMOCKA_LIBS)
+tests_unit_test_sendmail_LDADD = $(SENDMAIL_LIBS) $(TERNQ_LIBS) $(CMOCKA_LIBS)
 TESTS += tests/unit/test_sendmail
 
 FUZZ_TARGETS += tests/fuzz/fuzz_maildrop
 tests_fuzz_fuzz_maildrop_SOURCES = tests/fuzz/fuzz_maildrop.c
 tests_fuzz_fuzz_maildrop_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS) -I$(top_srcdir)/src/sendmail
 tests_fuzz_fuzz_maildrop_LDFLAGS = $(FUZZ_FLAGS)
-tests_fuzz_fuzz_maildrop_LDADD = $(SENDMAIL_LIBS) $(TERN_LIBS)
-EXTRA_DIST += tests/tools
+tests_fuzz_fuzz_maildrop_LDADD = $(SENDMAIL_LIBS) $(TERNQ_LIBS)
+EXTRA_DIST += tests/tools/cleanup_double.py

@@ -13,26 +13,27 @@
  */
 #include "autoconfig.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sysexits.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "ipc.h"
 #include "log.h"
+#include "mailq.h"
 #include "maildrop.h"
 #include "message.h"
 #include "peercred.h"
 #include "queue.h"
+#include "smtp_stdio.h"
 #include "submit.h"
 #include "util.h"
 
@@ -153,6 +154,8 @@ parse_options(int argc, char **argv, struct sm_options *o)
 				o->mode = 'p';
 			else if (strcmp(optarg, "i") == 0)
 				o->mode = 'i';
+			else if (strcmp(optarg, "s") == 0)
+				o->mode = 's';
 			else
 				die(EX_USAGE, "-b%s is not supported", optarg);
 			break;
@@ -376,30 +379,39 @@ report_submission(const struct sm_options *o, const struct maildrop_msg *m,
 	return EX_TEMPFAIL;
 }
 
+/* Writes m into the maildrop with the setgid group raised; 0 or -1. */
 static int
-write_maildrop(const struct tern_config *cfg, const struct maildrop_msg *m,
-    const struct sm_options *o)
+drop_file(const struct maildrop_msg *m, char *name, size_t size, void *arg)
 {
+	const struct tern_config *cfg = arg;
 	char *dir = xasprintf("%s/maildrop", cfg->server.queue_dir);
-	char name[96];
 	int rc, saved;
 
 	if (drop_gid != (gid_t)-1 && setegid(drop_gid) == -1)
 		die(EX_OSERR, "cannot take the maildrop group: %s", strerror(errno));
-	rc = maildrop_write(dir, m, name, sizeof(name));
+	rc = maildrop_write(dir, m, name, size);
 	saved = errno;
 	if (drop_gid != (gid_t)-1 && setegid(getgid()) == -1)
 		die(EX_OSERR, "cannot give up the maildrop group: %s", strerror(errno));
-	if (rc == -1) {
+	if (rc == -1)
 		fprintf(stderr, "sendmail: the mail system is not running and the "
-		    "maildrop %s cannot take the message: %s\n", dir, strerror(saved));
-		free(dir);
-		return EX_TEMPFAIL;
-	}
-	if (o->verbose)
-		printf("tern is not running: kept in %s/%s until it starts\n", dir,
-		    name);
+		    "maildrop %s cannot take the message: %s\n", dir,
+		    strerror(saved));
 	free(dir);
+	return rc;
+}
+
+static int
+write_maildrop(const struct tern_config *cfg, const struct maildrop_msg *m,
+    const struct sm_options *o)
+{
+	char name[96];
+
+	if (drop_file(m, name, sizeof(name), (void *)cfg) == -1)
+		return EX_TEMPFAIL;
+	if (o->verbose)
+		printf("tern is not running: kept in %s/maildrop/%s until it "
+		    "starts\n", cfg->server.queue_dir, name);
 	return EX_OK;
 }
 
@@ -432,91 +444,33 @@ send_message(const struct tern_config *cfg, const struct maildrop_msg *m,
 
 /* ---- mailq ---- */
 
-struct mailq_state {
-	size_t messages;
-	uint64_t bytes;
-};
-
-static int
-mailq_print_msg(void *arg, const struct queue_msg_info *m,
-    const struct queue_rcpt_info *rcpts, size_t n_rcpts)
-{
-	struct mailq_state *st = arg;
-	char qid[QUEUE_ID_LEN + 1], when[32];
-	time_t t = (time_t)(m->arrival_ms / 1000);
-	struct tm tm;
-
-	queue_id_format(m->qid, qid);
-	localtime_r(&t, &tm);
-	strftime(when, sizeof(when), "%a %b %e %H:%M:%S", &tm);
-	printf("%s%c %8llu %s  %s\n", qid, m->hold ? '!' : ' ',
-	    (unsigned long long)m->size, when, *m->sender ? m->sender : "MAILER-DAEMON");
-	for (size_t i = 0; i < n_rcpts; i++) {
-		const struct queue_rcpt_info *r = &rcpts[i];
-
-		if (r->state == QUEUE_RCPT_DELIVERED || r->state == QUEUE_RCPT_FAILED)
-			continue;
-		if (r->last_text[0] != '\0')
-			printf("%*s(%.*s)\n", 17, "", 200, r->last_text);
-		printf("%*s%s\n", 17, "", r->address);
-	}
-	printf("\n");
-	st->messages++;
-	st->bytes += m->size;
-	return 0;
-}
-
-static size_t
-count_maildrop(const struct tern_config *cfg)
-{
-	char *dir = xasprintf("%s/maildrop", cfg->server.queue_dir);
-	struct dirent *de;
-	size_t n = 0;
-	DIR *d = opendir(dir);
-
-	free(dir);
-	if (d == NULL)
-		return 0;
-	while ((de = readdir(d)) != NULL)
-		if (is_maildrop_name(de->d_name))
-			n++;
-	closedir(d);
-	return n;
-}
-
 static int
 list_queue(const struct tern_config *cfg)
 {
 	struct queue_options qo;
-	struct mailq_state st = { 0, 0 };
 	struct queue *q;
-	size_t dropped;
+	char *dir;
+	int rc;
 
 	queue_options_from_config(&qo, cfg, QUEUE_OPEN_READONLY);
 	q = queue_open(&qo);
-	if (q == NULL) {
+	if (q == NULL && queue_last_error() != QUEUE_ERR_NOTFOUND) {
 		fprintf(stderr, "mailq: cannot read the queue in %s: %s\n",
 		    cfg->server.queue_dir, queue_strerror(queue_last_error()));
 		return access(cfg->server.queue_dir, R_OK | X_OK) == 0 ?
 		    EX_UNAVAILABLE : EX_NOPERM;
 	}
-	if (queue_list(q, mailq_print_msg, &st) == -1) {
+	dir = xasprintf("%s/maildrop", cfg->server.queue_dir);
+	/* No queue yet (tern never ran): only the maildrop can hold mail. */
+	rc = mailq_print(q, dir, stdout);
+	free(dir);
+	if (q != NULL)
+		queue_close(q);
+	if (rc == -1) {
 		fprintf(stderr, "mailq: reading the queue: %s\n",
 		    queue_strerror(queue_last_error()));
-		queue_close(q);
 		return EX_UNAVAILABLE;
 	}
-	queue_close(q);
-	dropped = count_maildrop(cfg);
-	if (st.messages == 0)
-		printf("Mail queue is empty\n");
-	else
-		printf("-- %llu Kbytes in %zu Request%s.\n",
-		    (unsigned long long)(st.bytes + 1023) / 1024, st.messages,
-		    st.messages == 1 ? "" : "s");
-	if (dropped > 0)
-		printf("-- %zu message%s in the maildrop, waiting for tern to start.\n",
-		    dropped, dropped == 1 ? "" : "s");
 	return EX_OK;
 }
 
@@ -543,6 +497,9 @@ main(int argc, char **argv)
 	if (drop_gid != (gid_t)-1 && setegid(getgid()) == -1)
 		die(EX_OSERR, "setegid: %s", strerror(errno));
 	log_init("sendmail", LOG_TARGET_STDERR, false);
+	/* A daemon that goes away must give EPIPE (then the maildrop), not
+	 * kill us. */
+	signal(SIGPIPE, SIG_IGN);
 
 	memset(&o, 0, sizeof(o));
 	o.mode = 'm';
@@ -563,7 +520,7 @@ main(int argc, char **argv)
 	    (o.config != NULL || getenv("TERN_CONFIG") != NULL) &&
 	    !is_root_config(config_default_path(o.config)))
 		drop_setgid_forever();
-	cfg = config_load(config_default_path(o.config), &errs);
+	cfg = config_load_unchecked(config_default_path(o.config), &errs);
 	if (cfg == NULL) {
 		config_errors_print(&errs, stderr);
 		config_errors_free(&errs);
@@ -573,6 +530,22 @@ main(int argc, char **argv)
 		code = list_queue(cfg);
 		config_free(cfg);
 		return code;
+	}
+	if (o.mode == 's') {
+		struct bs_config bc = {
+			.hostname = cfg->server.hostname,
+			.timeout_ms = SUBMIT_TIMEOUT_MS,
+			.size_limit = cfg->server.message_size_limit,
+			.drop = drop_file,
+			.drop_arg = cfg,
+		};
+		char *path = xasprintf("%s/public/sendmail", cfg->server.run_dir);
+
+		bc.socket_path = path;
+		code = smtp_stdio_run(&bc, stdin, stdout);
+		free(path);
+		config_free(cfg);
+		return code == 0 ? EX_OK : EX_SOFTWARE;
 	}
 
 	memset(&me, 0, sizeof(me));

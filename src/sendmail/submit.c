@@ -208,19 +208,14 @@ outcome_of(unsigned code)
 	return SUBMIT_TEMPFAIL;
 }
 
-enum submit_outcome
-submit_message(struct submit_conn *c, uint8_t source, const char *auth_user,
-    const struct maildrop_msg *m, struct submit_result *res)
+int
+submit_begin(struct submit_conn *c, uint8_t source, const char *auth_user,
+    const struct maildrop_msg *m, uint32_t *reqid, struct submit_reply *r)
 {
-	uint32_t reqid = c->next_reqid++;
 	struct ipc_out *o;
-	enum submit_outcome oc;
 
-	memset(res, 0, sizeof(*res));
-	res->rcpt = xcalloc(m->n_rcpts ? m->n_rcpts : 1, sizeof(*res->rcpt));
-	res->n_rcpt = m->n_rcpts;
-
-	o = ipc_out_new(IPC_CLEANUP_BEGIN, reqid);
+	*reqid = c->next_reqid++;
+	o = ipc_out_new(IPC_CLEANUP_BEGIN, *reqid);
 	ipc_put_u8(o, source);
 	ipc_put_str(o, "");		/* listener */
 	ipc_put_str(o, "localhost");	/* client hostname */
@@ -235,20 +230,77 @@ submit_message(struct submit_conn *c, uint8_t source, const char *auth_user,
 	ipc_put_u64(o, m->content_len);
 	ipc_put_u8(o, m->ret);
 	ipc_put_str(o, m->envid ? m->envid : "");
-	if (submit_send(c, o) == -1 ||
-	    submit_reply_wait(c, reqid, &res->begin) == -1)
+	if (submit_send(c, o) == -1 || submit_reply_wait(c, *reqid, r) == -1)
+		return -1;
+	return 0;
+}
+
+int
+submit_rcpt(struct submit_conn *c, uint32_t reqid, const char *address,
+    uint8_t notify, struct submit_reply *r)
+{
+	struct ipc_out *o = ipc_out_new(IPC_CLEANUP_RCPT, reqid);
+
+	ipc_put_str(o, address);
+	ipc_put_str(o, "");
+	ipc_put_u8(o, notify);
+	if (submit_send(c, o) == -1 || submit_reply_wait(c, reqid, r) == -1)
+		return -1;
+	return 0;
+}
+
+int
+submit_content(struct submit_conn *c, uint32_t reqid, const char *data,
+    size_t len, struct submit_reply *r)
+{
+	struct ipc_out *o;
+
+	for (size_t off = 0; off < len; off += IPC_DATA_CHUNK) {
+		size_t n = len - off;
+
+		if (n > IPC_DATA_CHUNK)
+			n = IPC_DATA_CHUNK;
+		o = ipc_out_new(IPC_CLEANUP_DATA, reqid);
+		ipc_put_data(o, data + off, n);
+		if (submit_send(c, o) == -1)
+			return -1;
+	}
+	o = ipc_out_new(IPC_CLEANUP_END, reqid);
+	if (submit_send(c, o) == -1 || submit_reply_wait(c, reqid, r) == -1)
+		return -1;
+	return 0;
+}
+
+void
+submit_abort(struct submit_conn *c, uint32_t reqid)
+{
+	submit_send(c, ipc_out_new(IPC_CLEANUP_ABORT, reqid));
+}
+
+enum submit_outcome
+submit_outcome_of(unsigned code)
+{
+	return outcome_of(code);
+}
+
+enum submit_outcome
+submit_message(struct submit_conn *c, uint8_t source, const char *auth_user,
+    const struct maildrop_msg *m, struct submit_result *res)
+{
+	enum submit_outcome oc;
+	uint32_t reqid;
+
+	memset(res, 0, sizeof(*res));
+	res->rcpt = xcalloc(m->n_rcpts ? m->n_rcpts : 1, sizeof(*res->rcpt));
+	res->n_rcpt = m->n_rcpts;
+
+	if (submit_begin(c, source, auth_user, m, &reqid, &res->begin) == -1)
 		goto lost;
 	oc = outcome_of(res->begin.code);
 	if (oc != SUBMIT_COMMITTED)
 		return oc;
-
 	for (size_t i = 0; i < m->n_rcpts; i++) {
-		o = ipc_out_new(IPC_CLEANUP_RCPT, reqid);
-		ipc_put_str(o, m->rcpts[i]);
-		ipc_put_str(o, "");
-		ipc_put_u8(o, m->notify);
-		if (submit_send(c, o) == -1 ||
-		    submit_reply_wait(c, reqid, &res->rcpt[i]) == -1)
+		if (submit_rcpt(c, reqid, m->rcpts[i], m->notify, &res->rcpt[i]) == -1)
 			goto lost;
 		oc = outcome_of(res->rcpt[i].code);
 		if (oc == SUBMIT_COMMITTED)
@@ -256,29 +308,15 @@ submit_message(struct submit_conn *c, uint8_t source, const char *auth_user,
 		else if (oc == SUBMIT_TEMPFAIL) {
 			/* One recipient cannot be taken now: the whole message
 			 * waits, so nobody gets it twice. */
-			o = ipc_out_new(IPC_CLEANUP_ABORT, reqid);
-			submit_send(c, o);
+			submit_abort(c, reqid);
 			return SUBMIT_TEMPFAIL;
 		}
 	}
 	if (res->n_accepted == 0) {
-		o = ipc_out_new(IPC_CLEANUP_ABORT, reqid);
-		submit_send(c, o);
+		submit_abort(c, reqid);
 		return SUBMIT_REFUSED;
 	}
-	for (size_t off = 0; off < m->content_len; off += IPC_DATA_CHUNK) {
-		size_t n = m->content_len - off;
-
-		if (n > IPC_DATA_CHUNK)
-			n = IPC_DATA_CHUNK;
-		o = ipc_out_new(IPC_CLEANUP_DATA, reqid);
-		ipc_put_data(o, m->content + off, n);
-		if (submit_send(c, o) == -1)
-			goto lost;
-	}
-	o = ipc_out_new(IPC_CLEANUP_END, reqid);
-	if (submit_send(c, o) == -1 ||
-	    submit_reply_wait(c, reqid, &res->end) == -1)
+	if (submit_content(c, reqid, m->content, m->content_len, &res->end) == -1)
 		goto lost;
 	return outcome_of(res->end.code);
 lost:

@@ -57,4 +57,20 @@ enum submit_outcome submit_message(struct submit_conn *c, uint8_t source,
     struct submit_result *res);
 void submit_result_free(struct submit_result *res);
 
+/*
+ * The same conversation step by step (sendmail -bs relays each SMTP
+ * command as it comes). Each returns -1 when the connection failed
+ * (nothing was acknowledged), else 0 with cleanup's reply in *r.
+ */
+int submit_begin(struct submit_conn *c, uint8_t source, const char *auth_user,
+    const struct maildrop_msg *envelope, uint32_t *reqid,
+    struct submit_reply *r);
+int submit_rcpt(struct submit_conn *c, uint32_t reqid, const char *address,
+    uint8_t notify, struct submit_reply *r);
+/* Sends the content in DATA chunks, then END; *r is END's reply. */
+int submit_content(struct submit_conn *c, uint32_t reqid, const char *data,
+    size_t len, struct submit_reply *r);
+void submit_abort(struct submit_conn *c, uint32_t reqid);
+enum submit_outcome submit_outcome_of(unsigned code);
+
 #endif

@@ -79,7 +79,8 @@ cleanup_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	}
 	if (ipc_get_u16(m, &code) == -1 || ipc_get_str(m, &enhanced) == -1 ||
 	    ipc_get_str(m, &text) == -1 || ipc_get_str(m, &queue_id) == -1 ||
-	    ipc_msg_end(m) == -1 || code < 200 || code > 599) {
+	    ipc_msg_end(m) == -1 || code < 200 || code > 599 ||
+	    (code >= 300 && code < 400)) {
 		ipc_conn_protocol_error(c, "malformed CLEANUP_REPLY");
 		return;
 	}

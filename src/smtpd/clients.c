@@ -23,6 +23,28 @@ struct client {
 };
 
 static struct client *table[BUCKETS];
+static unsigned failures_since_sweep;
+
+/* Forgets idle clients whose failures are old: the table stays bounded
+ * by recent activity, not by every address ever seen. */
+static void
+clients_sweep(void)
+{
+	int64_t now = tern_now();
+
+	for (size_t i = 0; i < BUCKETS; i++)
+		for (struct client **p = &table[i]; *p != NULL;) {
+			struct client *c = *p;
+
+			if (c->sessions == 0 &&
+			    now - c->last_failure > FAILURE_MEMORY_SEC) {
+				*p = c->next;
+				free(c);
+			} else {
+				p = &c->next;
+			}
+		}
+}
 
 static unsigned
 hash(const char *s)
@@ -95,8 +117,13 @@ clients_remove(const char *addr)
 void
 clients_auth_failure(const char *addr)
 {
-	struct client *c = client_find(addr, true);
+	struct client *c;
 
+	if (++failures_since_sweep >= 4096) {
+		failures_since_sweep = 0;
+		clients_sweep();
+	}
+	c = client_find(addr, true);
 	c->auth_failures++;
 	c->last_failure = tern_now();
 }

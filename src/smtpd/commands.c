@@ -345,6 +345,17 @@ session_auth_result(struct session *s, const char *user, bool ok)
 
 /* ---- the transaction ---- */
 
+/* Postfix's line for a refused MAIL or RCPT: greppable by operators. */
+static void
+log_reject(const struct session *s, const char *stage, const char *sender,
+    const char *rcpt, const char *reply)
+{
+	log_info("NOQUEUE: reject: %s from unknown[%s]: %s; from=<%s>%s%s%s "
+	    "proto=%s helo=<%s>", stage, s->addr, reply, sender,
+	    rcpt ? " to=<" : "", rcpt ? rcpt : "", rcpt ? ">" : "",
+	    s->esmtp ? "ESMTP" : "SMTP", s->helo);
+}
+
 /* May this submission client use this envelope sender? */
 static bool
 is_sender_allowed(const char *sender)
@@ -402,8 +413,8 @@ cmd_mail(struct session *s, char *args)
 		return;
 	}
 	if (is_submission(s) && !is_sender_allowed(mail.sender)) {
-		log_info("unknown[%s]: sender <%s> refused: domain not configured",
-		    s->addr, mail.sender);
+		log_reject(s, "MAIL", mail.sender, NULL, "550 5.7.1 Sender address "
+		    "rejected: domain not configured for sending");
 		session_reply_error(s, "550 5.7.1 <%s>: Sender address rejected: "
 		    "domain not configured for sending", mail.sender);
 		return;
@@ -436,8 +447,8 @@ cmd_rcpt(struct session *s, char *args)
 		return;
 	}
 	if (!is_submission(s) && !is_inbound_recipient(tx->rcpt.address)) {
-		log_info("unknown[%s]: relay denied for <%s>", s->addr,
-		    tx->rcpt.address);
+		log_reject(s, "RCPT", tx->mail.sender, tx->rcpt.address,
+		    "550 5.7.1 Relay access denied");
 		session_reply_error(s, "550 5.7.1 <%s>: Relay access denied",
 		    tx->rcpt.address);
 		return;
@@ -547,12 +558,20 @@ smtp_message_end(struct session *s)
 {
 	struct transaction *tx = s->tx;
 
+	session_headers_done(s);
+	if (tx->from_refused && tx->begun) {
+		cleanup_abort(s);
+		tx->begun = false;
+	}
 	if (tx->too_big)
 		session_reply_error(s, "552 5.3.4 Error: message size exceeds "
 		    "fixed limit");
 	else if (tx->reader.flags & (DATA_BARE_LF | DATA_BARE_CR))
 		session_reply_error(s, "550 5.5.2 Error: bare <CR> or <LF> in "
 		    "message; lines end with <CR><LF> (RFC 5321 2.3.8)");
+	else if (tx->from_refused)
+		session_reply_error(s, "550 5.7.1 Error: From: %s not allowed: "
+		    "domain not configured for sending", tx->from_bad);
 	else if (tx->reader.flags & DATA_LONG_LINE)
 		session_reply_error(s, "550 5.5.2 Error: message line longer than "
 		    "1000 bytes (RFC 5321 4.5.3.1.6)");
@@ -575,7 +594,9 @@ session_cleanup_reply(struct session *s, uint16_t code, const char *enhanced,
 	struct transaction *tx = s->tx;
 	int pending = s->pending;
 	bool ok = code >= 200 && code < 300;
+	char reply[600];
 
+	snprintf(reply, sizeof(reply), "%u %s %s", code, enhanced, text);
 	s->pending = P_NONE;
 	switch (pending) {
 	case P_BEGIN:
@@ -584,6 +605,7 @@ session_cleanup_reply(struct session *s, uint16_t code, const char *enhanced,
 			session_reply(s, "250 2.1.0 Ok");
 		} else {
 			tx->begun = false;
+			log_reject(s, "MAIL", tx->mail.sender, NULL, reply);
 			session_reset_transaction(s);
 			session_reply_error(s, "%u %s %s", code, enhanced, text);
 		}
@@ -594,12 +616,15 @@ session_cleanup_reply(struct session *s, uint16_t code, const char *enhanced,
 			session_enter_state(s, S_RCPT);
 			session_reply(s, "250 2.1.5 Ok");
 		} else {
+			log_reject(s, "RCPT", tx->mail.sender, tx->rcpt.address,
+			    reply);
 			session_reply_error(s, "%u %s %s", code, enhanced, text);
 		}
 		break;
 	case P_END:
 		tx->begun = false;
-		if (ok && *queue_id != '\0') {
+		/* Only cleanup's word that the message is on disk makes a 250. */
+		if (code == 250 && *queue_id != '\0') {
 			log_info("%s: client=unknown[%s]%s%s", queue_id, s->addr,
 			    s->auth_user ? ", sasl_username=" : "",
 			    s->auth_user ? s->auth_user : "");

@@ -36,8 +36,8 @@ emit(struct data_reader *r, uint8_t *out, size_t *o, uint8_t c)
 		r->line_len = 0;
 		return;
 	}
-	/* The CR of CRLF counts in the 1000, so 999 bytes before it. */
-	if (++r->line_len > SMTP_TEXT_LINE_MAX - 1 && c != '\r')
+	/* 1000 bytes with CRLF: at most 998 before it. */
+	if (c != '\r' && ++r->line_len > SMTP_TEXT_LINE_MAX - 2)
 		r->flags |= DATA_LONG_LINE;
 }
 

@@ -10,16 +10,15 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
-#include <openssl/err.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "header_from.h"
 #include "log.h"
 #include "smtpd.h"
 #include "util.h"
@@ -241,6 +240,7 @@ session_reset_transaction(struct session *s)
 		return;
 	if (s->tx->begun)
 		cleanup_abort(s);
+	free(s->tx->hdr);
 	free(s->tx);
 	s->tx = NULL;
 }
@@ -295,13 +295,7 @@ session_accept(struct listener *l, int fd, struct sockaddr *sa, int salen)
 
 	s->ev_timer = evtimer_new(smtpd.d.base, session_timer_cb, s);
 	if (smtps && refuse == NULL) {
-		SSL *ssl = SSL_new(l->tls);
-
-		if (ssl == NULL)
-			log_fatal("SSL_new failed");
-		s->bev = bufferevent_openssl_socket_new(smtpd.d.base, fd, ssl,
-		    BUFFEREVENT_SSL_ACCEPTING,
-		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+		s->bev = tls_socket_new(l, fd);
 	} else {
 		s->bev = bufferevent_socket_new(smtpd.d.base, fd,
 		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -312,6 +306,12 @@ session_accept(struct listener *l, int fd, struct sockaddr *sa, int salen)
 	    session_event_cb, s);
 	session_set_timeouts(s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (refuse != NULL && smtps) {
+		/* No TLS for a refused client: just close. */
+		log_info("refused unknown[%s]: %s", s->addr, refuse + 10);
+		session_close_after_reply(s);
+		return;
+	}
 	if (refuse != NULL) {
 		log_info("refused unknown[%s]: %s", s->addr, refuse + 10);
 		session_reply(s, "%s", refuse);
@@ -327,22 +327,11 @@ session_accept(struct listener *l, int fd, struct sockaddr *sa, int salen)
 void
 session_start_tls(struct session *s)
 {
-	struct bufferevent *filter;
-	SSL *ssl;
-
 	/* Plaintext sent after STARTTLS is an injection attempt: drop it. */
 	evbuffer_drain(bufferevent_get_input(s->bev),
 	    evbuffer_get_length(bufferevent_get_input(s->bev)));
 	session_reply(s, "220 2.0.0 Ready to start TLS");
-	ssl = SSL_new(s->listener->tls);
-	if (ssl == NULL)
-		log_fatal("SSL_new failed");
-	filter = bufferevent_openssl_filter_new(smtpd.d.base, s->bev, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (filter == NULL)
-		log_fatal("cannot start TLS");
-	s->bev = filter;
+	s->bev = tls_filter_new(s->listener, s->bev);
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
 	    session_event_cb, s);
 	session_set_timeouts(s);
@@ -359,11 +348,8 @@ session_start_tls(struct session *s)
 static void
 session_tls_done(struct session *s)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
-
 	s->tls = true;
-	snprintf(s->tls_info, sizeof(s->tls_info), "%s %s", SSL_get_version(ssl),
-	    SSL_get_cipher_name(ssl));
+	tls_describe(s->bev, s->tls_info, sizeof(s->tls_info));
 	log_info("unknown[%s]: TLS established: %s", s->addr, s->tls_info);
 	if (s->listener->cfg->mode == LISTEN_SMTPS)
 		session_greet(s);
@@ -533,15 +519,11 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
-		unsigned long e = bufferevent_get_openssl_error(s->bev);
+		if (s->state == S_TLS_HANDSHAKE) {
+			char buf[256];
 
-		if (s->state == S_TLS_HANDSHAKE || e != 0) {
-			char buf[256] = "";
-
-			if (e != 0)
-				ERR_error_string_n(e, buf, sizeof(buf));
-			log_info("TLS failed with unknown[%s]: %s", s->addr,
-			    buf[0] ? buf : "connection lost");
+			tls_error(s->bev, buf, sizeof(buf));
+			log_info("TLS failed with unknown[%s]: %s", s->addr, buf);
 		} else if (!s->closing) {
 			log_info("lost connection after %s from unknown[%s]",
 			    state_names[s->state], s->addr);
@@ -559,6 +541,73 @@ session_drain_all(void)
 {
 	if (smtpd.n_sessions == 0)
 		daemon_exit(&smtpd.d);
+}
+
+static bool
+is_our_domain(const char *domain, void *arg)
+{
+	(void)arg;
+	return config_find_domain(smtpd.d.cfg, domain) != NULL;
+}
+
+/* Submission: every From: address must be in a configured domain. */
+void
+session_headers_done(struct session *s)
+{
+	struct transaction *tx = s->tx;
+
+	if (tx->hdr_done || s->listener->cfg->mode == LISTEN_INBOUND)
+		return;
+	tx->hdr_done = true;
+	if (header_check_from(tx->hdr ? tx->hdr : "", tx->hdr_len, is_our_domain,
+	    NULL, tx->from_bad, sizeof(tx->from_bad)) == -1) {
+		log_info("unknown[%s]: From: %s refused: domain not configured",
+		    s->addr, tx->from_bad);
+		tx->from_refused = true;
+	}
+	free(tx->hdr);
+	tx->hdr = NULL;
+}
+
+/* Keeps the header block of a submission until its end, then checks it. */
+static void
+session_scan_headers(struct session *s, const uint8_t *p, size_t n)
+{
+	struct transaction *tx = s->tx;
+	size_t room, from;
+
+	if (tx->hdr_done || n == 0 || s->listener->cfg->mode == LISTEN_INBOUND)
+		return;
+	room = HEADER_SCAN_MAX - tx->hdr_len;
+	if (n > room)
+		n = room;
+	tx->hdr = xrealloc(tx->hdr, tx->hdr_len + n + 1);
+	memcpy(tx->hdr + tx->hdr_len, p, n);
+	from = tx->hdr_len >= 3 ? tx->hdr_len - 3 : 0;
+	tx->hdr_len += n;
+	tx->hdr[tx->hdr_len] = '\0';
+	if (tx->hdr_len >= 2 && memcmp(tx->hdr, "\r\n", 2) == 0) {
+		tx->hdr_len = 0;	/* no header at all */
+		session_headers_done(s);
+		return;
+	}
+	for (size_t i = from; i + 4 <= tx->hdr_len; i++)
+		if (memcmp(tx->hdr + i, "\r\n\r\n", 4) == 0) {
+			tx->hdr_len = i + 2;
+			session_headers_done(s);
+			return;
+		}
+	/* A From: past the limit would go unchecked: refuse instead. */
+	if (tx->hdr_len >= HEADER_SCAN_MAX) {
+		tx->hdr_done = true;
+		tx->from_refused = true;
+		snprintf(tx->from_bad, sizeof(tx->from_bad),
+		    "unchecked (header block over %d bytes)", HEADER_SCAN_MAX);
+		log_info("unknown[%s]: header block over %d bytes refused",
+		    s->addr, HEADER_SCAN_MAX);
+		free(tx->hdr);
+		tx->hdr = NULL;
+	}
 }
 
 /* The message stream: DATA (dot-stuffed) or the current BDAT chunk. */
@@ -591,9 +640,10 @@ session_data_input(struct session *s)
 			log_info("unknown[%s]: message exceeds %llu bytes", s->addr,
 			    (unsigned long long)limit);
 		}
+		session_scan_headers(s, out, out_len);
 		/* Only a message that can still be accepted goes on to cleanup. */
 		if (tx->begun && (tx->too_big || tx->reader.flags != 0 ||
-		    tx->bdat_failed)) {
+		    tx->from_refused)) {
 			cleanup_abort(s);
 			tx->begun = false;
 		}

@@ -12,10 +12,11 @@
  */
 #include "autoconfig.h"
 
+#include <event2/event.h>
 #include <event2/listener.h>
-#include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,26 +27,16 @@
 
 struct smtpd smtpd;
 
-/* A TLS context for one listener: TLS 1.2 and up, our certificate. */
-static SSL_CTX *
-tls_context_new(const struct cfg_listener *l)
+/* Every session is a descriptor: take all the kernel allows us. */
+static void
+raise_fd_limit(void)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-	char err[256];
+	struct rlimit rl;
 
-	if (ctx == NULL)
-		log_fatal("SSL_CTX_new failed");
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
-	    SSL_OP_CIPHER_SERVER_PREFERENCE);
-	if (SSL_CTX_use_certificate_chain_file(ctx, l->tls_cert) != 1 ||
-	    SSL_CTX_use_PrivateKey_file(ctx, l->tls_key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
-		ERR_error_string_n(ERR_get_error(), err, sizeof(err));
-		log_fatal("[listen %s]: cannot load %s / %s: %s", l->name,
-		    l->tls_cert, l->tls_key, err);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	return ctx;
 }
 
 /* Before the privilege drop: certificates, keys and the users file. */
@@ -78,6 +69,7 @@ smtpd_open_privileged(struct daemon *d)
 			    cl->name);
 	}
 	auth_load_users(&smtpd);
+	raise_fd_limit();
 }
 
 static void
@@ -89,14 +81,31 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
 }
 
 static void
-accept_error_cb(struct evconnlistener *evl, void *arg)
+accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct listener *l = arg;
 
-	(void)evl;
-	/* EMFILE and friends: log and go on; the listener stays. */
-	log_warn("accept on [listen %s]: %s", l->cfg->name,
+	(void)fd;
+	(void)what;
+	if (l->evl != NULL)
+		evconnlistener_enable(l->evl);
+}
+
+static void
+accept_error_cb(struct evconnlistener *evl, void *arg)
+{
+	struct listener *l = arg;
+	struct timeval tv = { 1, 0 };
+
+	/*
+	 * Out of descriptors (EMFILE, ENFILE): the connection stays in the
+	 * backlog and would wake us at once again. Pause this listener for
+	 * a second instead of spinning.
+	 */
+	log_warn("accept on [listen %s]: %s; pausing 1s", l->cfg->name,
 	    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	evconnlistener_disable(evl);
+	event_base_once(smtpd.d.base, -1, EV_TIMEOUT, accept_resume_cb, l, &tv);
 }
 
 /* SIGTERM: no new sessions; open ones hear 421 at their next command. */

@@ -71,12 +71,16 @@ struct transaction {
 	struct data_reader reader;
 	uint64_t bdat_left;		/* bytes of the current BDAT chunk */
 	bool bdat_last;
-	bool bdat_failed;		/* refuse every further chunk */
 	bool too_big;
 	bool lost;			/* cleanup went away meanwhile */
 	bool begun;			/* BEGIN was sent to cleanup */
 	bool bdat_used;			/* CHUNKING: DATA is no longer allowed */
 	struct smtp_rcpt rcpt;		/* the RCPT cleanup is asked about */
+	char *hdr;			/* the header block so far (submission) */
+	size_t hdr_len;
+	bool hdr_done;			/* From: was checked */
+	bool from_refused;
+	char from_bad[128];
 };
 
 /* What a session waits for before it reads on. */
@@ -134,6 +138,7 @@ void session_reset_transaction(struct session *s);
 void session_drain_all(void);
 void session_start_tls(struct session *s);
 void session_data_input(struct session *s);
+void session_headers_done(struct session *s);
 void session_cleanup_reply(struct session *s, uint16_t code,
     const char *enhanced, const char *text, const char *queue_id);
 void session_cleanup_lost(struct session *s);
@@ -155,6 +160,13 @@ void cleanup_data(struct session *s, const void *p, size_t n);
 void cleanup_end(struct session *s);
 void cleanup_abort(struct session *s);
 bool is_cleanup_full(void);
+
+/* tls.c */
+SSL_CTX *tls_context_new(const struct cfg_listener *l);
+struct bufferevent *tls_socket_new(struct listener *l, int fd);
+struct bufferevent *tls_filter_new(struct listener *l, struct bufferevent *plain);
+void tls_describe(struct bufferevent *bev, char *buf, size_t size);
+void tls_error(struct bufferevent *bev, char *buf, size_t size);
 
 /* auth.c */
 void auth_load_users(struct smtpd *sd);

@@ -508,7 +508,7 @@ class QmgrDouble:
 
 # ---- the queue (tern-qmgr tests) ----
 
-def queue_fill(t, rcpts=(), n=1, sender="sender@example.test", notify=None,
+def qmgr_fill(t, rcpts=(), n=1, sender="sender@example.test", notify=None,
                hold=False, extra=(), tell_qmgr=True):
     """Commits n messages to t's queue with tests/tools/qmgr_fill (as
     tern-cleanup would) and tells tern-qmgr; returns their queue ids."""
@@ -528,7 +528,7 @@ def queue_fill(t, rcpts=(), n=1, sender="sender@example.test", notify=None,
     r = subprocess.run(cmd, capture_output=True, text=True, env=daemon_env(),
                        timeout=600)
     if r.returncode != 0:
-        raise AssertionError(f"queue_fill failed: {r.stderr}")
+        raise AssertionError(f"qmgr_fill failed: {r.stderr}")
     return r.stdout.split()
 
 

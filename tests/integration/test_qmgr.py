@@ -11,14 +11,17 @@ import time
 import pytest
 
 import ternlib
-from ternlib import FakeAgent, queue_fill, wait_for
+from ternlib import FakeAgent, qmgr_fill, wait_for
 
 
-def start(tern, **delivery):
+def start(tern, verbose=False, **delivery):
     keys = {"retry_schedule": "1s 2s", "max_queue_lifetime": "1h"}
     keys.update(delivery)
     extra = keys.pop("extra", "")
-    t = tern({"delivery": keys}, extra=extra)
+    sections = {"delivery": keys}
+    if verbose:
+        sections["server"] = {"verbose": "yes"}
+    t = tern(sections, extra=extra)
     # The fake agent is the only delivery agent: the real tern-smtp idles;
     # tern-bounce idles too, so DSN-pending recipients stay for the checks
     # (test_bounce.py runs it for real).
@@ -45,11 +48,13 @@ def in_queue(t, qid):
 
 
 def test_retry_schedule_deferred_then_delivered(tern):
-    t = start(tern)
+    # verbose: the lines of attempts are the agent's to log; qmgr's own
+    # copies come with -v only.
+    t = start(tern, verbose=True)
     agent = FakeAgent(t, {"domains": {"retry.test": [
         "451 4.3.0 try later", "451 4.3.0 try later", "250 2.0.0 ok"]}})
     try:
-        qid, = queue_fill(t, ["a@ok.test", "b@retry.test"])
+        qid, = qmgr_fill(t, ["a@ok.test", "b@retry.test"])
         # Visible as deferred, with its reply, while it waits.
         def listed_deferred():
             out = t.ternctl("queue").stdout
@@ -66,11 +71,12 @@ def test_retry_schedule_deferred_then_delivered(tern):
         assert rcpt_events(t, qid, "b@retry.test") == \
             ["queued", "deferred", "deferred", "delivered"]
         assert rcpt_events(t, qid, "a@ok.test") == ["queued", "delivered"]
-        # The agent logs each attempt (as Postfix's smtp does); qmgr only
-        # what it decides itself (expiry, a lost agent) and the removal.
         log = t.log_text()
-        assert not re.search(qid + r": to=<b@retry.test>, .*status=(sent|deferred)",
-                             log)
+        assert re.search(qid + r": to=<b@retry.test>, relay=mx.retry.test"
+                         r"\[127.0.0.1\]:25, delay=[0-9.]+, dsn=4.3.0, "
+                         r"status=deferred \(451 4.3.0 try later\)", log)
+        assert re.search(qid + r": to=<b@retry.test>, .*dsn=2.0.0, status=sent",
+                         log)
         assert f"{qid}: removed" in log
         assert "Mail queue is empty" in t.ternctl("queue").stdout
         ev = [e for e in events(t) if e["type"] == "deferred"]
@@ -88,7 +94,7 @@ def test_expiry_fails_recipient_and_keeps_it_for_bounce(tern):
     t = start(tern, retry_schedule="1s", max_queue_lifetime="5s")
     agent = FakeAgent(t, {"default": "451 4.7.1 greylisted"})
     try:
-        qid, = queue_fill(t, ["x@grey.test"])
+        qid, = qmgr_fill(t, ["x@grey.test"])
         wait_for(lambda: "expired" in rcpt_events(t, qid, "x@grey.test"), 15,
                  what="expiry")
         exp = [e for e in events(t) if e["type"] == "expired"][0]
@@ -113,7 +119,7 @@ def test_null_sender_expiry_removes_message(tern):
     t = start(tern, retry_schedule="1s", max_queue_lifetime="2s")
     agent = FakeAgent(t, {"default": "421 4.4.2 timeout"})
     try:
-        qid, = queue_fill(t, ["y@grey.test"], sender="")
+        qid, = qmgr_fill(t, ["y@grey.test"], sender="")
         # No DSN for the null sender: the message is finished and goes.
         wait_for(lambda: not in_queue(t, qid), 15, what="message removed")
         assert rcpt_events(t, qid, "y@grey.test")[-1] == "expired"
@@ -126,7 +132,7 @@ def test_hard_bounce_suppresses_the_address(tern):
     agent = FakeAgent(t, {"domains": {"hard.test": "550 5.1.1 no such user",
                                       "policy.test": "554 5.7.1 spam"}})
     try:
-        q1, = queue_fill(t, ["Gone@hard.test", "p@policy.test"])
+        q1, = qmgr_fill(t, ["Gone@hard.test", "p@policy.test"])
         wait_for(lambda: "bounced" in rcpt_events(t, q1, "Gone@hard.test"), 10,
                  what="bounce")
         wait_for(lambda: "bounced" in rcpt_events(t, q1, "p@policy.test"), 10,
@@ -135,13 +141,13 @@ def test_hard_bounce_suppresses_the_address(tern):
         assert "gone@hard.test\tbounce\t" in lst and "550 5.1.1 no such user" in lst
         assert "p@policy.test" not in lst, "a policy rejection does not suppress"
         n_jobs = len(agent.jobs())
-        q2, = queue_fill(t, ["gone@hard.test"])
+        q2, = qmgr_fill(t, ["gone@hard.test"])
         wait_for(lambda: "suppressed" in rcpt_events(t, q2, "gone@hard.test"), 10,
                  what="suppressed event")
         assert len(agent.jobs()) == n_jobs, "a suppressed address is not tried"
         assert t.ternctl("suppression", "remove", "gone@hard.test").returncode == 0
         agent.set_rules({})
-        q3, = queue_fill(t, ["gone@hard.test"])
+        q3, = qmgr_fill(t, ["gone@hard.test"])
         wait_for(lambda: "delivered" in rcpt_events(t, q3, "gone@hard.test"), 10,
                  what="delivery after removal")
     finally:
@@ -172,7 +178,7 @@ def test_suppression_commands(tern):
     # A message to a suppressed address fails without an attempt.
     agent = FakeAgent(t)
     try:
-        qid, = queue_fill(t, ["other@example.test"])
+        qid, = qmgr_fill(t, ["other@example.test"])
         wait_for(lambda: "suppressed" in rcpt_events(t, qid, "other@example.test"),
                  10, what="suppressed")
         assert agent.jobs() == []
@@ -184,9 +190,9 @@ def test_hold_release_delete_flush(tern):
     t = start(tern, retry_schedule="1h")
     agent = FakeAgent(t, {"default": "451 4.3.0 later"})
     try:
-        held, = queue_fill(t, ["h@ok.test"], hold=True)
-        qd, qf, qh = queue_fill(t, ["d@ok.test"]) + queue_fill(t, ["f@ok.test"]) + \
-            queue_fill(t, ["k@ok.test"])
+        held, = qmgr_fill(t, ["h@ok.test"], hold=True)
+        qd, qf, qh = qmgr_fill(t, ["d@ok.test"]) + qmgr_fill(t, ["f@ok.test"]) + \
+            qmgr_fill(t, ["k@ok.test"])
         wait_for(lambda: len(agent.jobs()) == 3, 10, what="three first attempts")
         out = t.ternctl("queue").stdout
         assert f"{held}!" in out, "a held message is marked with !"
@@ -226,13 +232,16 @@ def test_agent_crash_and_job_timeout_defer_never_lose(tern):
     t = start(tern, job_timeout="2s")
     crashing = FakeAgent(t, {"domains": {"boom.test": "crash"}}, name="a1")
     try:
-        qid, = queue_fill(t, ["c@boom.test"])
+        qid, = qmgr_fill(t, ["c@boom.test"])
         wait_for(lambda: crashing.proc.poll() is not None, 10, what="agent crash")
         wait_for(lambda: "deferred" in rcpt_events(t, qid, "c@boom.test"), 10,
                  what="deferral after the crash")
         ev = [e for e in events(t) if e["type"] == "deferred"][0]
         assert ev["text"] == "delivery agent went away"
         t.wait_log(r"delivery agent went away with 1 job\(s\) in flight")
+        # A decision of qmgr's own: logged without -v.
+        t.wait_log(qid + r": to=<c@boom.test>, relay=none, delay=[0-9.]+, "
+                   r"dsn=4.3.0, status=deferred \(delivery agent went away\)")
         hanging = FakeAgent(t, {"default": "hang"}, name="a2")
         wait_for(lambda: len(hanging.jobs()) >= 1, 10, what="job to hanging agent")
         wait_for(lambda: any(e["status"] == "4.4.7" for e in events(t)), 10,
@@ -251,12 +260,12 @@ def test_kill_9_of_qmgr_loses_nothing(tern):
     t = start(tern)
     agent = FakeAgent(t, {"default": "hang"}, credits=50, name="a1")
     try:
-        ids = queue_fill(t, ["r1@one.test", "r2@two.test"], n=40)
+        ids = qmgr_fill(t, ["r1@one.test", "r2@two.test"], n=40)
         # 20 per destination (the default), two destinations.
         wait_for(lambda: len(agent.jobs()) == 40, 10, what="jobs in flight")
         pid, = t.pids_of("qmgr")
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: t.pids_of("qmgr") and t.pids_of("qmgr")[0] != pid, 15,
+        wait_for(lambda: [p for p in t.pids_of("qmgr") if p != pid], 15,
                  what="qmgr restarted")
         t.wait_log(r"recipient\(s\) in flight at the last stop are due again")
         agent.kill()
@@ -275,7 +284,7 @@ def test_kill_9_of_qmgr_loses_nothing(tern):
 def test_restart_with_work_in_flight(tern):
     t = start(tern)
     agent = FakeAgent(t, {"default": "hang"}, name="a1")
-    qid, = queue_fill(t, ["w@slow.test"])
+    qid, = qmgr_fill(t, ["w@slow.test"])
     wait_for(lambda: len(agent.jobs()) == 1, 10, what="job in flight")
     agent.kill()   # in flight: deferred, not lost
     wait_for(lambda: "deferred" in rcpt_events(t, qid, "w@slow.test"), 10,
@@ -295,8 +304,8 @@ def test_destination_limits_and_rate(tern):
                     "[destination slow.test]\nrate = 2/s\n")
     agent = FakeAgent(t, {"default": "hang"}, credits=30)
     try:
-        queue_fill(t, ["a@narrow.test"], n=4)
-        queue_fill(t, ["a@wide.test"], n=5)
+        qmgr_fill(t, ["a@narrow.test"], n=4)
+        qmgr_fill(t, ["a@wide.test"], n=5)
         wait_for(lambda: len([j for j in agent.jobs()
                               if j["domain"] == "wide.test"]) == 3, 10,
                  what="3 wide.test jobs")
@@ -306,7 +315,7 @@ def test_destination_limits_and_rate(tern):
         assert doms.count("wide.test") == 3
         agent.stop()
         fast = FakeAgent(t, {}, credits=30, name="fast")
-        queue_fill(t, ["b@slow.test"], n=6)
+        qmgr_fill(t, ["b@slow.test"], n=6)
         wait_for(lambda: len([j for j in fast.jobs()
                               if j["domain"] == "slow.test"]) == 6, 15,
                  what="6 slow.test jobs")
@@ -323,7 +332,7 @@ def test_events_since_and_follow(tern):
     t = start(tern)
     agent = FakeAgent(t)
     try:
-        qid, = queue_fill(t, ["e@ok.test"])
+        qid, = qmgr_fill(t, ["e@ok.test"])
         wait_for(lambda: not in_queue(t, qid), 10, what="delivery")
         all_ev = events(t)
         assert [e["seq"] for e in all_ev] == sorted(e["seq"] for e in all_ev)
@@ -342,7 +351,7 @@ def test_events_since_and_follow(tern):
              t.config_path, "events", "--follow", "--since", str(last + 1)],
             stdout=subprocess.PIPE, text=True, env=ternlib.daemon_env())
         try:
-            q2, = queue_fill(t, ["f@ok.test"])
+            q2, = qmgr_fill(t, ["f@ok.test"])
             first = json.loads(follow.stdout.readline())
             second = json.loads(follow.stdout.readline())
             assert first["queue_id"] == q2 and first["type"] == "queued"
@@ -367,7 +376,7 @@ def test_malformed_result_closes_agent_and_defers(tern):
         return struct.pack(">IHHI", len(payload), typ, 0, reqid) + payload
     s.sendall(frame(1, 0, struct.pack(">I", 1) + struct.pack(">I", 5) + b"smtp\0"))
     s.sendall(frame(0x0401, 0, struct.pack(">I", 1)))
-    qid, = queue_fill(t, ["m@ok.test"])
+    qid, = qmgr_fill(t, ["m@ok.test"])
     buf = b""
     s.settimeout(10)
     reqid = None
@@ -406,8 +415,8 @@ def test_delay_warning_decided_once(tern):
     t = start(tern, retry_schedule="1s", delay_warning="2s")
     agent = FakeAgent(t, {"default": "451 4.3.0 later"})
     try:
-        qid, = queue_fill(t, ["slow@grey.test"])
-        quiet, = queue_fill(t, ["q@grey.test"], notify=8)   # NOTIFY=NEVER
+        qid, = qmgr_fill(t, ["slow@grey.test"])
+        quiet, = qmgr_fill(t, ["q@grey.test"], notify=8)   # NOTIFY=NEVER
         wait_for(lambda: "deferred (DSN pending)" in
                  t.ternctl("queue", "show", qid).stdout, 10,
                  what="delay DSN flag")
@@ -425,7 +434,7 @@ def test_delay_warning_decided_once(tern):
 
 def test_mailq_is_ternctl_queue(tern):
     t = start(tern)
-    qid, = queue_fill(t, ["m@nowhere.test"], hold=True)
+    qid, = qmgr_fill(t, ["m@nowhere.test"], hold=True)
     mailq = os.path.join(t.dir, "mailq")
     os.symlink(os.path.join(ternlib.BUILD_DIR, "src/ctl/ternctl"), mailq)
     r = subprocess.run([mailq, "-c", t.config_path], capture_output=True,
@@ -438,7 +447,7 @@ def test_mailq_is_ternctl_queue(tern):
 def test_corrupt_recipient_is_quarantined_and_the_rest_delivered(tern):
     t = start(tern)
     assert t.stop() == 0
-    qid, = queue_fill(t, ["good@ok.test", "bad@ok.test"], tell_qmgr=False)
+    qid, = qmgr_fill(t, ["good@ok.test", "bad@ok.test"], tell_qmgr=False)
     # Overwrite recipient 1 with a record of an unknown version
     # (mdb_load -T: a line for the key, one for the value; a byte is a
     # backslash and two hex digits).
@@ -454,5 +463,56 @@ def test_corrupt_recipient_is_quarantined_and_the_rest_delivered(tern):
         assert re.search(qid + r": recipient 1 quarantined", log), log[-3000:]
         assert rcpt_events(t, qid, "good@ok.test")[-1] == "delivered"
         assert len(t.pids_of("qmgr")) == 1 and "exit status" not in log
+    finally:
+        agent.stop()
+
+
+def test_event_retention_purges_old_events(tern):
+    t = tern({"delivery": {"retry_schedule": "1s"},
+              "queue": {"event_retention": "1s"}})
+    t.start()
+    t.wait_log(r"queue manager started")
+    agent = FakeAgent(t)
+    try:
+        qid, = qmgr_fill(t, ["old@ok.test"])
+        wait_for(lambda: not in_queue(t, qid), 10, what="delivery")
+        assert len([e for e in events(t) if e["queue_id"] == qid]) == 2
+    finally:
+        agent.stop()
+    time.sleep(1.5)
+    assert t.stop() == 0
+    t.start()      # maintenance runs at start
+    t.wait_log(r"purged 2 event\(s\) older than event_retention")
+    assert [e for e in events(t) if e["queue_id"] == qid] == []
+    r = t.ternctl("trace", qid)
+    assert r.returncode == 1 and "no events" in r.stderr
+
+
+def test_a_blocked_destination_does_not_starve_the_others(tern):
+    t = start(tern, max_connections_per_destination="1")
+    agent = FakeAgent(t, {"domains": {"slow.test": "hang"}}, credits=4)
+    try:
+        # 12,000 recipients for a destination that never answers: more
+        # than the whole active set (10,000).
+        qmgr_fill(t, extra=["-g", "slow.test:100"], n=120)
+        wait_for(lambda: any(j["domain"] == "slow.test" for j in agent.jobs()),
+                 10, what="a slow.test job")
+        qid, = qmgr_fill(t, ["x@other.test"])
+        wait_for(lambda: not in_queue(t, qid), 20,
+                 what="other.test delivered despite slow.test")
+        # slow.test kept one job in flight and its share of the rest.
+        assert [j["domain"] for j in agent.jobs()].count("slow.test") == 1
+    finally:
+        agent.stop()
+
+
+def test_attempts_are_logged_by_the_agent_not_twice(tern):
+    t = start(tern)
+    agent = FakeAgent(t)
+    try:
+        qid, = qmgr_fill(t, ["one@ok.test"])
+        wait_for(lambda: not in_queue(t, qid), 10, what="delivery")
+        t.wait_log(f"{qid}: removed")
+        assert "status=sent" not in t.log_text()
     finally:
         agent.stop()

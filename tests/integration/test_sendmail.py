@@ -309,8 +309,10 @@ def test_setgid_maildrop_lets_a_user_queue_while_down(conf, double):
     assert d.messages[0]["auth_user"] == "uid=65534 user=nobody"
 
 
-def test_ternd_runs_pickup_and_the_maildrop_drains_after_start(tern, double):
-    t = tern()
+def test_ternd_runs_pickup_and_the_maildrop_drains_after_start(tern):
+    """Mail dropped while tern is down is picked up by tern-pickup and
+    queued by the real tern-cleanup once ternd starts."""
+    t = tern({"domain example.test": {}})
     t.listen("submission", "submission")
     os.chmod(t.dir, 0o755)
     t.start()
@@ -322,17 +324,107 @@ def test_ternd_runs_pickup_and_the_maildrop_drains_after_start(tern, double):
                  b"Subject: cron output\n\n.hidden\nok\n")
     assert r.returncode == EX_OK, r.stderr
     assert len(maildrop_files(t)) == 1
-    d = CleanupDouble([os.path.join(t.run_dir, "private", "cleanup")],
-                      os.path.join(t.dir, "double"))
-    os.makedirs(os.path.join(t.run_dir, "private"), exist_ok=True)
-    d.start()
+    t.start()
+    wait_for(lambda: not maildrop_files(t), what="the maildrop file removed")
+    t.wait_log(r"maildrop \S+, uid=\d+ user=\S+, from=<cron@example.test>, nrcpt=1")
+    t.wait_log(r"from=<cron@example.test>, size=\d+, nrcpt=1 \(queue active\)")
+    wait_for(lambda: "ops@example.net" in t.ternctl("queue").stdout or
+             "ops@example.net" in t.ternctl("events").stdout,
+             what="the message in the queue")
+
+
+def bs_session(conf, lines, user=None):
+    data = "".join(l + "\r\n" for l in lines).encode()
+    r = sendmail(conf, ["-bs"], data, user=user)
+    assert r.returncode == EX_OK, r.stderr
+    return [l for l in r.stdout.decode().split("\r\n") if l]
+
+
+def test_bs_relays_each_command_to_cleanup(conf, double):
+    d = double(rcpt_reply=lambda a: "550 5.1.1 suppressed" if a.startswith("sup") else None)
+    out = bs_session(conf, [
+        "EHLO client", "MAIL FROM:<app@example.test> BODY=8BITMIME",
+        "RCPT TO:<ok@example.net>", "RCPT TO:<sup@example.net>",
+        "RCPT TO:<bad address>", "DATA", "Subject: bs", "", "..dot", "body", ".",
+        "MAIL FROM:<>", "RCPT TO:<second@example.net>", "RSET",
+        "DATA", "BOGUS", "QUIT"], user="nobody" if IS_ROOT else None)
+    assert out[0].startswith("220 mail.tern.test ESMTP")
+    codes = [l[:3] for l in out if not l.startswith("250-")]
+    assert codes == ["220", "250", "250", "250", "550", "501", "354", "250",
+                     "250", "250", "250", "503", "502", "221"], out
+    assert "550 5.1.1 suppressed" in out
+    assert any(l.startswith("250 2.0.0 Ok: queued as ") for l in out)
+    assert len(d.messages) == 1
+    m = d.messages[0]
+    assert m["rcpts"] == ["ok@example.net"]
+    assert m["body"] == 1
+    assert m["content"] == "Subject: bs\r\n\r\n.dot\r\nbody\r\n"
+    if IS_ROOT:
+        assert m["peer_uid"] == 65534
+
+
+def test_bs_with_tern_down_uses_the_maildrop(conf, double):
+    p = run_pickup(conf)
+    wait_for(lambda: os.path.isdir(os.path.join(conf.queue_dir, "maildrop")))
+    stop(p)
+    out = bs_session(conf, ["HELO x", "MAIL FROM:<a@example.test>",
+                            "RCPT TO:<b@example.net>", "DATA", "Subject: down",
+                            "", "hi", ".", "QUIT"])
+    assert any("kept in the maildrop" in l for l in out), out
+    assert len(maildrop_files(conf)) == 1
+    d = double()
+    p = run_pickup(conf)
     try:
-        t.start()
-        wait_for(lambda: d.messages, what="the maildrop message at cleanup")
-        wait_for(lambda: not maildrop_files(t), what="the file removed")
-        t.wait_log(r"maildrop \S+, uid=\d+ user=\S+, from=<cron@example.test>, nrcpt=1")
+        wait_for(lambda: d.messages, what="the -bs message after start")
     finally:
-        d.stop()
-    assert d.messages[0]["rcpts"] == ["ops@example.net"]
-    assert "\r\n.hidden\r\nok\r\n" in d.messages[0]["content"]
-    assert not d.errors
+        stop(p)
+    assert d.messages[0]["rcpts"] == ["b@example.net"]
+    assert d.messages[0]["content"] == "Subject: down\r\n\r\nhi\r\n"
+
+
+def test_bs_refuses_nul_and_needs_helo(conf, double):
+    d = double()
+    data = (b"MAIL FROM:<a@example.test>\r\nHELO x\r\nMAIL FROM:<a@example.test>\r\n"
+            b"RCPT TO:<b@example.net>\r\nDATA\r\nx\0y\r\n.\r\nQUIT\r\n")
+    r = sendmail(conf, ["-bs"], data)
+    out = r.stdout.decode()
+    assert "503 5.5.1" in out
+    assert "554 5.6.0" in out
+    assert d.messages == []
+
+
+def test_cleanup_dying_before_the_commit_falls_back_to_the_maildrop(conf, double):
+    p = run_pickup(conf)
+    wait_for(lambda: os.path.isdir(os.path.join(conf.queue_dir, "maildrop")))
+    stop(p)
+    d = double(end_reply=lambda t: "DROP")
+    r = sendmail(conf, ["to@example.net"], b"Subject: crash\n\nbody\n")
+    assert r.returncode == EX_OK, r.stderr
+    assert d.messages == []
+    assert len(maildrop_files(conf)) == 1
+    d.end_reply = None
+    p = run_pickup(conf)
+    try:
+        wait_for(lambda: d.messages, what="the message after the crash")
+        wait_for(lambda: not maildrop_files(conf), what="the file removed")
+    finally:
+        stop(p)
+    assert d.messages[0]["rcpts"] == ["to@example.net"]
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to become another user")
+def test_user_without_access_to_keys_can_still_send(conf, double):
+    """The config names a DKIM key in a directory users cannot enter:
+    sendmail reads the config without checking files it never uses."""
+    keys = os.path.join(conf.dir, "dkim")
+    os.makedirs(keys, mode=0o700)
+    with open(os.path.join(keys, "k.pem"), "w") as f:
+        f.write("not a real key\n")
+    conf.sections["domain example.test"] = {
+        "dkim_selector": "s1", "dkim_key": os.path.join(keys, "k.pem")}
+    conf.write_config()
+    os.chmod(conf.config_path, 0o644)
+    d = double()
+    r = sendmail(conf, ["to@example.net"], b"Subject: x\n\nhi\n", user="nobody")
+    assert r.returncode == EX_OK, r.stderr
+    assert len(d.messages) == 1

@@ -2,6 +2,7 @@
 signer_client library cleanup uses), signatures checked by dkimpy against
 keys published in a dnsmasq zone; and ternctl dkim keygen / check."""
 import os
+import pwd
 import re
 import signal
 import socket
@@ -159,6 +160,31 @@ def test_rsa_and_ed25519_signatures_verify(signing, test_dir):
         idx=0, dnsfunc=lambda n, timeout=5: txt_lookup(dns.port, n.decode()))
     assert re.search(r"reqid=1 domain=example\.test size=\d+ signatures=2: "
                      r"signed", t.log_text())
+
+
+def test_signer_reads_keys_then_drops_privileges(signing, test_dir):
+    """Keys readable by root only are loaded; the signer then serves as the
+    unprivileged user inside run_dir (as root), or as the invoking user."""
+    t, dns = signing()
+    pid = t.pids_of("signer")[0]
+    want = pwd.getpwnam("tern").pw_uid if ternlib.IS_ROOT else os.getuid()
+
+    def uids():
+        with open(f"/proc/{pid}/status") as f:
+            return [int(x) for l in f if l.startswith("Uid")
+                    for x in l.split()[1:]]
+    wait_for(lambda: all(u == want for u in uids()), 10,
+             what="the signer to drop privileges")
+    key = os.path.join(test_dir, "keys", "rsa.pem")
+    assert os.stat(key).st_mode & 0o077 == 0
+    if ternlib.IS_ROOT:
+        assert os.readlink(f"/proc/{pid}/root") == os.path.realpath(t.run_dir)
+        # Nothing of the key folder is reachable from inside the chroot.
+        assert not os.path.exists(os.path.join(t.run_dir, key.lstrip("/")))
+    rc, out, jobs = sign(t, "example.test",
+                         write(os.path.join(test_dir, "m.eml"), MESSAGE))
+    assert jobs[0][1] == "0"
+    verify_all(out, dns, 2)
 
 
 def test_chunking_does_not_change_the_signature(signing, test_dir):

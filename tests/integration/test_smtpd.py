@@ -191,6 +191,9 @@ def test_cleanup_refusals_are_passed_on(tern):
     assert c.cmd("DATA").startswith("354")
     assert c.cmd(msg() + ".").startswith("554 5.7.1")
     assert cleanup_commits(t) == []
+    t.wait_log(r"NOQUEUE: reject: RCPT from unknown\[127.0.0.1\]: 550 5.1.1 Recipient is "
+               r"suppressed; from=<refuse@example.test> to=<x-suppressed@dest.test> "
+               r"proto=ESMTP helo=<c.test>")
 
 
 def test_cleanup_down_gives_451_and_no_250(tern):
@@ -283,6 +286,31 @@ def test_submission_sender_domain_must_be_ours(tern):
     assert c.cmd("MAIL FROM:<app@EXAMPLE.test>").startswith("250")
 
 
+def test_submission_from_header_must_be_ours(tern):
+    t = make(tern)
+    c = Raw(t.ports["submission"])
+    c.cmd("EHLO c.test")
+    for frm, ok in (("App <app@other.test>", False),
+                    ("app@example.test,\r\n x@other.test", False),
+                    ("\"x@other.test\" <app@example.test>", True)):
+        c.cmd("MAIL FROM:<app@example.test>")
+        c.cmd("RCPT TO:<u@dest.test>")
+        assert c.cmd("DATA").startswith("354")
+        r = c.cmd(f"From: {frm}\r\nSubject: s\r\n\r\nbody\r\n.")
+        assert r.startswith("250" if ok else "550 5.7.1"), (frm, r)
+    assert len(cleanup_commits(t)) == 1
+    assert [r["event"] for r in cleanup_records(t)] == ["abort", "abort", "commit"]
+    # A From: hidden behind 70 KiB of header lines is not waved through.
+    c.cmd("MAIL FROM:<app@example.test>")
+    c.cmd("RCPT TO:<u@dest.test>")
+    assert c.cmd("DATA").startswith("354")
+    for _ in range(80):
+        c.send(b"X-Pad: " + b"p" * 900 + b"\r\n")
+    r = c.cmd("From: evil@other.test\r\n\r\nbody\r\n.")
+    assert r.startswith("550 5.7.1"), r
+    assert len(cleanup_commits(t)) == 1
+
+
 def test_smtps_implicit_tls_with_s_client(tern):
     t = make(tern, mode="smtps")
     port = t.ports["smtps"]
@@ -358,6 +386,8 @@ def test_inbound_takes_only_return_path_domains_and_postmaster(tern):
         assert r.startswith("550 5.7.1"), (rcpt, r)
     assert c.cmd("RCPT TO:<user@a@bounces.example.test>").startswith("553")
     assert c.cmd("RCPT TO:<@relay.test:user@dest.test>").startswith("550 5.7.1")
+    t.wait_log(r"NOQUEUE: reject: RCPT from unknown\[127.0.0.1\]: 550 5.7.1 Relay "
+               r"access denied; from=<> to=<user@dest.test> proto=ESMTP")
     for rcpt in ("Postmaster", "postmaster@mail.tern.test",
                  "b+123@bounces.example.test", "@x.test:a@BOUNCES.example.test"):
         assert c.cmd(f"RCPT TO:<{rcpt}>").startswith("250"), rcpt
@@ -519,6 +549,18 @@ def test_timeout_and_max_errors(tern):
     assert c.reply().startswith("421 4.4.2")
     assert 1.5 <= time.monotonic() - start < 6
     assert c.closed()
+    # A client that stalls inside DATA: 421, and cleanup forgets it.
+    c = Raw(t.ports["submission"])
+    c.cmd("EHLO c.test")
+    c.cmd("MAIL FROM:<app@example.test>")
+    c.cmd("RCPT TO:<u@dest.test>")
+    assert c.cmd("DATA").startswith("354")
+    c.send(b"Subject: stalled\r\n")
+    assert c.reply().startswith("421 4.4.2")
+    assert c.closed()
+    wait_for(lambda: [r for r in cleanup_records(t) if r["event"] == "abort"],
+             what="abort at cleanup")
+    assert cleanup_commits(t) == []
     c = Raw(t.ports["submission"])
     assert c.cmd("BOGUS").startswith("500")
     assert c.cmd("MAIL FROM:<a@example.test>").startswith("503")
@@ -538,6 +580,16 @@ def test_sessions_per_client_limit(tern):
     held[0].closed()
     time.sleep(0.3)
     assert Raw(port).greeting.startswith("220 ")
+
+
+def test_max_sessions_limit(tern):
+    t = make(tern, smtpd={"max_sessions": "2"})
+    port = t.ports["submission"]
+    held = [Raw(port) for _ in range(2)]
+    c = Raw(port, greet=False)
+    assert c.reply().startswith("421 4.3.2")
+    assert c.closed()
+    assert held[1].cmd("NOOP").startswith("250")
 
 
 def test_2000_idle_connections_do_not_block_a_new_session(tern):
@@ -647,3 +699,98 @@ def test_ternctl_user_add_then_auth(tern):
         with pytest.raises(smtplib.SMTPAuthenticationError):
             s.login("carol", "first")
         s.login("carol", "s3cond pass")
+
+
+# ---- concurrency and shutdown ----
+
+def test_concurrent_sessions_share_the_cleanup_link(tern):
+    import threading
+    t = make(tern, rules="end_delay 0.2\n")
+    port = t.ports["submission"]
+    replies, errors = [], []
+
+    def client(n):
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
+                c.ehlo("c.test")
+                for i in range(4):
+                    c.mail("app@example.test")
+                    c.rcpt(f"u{n}-{i}@dest.test")
+                    code, text = c.data(msg(subject=f"{n}-{i}"))
+                    replies.append((code, text.decode(), f"{n}-{i}"))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(40)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert errors == []
+    assert len(replies) == 160 and all(code == 250 for code, _, _ in replies)
+    commits = {r["qid"]: r for r in cleanup_commits(t)}
+    assert len(commits) == 160
+    # Each 250 names the commit of that very message.
+    for _, text, tag in replies:
+        qid = text.split("queued as ")[1]
+        assert commits[qid]["rcpts"] == [f"u{tag}@dest.test"]
+        assert f"Subject: {tag}\r\n".encode() in cleanup_message(t, qid)
+
+
+def test_sigterm_lets_a_transaction_finish(tern):
+    t = make(tern)
+    c = Raw(t.ports["submission"])
+    c.cmd("EHLO c.test")
+    assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
+    assert c.cmd("RCPT TO:<u@dest.test>").startswith("250")
+    assert c.cmd("DATA").startswith("354")
+    c.send(b"Subject: x\r\n\r\npart one\r\n")
+    t.proc.send_signal(15)
+    time.sleep(0.5)
+    assert t.proc.poll() is None
+    assert c.cmd("part two\r\n.").startswith("250 2.0.0")
+    assert c.cmd("NOOP").startswith("421 4.3.2")
+    assert c.closed()
+    assert t.proc.wait(10) == 0
+    assert len(cleanup_commits(t)) == 1
+
+
+def test_random_abuse_leaves_the_server_serving(tern):
+    """Sessions that send fragments of valid and invalid SMTP in random
+    pieces and vanish at random points: no crash, no sanitizer report
+    (checked at teardown), the same process still serves mail."""
+    import random
+    t = make(tern, tls=True, users={"u": "p"}, smtpd={"max_errors": "50"})
+    port = t.ports["submission"]
+    pid = t.pids_of("smtpd")
+    words = [b"EHLO x\r\n", b"HELO x\r\n", b"MAIL FROM:<app@example.test>\r\n",
+             b"MAIL FROM:<a@b@c> SIZE=9\r\n", b"RCPT TO:<u@dest.test>\r\n",
+             b"RCPT TO:<postmaster>\r\n", b"DATA\r\n", b"BDAT 5\r\n", b"BDAT 3 LAST\r\n",
+             b"abc", b"\r\n.\r\n", b"\n.\n", b".\r\n", b"RSET\r\n", b"NOOP\r\n",
+             b"AUTH PLAIN\r\n", b"AUTH LOGIN dQ==\r\n", b"cA==\r\n", b"*\r\n",
+             b"STARTTLS\r\n", b"VRFY x\r\n", b"\x00\xff\r", b"x" * 700,
+             b"QUIT\r\n", b"From: a@other.test\r\n\r\n"]
+    rng = random.Random(5321)
+    for _ in range(60):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=2)
+            for _ in range(rng.randint(1, 25)):
+                s.sendall(b"".join(rng.choice(words)
+                                   for _ in range(rng.randint(1, 4))))
+                if rng.random() < 0.3:
+                    try:
+                        s.recv(4096)
+                    except socket.timeout:
+                        pass
+            if rng.random() < 0.5:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                             b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+        except OSError:
+            pass
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+        c.ehlo("c.test")
+        c.mail("app@example.test")
+        c.rcpt("u@dest.test")
+        assert c.data(msg())[0] == 250
+    assert t.pids_of("smtpd") == pid

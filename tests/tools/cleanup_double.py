@@ -82,7 +82,8 @@ def frame(ftype, reqid, payload):
 
 class CleanupDouble:
     """rcpt_reply(address) / end_reply(txn) return "CODE X.Y.Z text" to
-    refuse, None to accept."""
+    refuse, None to accept; end_reply may return "DROP" to close the
+    connection without a reply (cleanup dying before its commit)."""
 
     def __init__(self, sockets, out_dir, rcpt_reply=None, end_reply=None,
                  begin_reply=None):
@@ -222,6 +223,9 @@ class CleanupDouble:
             r.end()
             t = txns.pop(reqid)
             refusal = self.end_reply(t) if self.end_reply else None
+            if refusal == "DROP":
+                # A crash before the commit: the connection just ends.
+                raise EOFError
             if refusal:
                 self._reply(c, reqid, refusal)
                 return

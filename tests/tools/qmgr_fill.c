@@ -5,7 +5,7 @@
  * later time (as if an attempt had failed), to build large deferred
  * queues for bench/qmgr-rss. Prints each committed queue id with -p.
  *
- *   qmgr_fill -d QUEUE_DIR [-n MESSAGES] [-t RCPT]... [-g DOMAIN:K]
+ *   qmgr_fill -d QUEUE_DIR [-n MESSAGES] [-t RCPT]... [-g DOMAIN:K [-w W]]
  *              [-s SENDER] [-S SIZE] [-N NOTIFY] [-b BATCH] [-u USER]
  *              [-q QMGR_SOCKET] [-D SECONDS] [-H] [-p]
  */
@@ -28,7 +28,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: qmgr_fill -d queue_dir [-n messages] [-t rcpt]... "
-	    "[-g domain:k] [-s sender] [-S size] [-N notify] [-b batch] [-u user] "
+	    "[-g domain:k [-w domains]] [-s sender] [-S size] [-N notify] [-b batch] [-u user] "
 	    "[-q qmgr_socket] [-D defer_seconds] [-H] [-p]\n");
 	exit(2);
 }
@@ -124,7 +124,7 @@ main(int argc, char **argv)
 	const char *qmgr_socket = NULL, *gen_domain = NULL;
 	char **rcpts = NULL;
 	size_t n_rcpts = 0, batch = 1000;
-	uint64_t n = 1, size = 200, gen_k = 0, v;
+	uint64_t n = 1, size = 200, gen_k = 0, width = 1, v;
 	int64_t defer = 0;
 	uint8_t notify = 0;
 	bool hold = false, print = false;
@@ -132,7 +132,7 @@ main(int argc, char **argv)
 	int ch;
 
 	log_init("qmgr_fill", LOG_TARGET_STDERR, false);
-	while ((ch = getopt(argc, argv, "d:n:t:g:s:S:N:b:u:q:D:Hp")) != -1) {
+	while ((ch = getopt(argc, argv, "d:n:t:g:w:s:S:N:b:u:q:D:Hp")) != -1) {
 		switch (ch) {
 		case 'd': dir = optarg; break;
 		case 'n': if (parse_uint64(optarg, 100000000, &n) == -1) usage(); break;
@@ -150,6 +150,10 @@ main(int argc, char **argv)
 			gen_domain = optarg;
 			break;
 		}
+		case 'w':
+			if (parse_uint64(optarg, 1000000, &width) == -1 || width == 0)
+				usage();
+			break;
 		case 's': sender = optarg; break;
 		case 'S': if (parse_uint64(optarg, 1 << 30, &size) == -1) usage(); break;
 		case 'N': if (parse_uint64(optarg, 15, &v) == -1) usage();
@@ -211,9 +215,17 @@ main(int argc, char **argv)
 			for (uint64_t k = 0; k < gen_k; k++) {
 				char addr[QUEUE_ADDRESS_MAX];
 
-				snprintf(addr, sizeof(addr), "r%llu-%llu@%s",
-				    (unsigned long long)done, (unsigned long long)k,
-				    gen_domain);
+				/* -w spreads them over d0.DOMAIN, d1.DOMAIN, ... */
+				if (width > 1)
+					snprintf(addr, sizeof(addr), "r%llu-%llu@d%llu.%s",
+					    (unsigned long long)done,
+					    (unsigned long long)k,
+					    (unsigned long long)((done * gen_k + k) % width),
+					    gen_domain);
+				else
+					snprintf(addr, sizeof(addr), "r%llu-%llu@%s",
+					    (unsigned long long)done,
+					    (unsigned long long)k, gen_domain);
 				queue_msg_add_rcpt(m, addr, "", notify);
 			}
 			queue_msg_append(m, body, size);

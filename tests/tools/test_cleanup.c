@@ -15,6 +15,7 @@
  *   DIR/test-cleanup.log     one JSON object a line per finished
  *                            transaction: "commit", "refused" or "abort"
  *   DIR/test-cleanup-msgs/QUEUEID.eml   the content of each commit
+ * On SIGTERM it stops accepting and exits once its clients are gone.
  * Not installed; no privilege.
  */
 #include "autoconfig.h"
@@ -59,6 +60,9 @@ static char dir[PATH_MAX];
 static struct tx *txs;
 static unsigned long next_qid;
 static int listen_fd = -1;
+static struct event *ev_accept;
+static unsigned n_conns;
+static bool draining;
 
 /* Appends s to *json as a JSON string. */
 static void
@@ -386,6 +390,9 @@ on_close(struct ipc_conn *c, const char *why, void *arg)
 		}
 	}
 	ipc_conn_free(c);
+	/* Draining: the last client gone (smtpd exits after its sessions). */
+	if (--n_conns == 0 && draining)
+		event_base_loopexit(base, NULL);
 }
 
 static void
@@ -399,6 +406,7 @@ accept_cb(evutil_socket_t fd, short what, void *arg)
 	if (c == -1)
 		return;
 	ipc_conn_new(base, c, "cleanup", on_msg, on_close, NULL);
+	n_conns++;
 }
 
 static void
@@ -407,7 +415,11 @@ sigterm_cb(evutil_socket_t sig, short what, void *arg)
 	(void)sig;
 	(void)what;
 	(void)arg;
-	event_base_loopexit(base, NULL);
+	/* Like a real queue writer: finish what clients still send. */
+	draining = true;
+	event_del(ev_accept);
+	if (n_conns == 0)
+		event_base_loopexit(base, NULL);
 }
 
 int
@@ -435,8 +447,8 @@ main(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/test-cleanup-msgs", dir);
 	mkdir(path, 0755);
 	base = event_base_new();
-	ev = event_new(base, listen_fd, EV_READ | EV_PERSIST, accept_cb, NULL);
-	event_add(ev, NULL);
+	ev_accept = event_new(base, listen_fd, EV_READ | EV_PERSIST, accept_cb, NULL);
+	event_add(ev_accept, NULL);
 	ev = evsignal_new(base, SIGTERM, sigterm_cb, NULL);
 	event_add(ev, NULL);
 	log_info("test double serving cleanup");

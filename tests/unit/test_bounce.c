@@ -21,6 +21,7 @@
 #include "classify.h"
 #include "config.h"
 #include "dsn.h"
+#include "dsn_queue.h"
 #include "feedback.h"
 #include "policy.h"
 #include "queue.h"
@@ -279,6 +280,91 @@ test_dsn_date(void **state)
 	assert_string_equal(buf, "Thu, 1 Jan 1970 00:00:00 +0000");
 	dsn_format_date(1795732930, buf, sizeof(buf));
 	assert_string_equal(buf, "Thu, 26 Nov 2026 22:42:10 +0000");
+}
+
+/* The report for queued recipients: one DSN for those that failed
+ * together, nothing for the null sender or NOTIFY=NEVER. */
+static void
+test_dsn_from_queue(void **state)
+{
+	struct queue_rcpt_info rcpts[3];
+	struct queue_loaded_msg m;
+	struct feedback_item it[4];
+	struct dsn_build b;
+	uint32_t idx[2] = { 0, 2 };
+	size_t len, n;
+	bool eightbit;
+	char *dsn;
+
+	(void)state;
+	memset(&m, 0, sizeof(m));
+	memset(rcpts, 0, sizeof(rcpts));
+	m.info.qid = 0xABCDEF;
+	m.info.arrival_ms = 1795732930000LL;
+	m.info.sender = "app@example.test";
+	m.info.envid = "E1";
+	m.info.ret = CLEANUP_RET_DEFAULT;
+	m.rcpts = rcpts;
+	m.n_rcpts = 3;
+	for (uint32_t i = 0; i < 3; i++) {
+		rcpts[i].qid = m.info.qid;
+		rcpts[i].index = i;
+		rcpts[i].orcpt = "";
+		rcpts[i].last_status = "5.1.1";
+		rcpts[i].last_text = "no such user";
+		rcpts[i].last_host = "mx.example.net[192.0.2.1]:25";
+		rcpts[i].last_code = 550;
+		rcpts[i].last_attempt_ms = 1795736500000LL;
+		rcpts[i].bounce_class = "";
+	}
+	rcpts[0].address = "a@example.net";
+	rcpts[1].address = "b@example.net";
+	rcpts[2].address = "c@example.net";
+
+	assert_int_equal(dsn_build_from_queue(&b, &m, idx, 2, QUEUE_RF_DSN_FAILURE,
+	    "mail.example.test", 1795736530, 5 * 86400, 7, original,
+	    strlen(original)), 0);
+	assert_true(b.report.return_full);	/* a failure without RET */
+	dsn = dsn_compose(&b.report, &len, &eightbit);
+	assert_non_null(strstr(dsn, "Message-ID: <0000000000ABCDEF.7.dsn@mail.example.test>"));
+	assert_non_null(strstr(dsn, "Original-Envelope-Id: E1\r\n"));
+	assert_non_null(strstr(dsn, "Content-Type: message/rfc822\r\n"));
+	assert_int_equal(feedback_parse(dsn, len, it, 4, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(it[0].recipient, "a@example.net");
+	assert_string_equal(it[1].recipient, "c@example.net");
+	assert_string_equal(it[1].status, "5.1.1");
+	free(dsn);
+	dsn_build_free(&b);
+
+	/* A delay: Will-Retry-Until is arrival + lifetime; headers only. */
+	rcpts[1].last_status = "";
+	assert_int_equal(dsn_build_from_queue(&b, &m, &idx[0] + 0, 1,
+	    QUEUE_RF_DSN_DELAY, "mail.example.test", 1795736530, 5 * 86400, 8,
+	    original, strlen(original)), 0);
+	assert_false(b.report.return_full);
+	assert_true(b.rcpts[0].will_retry_until == 1795732930 + 5 * 86400);
+	dsn_build_free(&b);
+
+	/* Success only when asked; never for NOTIFY=NEVER or the null sender. */
+	assert_int_equal(dsn_build_from_queue(&b, &m, idx, 1, QUEUE_RF_DSN_SUCCESS,
+	    "h", 0, 0, 0, "", 0), -1);
+	rcpts[0].notify = CLEANUP_NOTIFY_SUCCESS;
+	assert_int_equal(dsn_build_from_queue(&b, &m, idx, 1, QUEUE_RF_DSN_SUCCESS,
+	    "h", 0, 0, 0, "", 0), 0);
+	assert_int_equal(b.rcpts[0].action, DSN_ACTION_DELIVERED);
+	dsn_build_free(&b);
+	rcpts[0].notify = CLEANUP_NOTIFY_NEVER;
+	assert_int_equal(dsn_build_from_queue(&b, &m, idx, 1, QUEUE_RF_DSN_FAILURE,
+	    "h", 0, 0, 0, "", 0), -1);
+	rcpts[0].notify = 0;
+	m.info.sender = "";
+	assert_int_equal(dsn_build_from_queue(&b, &m, idx, 1, QUEUE_RF_DSN_FAILURE,
+	    "h", 0, 0, 0, "", 0), -1);
+	m.info.sender = "app@example.test";
+	idx[0] = 9;	/* not in the message */
+	assert_int_equal(dsn_build_from_queue(&b, &m, idx, 1, QUEUE_RF_DSN_FAILURE,
+	    "h", 0, 0, 0, "", 0), -1);
 }
 
 /* ---- VERP ---- */
@@ -712,6 +798,7 @@ main(void)
 		cmocka_unit_test(test_dsn_delivered_full),
 		cmocka_unit_test(test_dsn_long_and_hostile_fields),
 		cmocka_unit_test(test_dsn_date),
+		cmocka_unit_test(test_dsn_from_queue),
 		cmocka_unit_test(test_verp_round_trip_and_tamper),
 		cmocka_unit_test(test_verp_key_file),
 		cmocka_unit_test(test_feedback_arf),

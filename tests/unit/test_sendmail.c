@@ -10,10 +10,18 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "mailq.h"
+#include "peercred.h"
 #include "maildrop.h"
+#include "queue.h"
 #include "message.h"
 #include "util.h"
 
@@ -307,6 +315,130 @@ test_maildrop_rejects(void **state)
 	assert_false(is_maildrop_name("../x"));
 }
 
+static void
+test_peercred(void **state)
+{
+	struct peer_identity id;
+	char buf[128], path[] = "/tmp/tern-peercred-XXXXXX";
+	int sv[2], fd;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(peercred_from_socket(sv[0], &id), 0);
+	assert_int_equal(id.uid, getuid());
+	assert_int_equal(id.pid, getpid());
+	assert_true(id.user[0] != '\0');
+	assert_true(is_peer_privileged(&id, getuid()));
+	close(sv[0]);
+	close(sv[1]);
+	/* Not a socket: an error, never a guess. */
+	fd = mkstemp(path);
+	assert_true(fd != -1);
+	assert_int_equal(peercred_from_socket(fd, &id), -1);
+	assert_int_equal(peercred_from_file(fd, &id), 0);
+	assert_int_equal(id.uid, getuid());
+	close(fd);
+	unlink(path);
+
+	memset(&id, 0, sizeof(id));
+	id.uid = 4000000000u;	/* no password entry */
+	peercred_lookup_user(&id);
+	assert_string_equal(id.user, "#4000000000");
+	assert_false(is_peer_privileged(&id, 995));
+	peercred_auth_text(&id, buf, sizeof(buf));
+	assert_string_equal(buf, "uid=4000000000 user=#4000000000");
+	peercred_default_sender(&id, "host.test", buf, sizeof(buf));
+	assert_string_equal(buf, "uid4000000000@host.test");
+	id.uid = 0;
+	peercred_lookup_user(&id);
+	assert_string_equal(id.user, "root");
+	assert_true(is_peer_privileged(&id, 995));
+	peercred_default_sender(&id, "host.test", buf, sizeof(buf));
+	assert_string_equal(buf, "root@host.test");
+}
+
+/* Lists a real store: a message with two recipients, and the maildrop. */
+static void
+test_mailq_listing(void **state)
+{
+	char dir[] = "/tmp/tern-mailq-XXXXXX";
+	struct queue_options qo = { 0 };
+	struct queue_msg_info env;
+	struct queue_batch *b;
+	struct queue_msg *m;
+	struct queue *q;
+	char *drop, *text = NULL, qid[QUEUE_ID_LEN + 1];
+	size_t len = 0;
+	FILE *out;
+
+	(void)state;
+	setenv("TERN_QUEUE_UNSAFE_NOSYNC", "1", 1);
+	assert_non_null(mkdtemp(dir));
+	drop = xasprintf("%s/maildrop", dir);
+	qo.dir = dir;
+	qo.map_size = 1 << 24;
+	qo.map_size_max = 1 << 26;
+	q = queue_open(&qo);
+	assert_non_null(q);
+
+	out = open_memstream(&text, &len);
+	assert_int_equal(mailq_print(q, drop, out), 0);
+	fclose(out);
+	assert_string_equal(text, "Mail queue is empty\n");
+	free(text);
+
+	memset(&env, 0, sizeof(env));
+	env.sender = "app@example.test";
+	env.envid = env.auth_user = env.client_addr = env.client_name = "";
+	env.stream = env.message_id = "";
+	env.source = CLEANUP_SOURCE_SENDMAIL;
+	m = queue_msg_new(&env);
+	assert_int_equal(queue_msg_add_rcpt(m, "a@example.net", "", 0), 0);
+	assert_int_equal(queue_msg_add_rcpt(m, "b@example.net", "", 0), 0);
+	queue_msg_append(m, "Subject: x\r\n\r\nhello\r\n", 21);
+	b = queue_batch_new();
+	queue_batch_add(b, m);
+	assert_int_equal(queue_batch_commit(q, b), 0);
+	queue_id_format(queue_batch_qid(b, 0), qid);
+	queue_batch_free(b);
+	assert_int_equal(mkdir(drop, 0700), 0);
+	{
+		char *f = xasprintf("%s/0123ABCDEF.01234.89ABCDEF", drop);
+		FILE *fp = fopen(f, "w");
+
+		fclose(fp);
+		free(f);
+	}
+
+	out = open_memstream(&text, &len);
+	assert_int_equal(mailq_print(q, drop, out), 0);
+	fclose(out);
+	assert_int_equal(strncmp(text, qid, QUEUE_ID_LEN), 0);
+	assert_non_null(strstr(text, "       21 "));
+	assert_non_null(strstr(text, "  app@example.test\n"));
+	assert_non_null(strstr(text, "\n                 a@example.net\n"
+	    "                 b@example.net\n"));
+	assert_non_null(strstr(text, "-- 1 Kbytes in 1 Request.\n"));
+	assert_non_null(strstr(text, "-- 1 message in the maildrop"));
+	free(text);
+	queue_close(q);
+
+	/* No queue at all yet: the maildrop still shows. */
+	out = open_memstream(&text, &len);
+	assert_int_equal(mailq_print(NULL, drop, out), 0);
+	fclose(out);
+	assert_string_equal(text, "Mail queue is empty\n"
+	    "-- 1 message in the maildrop, waiting for tern to start.\n");
+	free(text);
+	{
+		char *cmd = xasprintf("rm -rf '%s'", dir);
+
+		assert_int_equal(system(cmd), 0);
+		free(cmd);
+	}
+	free(drop);
+}
+
 int
 main(void)
 {
@@ -322,6 +454,8 @@ main(void)
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_maildrop_round_trip),
 		cmocka_unit_test(test_maildrop_rejects),
+		cmocka_unit_test(test_mailq_listing),
+		cmocka_unit_test(test_peercred),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,19 @@
+/*
+ * mailq.h - the queue listing of `mailq` and `sendmail -bp`, in
+ * Postfix's shape: one block per message (queue id, '!' when held, size,
+ * arrival, sender; then each recipient still waiting, under the last
+ * reply it got), a total line, and the count of messages still in the
+ * maildrop. Runs as the invoking user (needs read access to queue_dir).
+ */
+#ifndef TERN_SENDMAIL_MAILQ_H
+#define TERN_SENDMAIL_MAILQ_H
+
+#include <stdio.h>
+
+struct queue;
+
+/* Prints the listing of q (NULL: no queue yet) and of maildrop_dir;
+ * 0, or -1 when the queue could not be read (queue_last_error()). */
+int mailq_print(struct queue *q, const char *maildrop_dir, FILE *out);
+
+#endif
