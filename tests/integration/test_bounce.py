@@ -11,6 +11,8 @@ import re
 import smtplib
 import time
 
+import pytest
+
 from ternlib import Dns, free_port_on, wait_for
 
 DEST_HOST = "127.0.0.3"		# MX of dest.test, the recipients
@@ -124,12 +126,14 @@ def test_failure_dsn_reaches_the_sender(tern, sinks, test_dir):
         dns.stop()
 
 
-def test_ret_full_returns_the_whole_message(tern, sinks, test_dir):
+@pytest.mark.parametrize("ret", ["FULL", None])
+def test_ret_full_returns_the_whole_message(tern, sinks, test_dir, ret):
+    """RET=FULL, and a failure without RET (as Postfix), return it all."""
     t, port, dest, home, dns = pipeline(
         tern, sinks, test_dir,
         rcpt_reply=lambda a: "550 5.1.1 unknown" if a.startswith("x@") else None)
     try:
-        submit(port, "x@dest.test", ret="FULL")
+        submit(port, "x@dest.test", ret=ret)
         dsn = home.wait_messages(1, timeout=40)[0]
         msg, raw, returned = report_parts(dsn["data"])
         assert returned.get_content_type() == "message/rfc822"
