@@ -9,3 +9,4 @@ dist_man_MANS += man/tern-smtp.8
 dist_man_MANS += man/tern-qmgr.8
 dist_man_MANS += man/sendmail.1
 dist_man_MANS += man/tern-pickup.8
+dist_man_MANS += man/tern-bounce.8

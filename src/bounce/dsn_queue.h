@@ -2,7 +2,7 @@
  * dsn_queue.h - the DSN report for recipients of a queued message: maps
  * the queue's records (envelope, each recipient's last result) onto
  * struct dsn_report, so tern-bounce only loads, composes and submits.
- * Pure; used by tern-bounce on IPC_BOUNCE_DSN.
+ * Pure; used by tern-bounce for each BOUNCE_WORK.
  */
 #ifndef TERN_BOUNCE_DSN_QUEUE_H
 #define TERN_BOUNCE_DSN_QUEUE_H

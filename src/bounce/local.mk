@@ -1,6 +1,6 @@
 # src/bounce: tern-bounce's pure libraries (DSN composition, VERP return
 # paths, inbound feedback parsing, bounce classification, suppression
-# policy); the daemon comes with the qmgr wiring.
+# policy) and the daemon tern-bounce (bounce.c).
 noinst_LIBRARIES += src/bounce/libbounce.a
 src_bounce_libbounce_a_SOURCES = \
 	src/bounce/classify.c src/bounce/classify.h \
@@ -10,6 +10,10 @@ src_bounce_libbounce_a_SOURCES = \
 	src/bounce/policy.c src/bounce/policy.h \
 	src/bounce/verp.c src/bounce/verp.h
 BOUNCE_LIBS = src/bounce/libbounce.a
+
+pkglibexec_PROGRAMS += src/bounce/tern-bounce
+src_bounce_tern_bounce_SOURCES = src/bounce/bounce.c
+src_bounce_tern_bounce_LDADD = $(BOUNCE_LIBS) $(TERNQ_LIBS)
 
 check_PROGRAMS += tests/unit/test_bounce
 tests_unit_test_bounce_SOURCES = tests/unit/test_bounce.c

@@ -44,6 +44,11 @@ ipc_type_name(uint16_t type)
 	case IPC_DELIVERY_READY: return "DELIVERY_READY";
 	case IPC_DELIVERY_JOB: return "DELIVERY_JOB";
 	case IPC_DELIVERY_RESULT: return "DELIVERY_RESULT";
+	case IPC_BOUNCE_READY: return "BOUNCE_READY";
+	case IPC_BOUNCE_WORK: return "BOUNCE_WORK";
+	case IPC_BOUNCE_DONE: return "BOUNCE_DONE";
+	case IPC_BOUNCE_FEEDBACK: return "BOUNCE_FEEDBACK";
+	case IPC_BOUNCE_FEEDBACK_DONE: return "BOUNCE_FEEDBACK_DONE";
 	case IPC_CTL_FLUSH: return "CTL_FLUSH";
 	case IPC_CTL_DELETE: return "CTL_DELETE";
 	case IPC_CTL_HOLD: return "CTL_HOLD";
@@ -51,10 +56,6 @@ ipc_type_name(uint16_t type)
 	case IPC_CTL_SUPPRESS_ADD: return "CTL_SUPPRESS_ADD";
 	case IPC_CTL_SUPPRESS_REMOVE: return "CTL_SUPPRESS_REMOVE";
 	case IPC_CTL_REPLY: return "CTL_REPLY";
-	case IPC_BOUNCE_DSN: return "BOUNCE_DSN";
-	case IPC_BOUNCE_DSN_DONE: return "BOUNCE_DSN_DONE";
-	case IPC_BOUNCE_FEEDBACK: return "BOUNCE_FEEDBACK";
-	case IPC_BOUNCE_FEEDBACK_RESULT: return "BOUNCE_FEEDBACK_RESULT";
 	}
 	return NULL;
 }

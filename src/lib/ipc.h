@@ -153,44 +153,46 @@ enum ipc_type {
 					 * deferral with code 0. */
 
 	/*
-	 * -- tern-qmgr and tern-bounce (bounce connects to qmgr's socket).
-	 * Bounce only reads the queue; qmgr applies every change, so a
-	 * crash between the two gives a duplicate DSN, never a lost one.
+	 * -- tern-qmgr and tern-bounce (src/bounce). bounce connects to
+	 * qmgr's socket; qmgr hands it the messages that have recipients with
+	 * a DSN flag (QUEUE_RF_DSN_*), only against credits. bounce reads
+	 * the message itself (read-only), has each DSN committed by cleanup
+	 * (CLEANUP_SOURCE_BOUNCE) and then says which flags are done; qmgr
+	 * clears them (queue_update_dsn_done) and only then hands out that
+	 * message again. A crash in between repeats a DSN, never loses one.
 	 */
-	IPC_BOUNCE_DSN = 0x0501,	/* qmgr -> bounce: DSNs to send.
-					 * u64 queue id, u8 kind (one of
-					 * QUEUE_RF_DSN_FAILURE, _DELAY, _SUCCESS),
-					 * u32 n, then n times u32 recipient index.
-					 * Bounce composes ONE report for them from
-					 * the queue (envelope, last results,
-					 * content) and submits it to cleanup with
-					 * CLEANUP_SOURCE_BOUNCE, the null sender and
-					 * NOTIFY=NEVER, to the original sender. */
-	IPC_BOUNCE_DSN_DONE = 0x0502,	/* bounce -> qmgr, reqid echoed:
-					 * u16 code (2xx: committed, or none was
-					 * due; 4xx: retry later; 5xx: never
-					 * possible, logged), str enhanced status,
-					 * str text, str DSN queue id ("" none).
-					 * qmgr then calls queue_update_dsn_done
-					 * (2xx, 5xx) or retries (4xx, lost). */
-	IPC_BOUNCE_FEEDBACK = 0x0503,	/* qmgr -> bounce: a message cleanup took on
-					 * the inbound listener for a return_path
-					 * address: u64 queue id, u32 recipient
-					 * index (the VERP address). */
-	IPC_BOUNCE_FEEDBACK_RESULT = 0x0504, /* bounce -> qmgr, reqid echoed:
-					 * u8 outcome (0 parsed; 1 not a report:
-					 * hold it for the operator), u32 n, then n
-					 * times: u8 kind (enum feedback_kind),
-					 * u64 original queue id (from the VERP
-					 * token, 0 unknown), u32 original recipient
-					 * index, str recipient address, str
-					 * enhanced status, str diagnostic, str
-					 * bounce class, bool suppress, u8 source
-					 * (enum queue_supp_source), i64 expiry
-					 * (unix ms, 0 never). qmgr applies it in one
-					 * queue update: a bounced (async) or
-					 * complaint event per item, the suppression
-					 * entries, and the inbound recipient final. */
+	IPC_BOUNCE_READY = 0x0501,	/* bounce -> qmgr: u32 more messages it
+					 * can take now (credits add up) */
+	IPC_BOUNCE_WORK = 0x0502,	/* qmgr -> bounce, reqid = work id:
+					 * str queue id */
+	IPC_BOUNCE_DONE = 0x0503,	/* bounce -> qmgr, reqid = work id:
+					 * u8 status (enum bounce_status),
+					 * u32 n, then n times: u32 recipient
+					 * index, u8 QUEUE_RF_DSN_* flags whose
+					 * DSN is committed (or given up: 5xx
+					 * from cleanup, logged). The credit is
+					 * returned with it. */
+	IPC_BOUNCE_FEEDBACK = 0x0504,	/* qmgr -> bounce, reqid = work id: str
+					 * queue id of a message that arrived on
+					 * the inbound listener (DSN, ARF report),
+					 * its recipients claimed; takes a credit */
+	IPC_BOUNCE_FEEDBACK_DONE = 0x0505, /* bounce -> qmgr, reqid = work id:
+					 * u8 outcome (enum feedback_outcome),
+					 * str summary for the log,
+					 * u32 k, then k times u32 recipient index
+					 *   (of the inbound message, to finish),
+					 * u32 n events, then n times: u8 type
+					 *   (enum queue_event_type), u64 queue id,
+					 *   u32 recipient index, str recipient,
+					 *   u16 code, str status, str text,
+					 *   str bounce class (of the message it
+					 *   is about, found by its VERP address),
+					 * u32 m suppressions, then m times:
+					 *   str address, u8 source (enum
+					 *   queue_supp_source), str reason,
+					 *   i64 expiry (unix ms, 0 never),
+					 *   u64 queue id.
+					 * Returns the credit. */
 
 	/*
 	 * -- ternctl to tern-qmgr, over qmgr's socket: changes to the queue
@@ -216,6 +218,19 @@ enum ctl_status {
 	CTL_NOTFOUND = 1,		/* no such message or entry */
 	CTL_INVALID = 2,		/* bad argument or not in this state */
 	CTL_FAILED = 3,			/* the store failed; nothing changed */
+};
+
+/* The outcome of a BOUNCE_WORK. */
+enum bounce_status {
+	BOUNCE_DONE = 0,		/* every pending DSN is queued */
+	BOUNCE_RETRY = 1,		/* some could not be: hand it out later */
+};
+
+/* What became of an inbound message (BOUNCE_FEEDBACK_DONE). */
+enum feedback_outcome {
+	FEEDBACK_PARSED = 0,		/* consumed: events and suppressions apply */
+	FEEDBACK_KEEP = 1,		/* not recognized: held for the operator */
+	FEEDBACK_RETRY = 2,		/* could not be read now: again later */
 };
 
 /* Who hands a message to cleanup. */

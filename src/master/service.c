@@ -45,6 +45,7 @@ static const struct service_def service_defs[] = {
 	{ "cleanup", "cleanup", false, false, NULL },
 	{ "smtpd", NULL, true, false, NULL },
 	{ "qmgr", "qmgr", false, true, NULL },
+	{ "bounce", NULL, false, true, NULL },
 	{ "smtp", NULL, false, false, smtp_instances },
 	{ "pickup", NULL, false, true, NULL },
 };

@@ -95,7 +95,7 @@ agent_send_job(struct agent *a, struct job *j)
 	queue_id_format(j->qid, id);
 	o = ipc_out_new(IPC_DELIVERY_JOB, j->id);
 	ipc_put_str(o, id);
-	ipc_put_str(o, j->sender);
+	ipc_put_str(o, j->return_path != NULL ? j->return_path : j->sender);
 	ipc_put_str(o, j->dest->name);
 	ipc_put_u8(o, j->body);
 	ipc_put_bool(o, j->smtputf8);

@@ -7,7 +7,8 @@
  * attempt of retry_schedule, bounced, or expired after max_queue_lifetime.
  *
  * It serves run_dir/private/qmgr: delivery agents (DELIVERY_*), cleanup's
- * notices (QMGR_QUEUED) and ternctl's changes (CTL_*) share the socket;
+ * notices (QMGR_QUEUED), tern-bounce (BOUNCE_*, see bounce.c) and
+ * ternctl's changes (CTL_*) share the socket;
  * a connection's first message says which it is. It runs as the tern user
  * (not chrooted: it needs queue_dir) and is the only writer of the queue
  * besides cleanup. All writes happen on one writer thread (store.c).
@@ -25,6 +26,7 @@
 #include "log.h"
 #include "qmgr.h"
 #include "util.h"
+#include "verp.h"
 
 #define MAINTENANCE_SEC	600	/* reader check, event and suppression purges */
 
@@ -86,6 +88,8 @@ conn_on_close(struct ipc_conn *ic, const char *why, void *arg)
 		log_debug("agent connection closed: %s", why);
 		agent_detach(c->agent);
 	}
+	if (c->kind == CONN_BOUNCE)
+		bounce_detach(c);
 	ipc_conn_free(ic);
 	c->ipc = NULL;
 	c->closed = true;
@@ -125,6 +129,10 @@ conn_on_msg(struct ipc_conn *ic, struct ipc_msg *m, void *arg)
 		case IPC_QMGR_QUEUED:
 			c->kind = CONN_NOTIFIER;
 			break;
+		case IPC_BOUNCE_READY:
+			c->kind = CONN_BOUNCE;
+			bounce_attach(c);
+			break;
 		case IPC_CTL_FLUSH:
 		case IPC_CTL_DELETE:
 		case IPC_CTL_HOLD:
@@ -149,6 +157,9 @@ conn_on_msg(struct ipc_conn *ic, struct ipc_msg *m, void *arg)
 		break;
 	case CONN_CTL:
 		control_on_msg(c, m);
+		break;
+	case CONN_BOUNCE:
+		bounce_on_msg(c, m);
 		break;
 	default:
 		break;
@@ -241,6 +252,10 @@ main(int argc, char **argv)
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	qmgr_load_policy();
 	qmgr_open_queue();
+	/* The secret of the return-path tokens (created at first start). */
+	if (verp_key_load(d->cfg->server.queue_dir, qmgr.verp_key) == -1)
+		log_fatal("cannot load or create %s/%s",
+		    d->cfg->server.queue_dir, VERP_KEY_FILE);
 
 	fd = daemon_socket(d, "unix:qmgr");
 	if (fd == -1)

@@ -20,6 +20,7 @@
 #include "policy.h"
 #include "queue.h"
 #include "result_decode.h"
+#include "verp.h"
 
 #define QMGR_ACTIVE_MAX		10000	/* claimed recipients held in memory */
 #define QMGR_CLAIM_BATCH	1000	/* recipients claimed per transaction */
@@ -58,7 +59,8 @@ struct job {
 	TAILQ_ENTRY(job) entry;		/* its dest's pending list or its agent's */
 	uint32_t id;			/* the reqid of DELIVERY_JOB */
 	uint64_t qid;
-	char *sender;
+	char *sender;			/* the message's envelope sender */
+	char *return_path;		/* VERP sender sent instead, or NULL */
 	char *envid;
 	struct dest *dest;
 	struct agent *agent;		/* NULL until sent */
@@ -110,6 +112,7 @@ enum conn_kind {
 	CONN_AGENT,			/* a delivery agent */
 	CONN_NOTIFIER,			/* cleanup (QMGR_QUEUED) */
 	CONN_CTL,			/* ternctl */
+	CONN_BOUNCE,			/* tern-bounce (BOUNCE_*) */
 };
 
 struct conn {
@@ -136,6 +139,7 @@ struct qmgr {
 	TAILQ_HEAD(, dest) ready;	/* dests with pending jobs */
 	TAILQ_HEAD(, agent) agents;
 	bool claim_wanted;
+	uint8_t verp_key[VERP_KEY_LEN];	/* queue_dir/verp.key */
 };
 
 extern struct qmgr qmgr;
@@ -194,6 +198,16 @@ void result_expire(const struct queue_msg_info *m,
 void result_suppressed(const struct queue_msg_info *m,
     const struct queue_rcpt_info *r, const char *reason, int64_t now_ms);
 void job_free(struct job *j);
+
+/* bounce.c: messages with DSNs to queue, for tern-bounce */
+void bounce_attach(struct conn *c);
+void bounce_on_msg(struct conn *c, struct ipc_msg *m);
+void bounce_detach(struct conn *c);
+/* qid has a recipient with a DSN flag (committed); final: it is ACTIVE
+ * in a final state (not in the schedule). */
+void bounce_notify(uint64_t qid, uint32_t rcpt, bool final);
+/* An inbound message, its recipients claimed: for bounce to parse. */
+void bounce_feedback(const struct queue_loaded_msg *lm);
 
 /* control.c */
 void control_on_msg(struct conn *c, struct ipc_msg *m);

@@ -64,11 +64,36 @@ log_result(bool own, uint64_t qid, const char *address, const char *relay,
 		    status, text);
 }
 
+struct dsn_notice {
+	uint64_t qid;
+	uint32_t rcpt;
+	bool final;
+};
+
+/* The result with its DSN flag is committed: bounce may read it. */
+static void
+dsn_committed(void *arg, enum queue_err status, bool removed)
+{
+	struct dsn_notice *n = arg;
+
+	if (status == QUEUE_OK && !removed)
+		bounce_notify(n->qid, n->rcpt, n->final);
+	free(n);
+}
+
 static void
 add_result(const struct queue_result *r)
 {
+	struct dsn_notice *n = NULL;
+
 	queue_update_result(store_group(), r);
-	store_track(r->qid, NULL, NULL);
+	if (r->dsn != 0) {
+		n = xcalloc(1, sizeof(*n));
+		n->qid = r->qid;
+		n->rcpt = r->rcpt;
+		n->final = r->state != QUEUE_RCPT_DEFERRED;
+	}
+	store_track(r->qid, n != NULL ? dsn_committed : NULL, n);
 }
 
 /* A hard bounce of the address itself: it goes on the suppression list. */
@@ -260,6 +285,7 @@ job_free(struct job *j)
 	qmgr.n_active -= j->n_rcpts;
 	free(j->rcpts);
 	free(j->sender);
+	free(j->return_path);
 	free(j->envid);
 	free(j);
 	/* Room in the active set: more due work may be claimed. */

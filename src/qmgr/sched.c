@@ -14,6 +14,7 @@
 #include "log.h"
 #include "qmgr.h"
 #include "util.h"
+#include "verp.h"
 
 static const char *
 rcpt_domain(const char *address)
@@ -58,6 +59,23 @@ job_add_rcpt(struct job *j, const struct queue_rcpt_info *r)
 	qmgr.n_active++;
 }
 
+/*
+ * The return-path domain of a message whose sender is in a [domain] with
+ * return_path: its mail goes out from b-<token>@return_path, one token
+ * per recipient (so one recipient per job). NULL for none.
+ */
+static const char *
+verp_domain(const struct queue_msg_info *m)
+{
+	const char *at = strrchr(m->sender, '@');
+	const struct cfg_domain *d;
+
+	if (m->sender[0] == '\0' || at == NULL)
+		return NULL;
+	d = config_find_domain(qmgr.d.cfg, at + 1);
+	return d != NULL ? d->return_path : NULL;
+}
+
 /* One claimed message: expire, suppress, or put into jobs. */
 static void
 claimed_msg(const struct queue_loaded_msg *lm, int64_t now_ms)
@@ -71,8 +89,16 @@ claimed_msg(const struct queue_loaded_msg *lm, int64_t now_ms)
 	size_t n_wait = 0;
 	struct dest *wait_dest = NULL;
 	char id[QUEUE_ID_LEN + 1];
+	const char *verp = verp_domain(m);
+	size_t job_max = verp != NULL ? 1 : QMGR_JOB_RCPT_MAX;
 
 	queue_id_format(m->qid, id);
+	/* Mail from the inbound listener (bounces, complaints to a return
+	 * path) is tern-bounce's to parse, never delivered. */
+	if (m->source == CLEANUP_SOURCE_INBOUND) {
+		bounce_feedback(lm);
+		return;
+	}
 	addrs = xcalloc(lm->n_rcpts ? lm->n_rcpts : 1, sizeof(*addrs));
 	hits = xcalloc(lm->n_rcpts ? lm->n_rcpts : 1, sizeof(*hits));
 	for (size_t i = 0; i < lm->n_rcpts; i++)
@@ -86,8 +112,13 @@ claimed_msg(const struct queue_loaded_msg *lm, int64_t now_ms)
 		const struct queue_rcpt_info *r = &lm->rcpts[i];
 		struct dest *d;
 
-		/* Final with a DSN pending: tern-bounce's work, not ours. It
-		 * stays ACTIVE in the store (see tern-qmgr(8)). */
+		/* A DSN flag (after a restart, or a delay notice riding
+		 * along): tern-bounce is told. Final with a DSN pending is
+		 * its work, not ours: it stays ACTIVE in the store (see
+		 * tern-qmgr(8)). */
+		if (r->flags & QUEUE_RF_DSN_MASK)
+			bounce_notify(m->qid, r->index, r->state !=
+			    QUEUE_RCPT_QUEUED && r->state != QUEUE_RCPT_DEFERRED);
 		if (r->state != QUEUE_RCPT_QUEUED && r->state != QUEUE_RCPT_DEFERRED)
 			continue;
 		if (policy_is_expired(&qmgr.policy, now_ms, m->arrival_ms)) {
@@ -112,7 +143,7 @@ claimed_msg(const struct queue_loaded_msg *lm, int64_t now_ms)
 			continue;
 		}
 		if (d->building == NULL || d->building->qid != m->qid ||
-		    d->building->n_rcpts >= QMGR_JOB_RCPT_MAX) {
+		    d->building->n_rcpts >= job_max) {
 			if (d->building != NULL && d->building->qid == m->qid)
 				dest_push(d, d->building);
 			d->building = job_new(m, d);
@@ -121,6 +152,13 @@ claimed_msg(const struct queue_loaded_msg *lm, int64_t now_ms)
 			touched[n_touched++] = d;
 		}
 		job_add_rcpt(d->building, r);
+		if (verp != NULL && d->building->return_path == NULL) {
+			char rp[QUEUE_ADDRESS_MAX + 1];
+
+			if (verp_encode(qmgr.verp_key, m->qid, r->index, verp, rp,
+			    sizeof(rp)) == 0)
+				d->building->return_path = xstrdup(rp);
+		}
 	}
 	for (size_t i = 0; i < n_touched; i++) {
 		struct dest *d = touched[i];

@@ -22,8 +22,10 @@ def start(tern, verbose=False, **delivery):
     if verbose:
         sections["server"] = {"verbose": "yes"}
     t = tern(sections, extra=extra)
-    # The fake agent is the only delivery agent: the real tern-smtp idles.
-    ternlib.idle_daemons(t, ["smtp"])
+    # The fake agent is the only delivery agent: the real tern-smtp idles;
+    # tern-bounce idles too, so DSN-pending recipients stay for the checks
+    # (test_bounce.py runs it for real).
+    ternlib.idle_daemons(t, ["smtp", "bounce"])
     t.start()
     wait_for(lambda: os.path.exists(os.path.join(t.run_dir, "private", "qmgr")),
              5, what="qmgr socket")
