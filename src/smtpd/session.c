@@ -477,10 +477,35 @@ session_process_input(struct session *s)
 }
 
 static void
+session_timeout(struct session *s)
+{
+	log_info("timeout after %s from unknown[%s]", state_names[s->state],
+	    s->addr);
+	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	bufferevent_enable(s->bev, EV_WRITE);
+	session_reply(s, "421 4.4.2 %s Error: timeout exceeded",
+	    smtpd.d.cfg->server.hostname);
+	session_close_after_reply(s);
+}
+
+static void
 session_read_cb(struct bufferevent *bev, void *arg)
 {
-	(void)bev;
-	session_process(arg);
+	struct session *s = arg;
+	uint64_t now;
+
+	session_process(s);
+	if (s->closing || s->wait != W_NONE ||
+	    evbuffer_get_length(bufferevent_get_input(bev)) == 0) {
+		s->partial_since_usec = 0;
+		return;
+	}
+	now = tern_monotonic_usec();
+	if (s->partial_since_usec == 0)
+		s->partial_since_usec = now;
+	else if (now - s->partial_since_usec >
+	    (uint64_t)smtpd.d.cfg->smtpd.timeout * 1000000)
+		session_timeout(s);
 }
 
 static void
@@ -509,13 +534,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 			session_free(s);
 			return;
 		}
-		log_info("timeout after %s from unknown[%s]", state_names[s->state],
-		    s->addr);
-		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-		bufferevent_enable(s->bev, EV_WRITE);
-		session_reply(s, "421 4.4.2 %s Error: timeout exceeded",
-		    smtpd.d.cfg->server.hostname);
-		session_close_after_reply(s);
+		session_timeout(s);
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {

@@ -122,6 +122,10 @@ struct session {
 	bool counted;			/* in the per-client table */
 	const char *delayed_reply;	/* written when a W_DELAY ends */
 	enum { P_NONE, P_BEGIN, P_RCPT, P_END } pending;
+	/* When unprocessed input (a partial command line) first sat in the
+	 * buffer: a client that trickles bytes must still finish its line
+	 * within the timeout (the read timeout alone restarts per byte). */
+	uint64_t partial_since_usec;
 };
 
 /* session.c */

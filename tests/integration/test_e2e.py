@@ -120,6 +120,10 @@ def test_hard_bounce_suppresses_the_address(tern, sinks, test_dir):
         code, text = submit(port, "gone@dest.test")
         assert code // 100 == 5, (code, text)
         assert sink.messages == []
+        # once the operator removes it, mail to it is accepted again
+        t.ternctl("suppression", "remove", "gone@dest.test", check=True)
+        code, text = submit(port, "gone@dest.test")
+        assert code == 250, (code, text)
     finally:
         dns.stop()
 

@@ -592,6 +592,49 @@ def test_max_sessions_limit(tern):
     assert held[1].cmd("NOOP").startswith("250")
 
 
+def test_trickling_client_is_cut_off(tern):
+    """One byte per half second never lets the read timeout fire, but the
+    line must still be complete within the timeout."""
+    t = make(tern, smtpd={"timeout": "2s"})
+    c = Raw(t.ports["submission"])
+    assert c.greeting.startswith("220")
+    start = time.monotonic()
+    got = b""
+    c.s.settimeout(0.5)
+    for b in b"EHLO trickle.test and a very long tail of bytes":
+        try:
+            c.s.sendall(bytes([b]))
+            got += c.s.recv(4096)
+        except socket.timeout:
+            pass
+        except OSError:
+            break
+        if got:
+            break
+    assert got.startswith(b"421 4.4.2"), got
+    assert time.monotonic() - start < 10
+    t.wait_log(r"timeout after CONNECTED|timeout after \w+ from unknown")
+
+
+def test_10000_connections_do_not_block_a_new_session(tern):
+    """The issue's figure: 10,000 concurrent connections, and a new client
+    is still served (well within its 10 s socket timeout)."""
+    t = make(tern, smtpd={"max_sessions": "12000",
+                          "max_sessions_per_client": "12000"})
+    port = t.ports["submission"]
+    idle = []
+    try:
+        for _ in range(10000):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+            assert c.noop()[0] == 250
+            assert c.ehlo("late.test")[0] == 250
+        assert len(t.pids_of("smtpd")) == 1
+    finally:
+        for s in idle:
+            s.close()
+
+
 def test_2000_idle_connections_do_not_block_a_new_session(tern):
     t = make(tern, smtpd={"max_sessions_per_client": "5000"})
     port = t.ports["submission"]
