@@ -26,6 +26,7 @@
 #include "log.h"
 #include "qmgr.h"
 #include "util.h"
+#include "classify.h"
 #include "verp.h"
 
 #define MAINTENANCE_SEC	600	/* reader check, event and suppression purges */
@@ -55,6 +56,24 @@ qmgr_open_queue(void)
 		    n);
 }
 
+/* Every failure's class (bad-mailbox, dns, ...) goes into its event. */
+static void
+qmgr_load_classifier(void)
+{
+	struct config_errors errs;
+
+	memset(&errs, 0, sizeof(errs));
+	qmgr.classifier = bounce_classifier_load(qmgr.d.cfg->bounce.classes_file,
+	    &errs);
+	if (qmgr.classifier == NULL) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_warn("%s:%d: %s", errs.v[i].file ? errs.v[i].file : "",
+			    errs.v[i].line, errs.v[i].message);
+		log_fatal("cannot load the bounce classes");
+	}
+	config_errors_free(&errs);
+}
+
 static void
 qmgr_load_policy(void)
 {
@@ -67,6 +86,7 @@ qmgr_load_policy(void)
 	qmgr.policy.jitter_pct = QMGR_JITTER_PCT;
 	qmgr.job_timeout_ms = cfg->delivery.job_timeout * 1000;
 	qmgr.max_connections = cfg->delivery.max_connections;
+	qmgr_load_classifier();
 }
 
 /* ---- connections ---- */

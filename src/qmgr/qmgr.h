@@ -140,6 +140,7 @@ struct qmgr {
 	TAILQ_HEAD(, agent) agents;
 	bool claim_wanted;
 	uint8_t verp_key[VERP_KEY_LEN];	/* queue_dir/verp.key */
+	struct bounce_classifier *classifier; /* [bounce] classes_file */
 };
 
 extern struct qmgr qmgr;

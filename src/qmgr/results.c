@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "classify.h"
 #include "log.h"
 #include "qmgr.h"
 #include "util.h"
@@ -97,6 +98,23 @@ add_result(const struct queue_result *r)
 }
 
 /* A hard bounce of the address itself: it goes on the suppression list. */
+/* A failure that says the address itself is bad: [bounce] hard_statuses
+ * (5.1.*, 5.2.1 by default); a 5xx without an enhanced status counts too. */
+static bool
+is_hard_bounce(uint16_t code, const char *status)
+{
+	const struct tern_config *cfg = qmgr.d.cfg;
+
+	if (code < 500 || code > 599)
+		return false;
+	if (status == NULL || status[0] == '\0')
+		return policy_should_suppress(code, status);
+	for (size_t i = 0; i < cfg->bounce.n_hard_statuses; i++)
+		if (is_status_match(cfg->bounce.hard_statuses[i], status))
+			return true;
+	return false;
+}
+
 static void
 suppress_address(uint64_t qid, const char *address, uint16_t code,
     const char *status, const char *text, int64_t now_ms)
@@ -109,6 +127,8 @@ suppress_address(uint64_t qid, const char *address, uint16_t code,
 	s.source = QUEUE_SUPP_BOUNCE;
 	s.reason = reason;
 	s.created_ms = now_ms;
+	if (qmgr.d.cfg->bounce.hard_expiry > 0)
+		s.expires_ms = now_ms + qmgr.d.cfg->bounce.hard_expiry * 1000;
 	s.qid = qid;
 	queue_update_suppress_add(store_group(), &s);
 	store_track(qid, NULL, NULL);
@@ -148,10 +168,11 @@ result_attempt(struct job *j, struct job_rcpt *jr,
 		break;
 	case VERDICT_FAILED:
 		r.state = QUEUE_RCPT_FAILED;
-		r.bounce_class = "hard";
+		r.bounce_class = bounce_classify(qmgr.classifier, res->code,
+		    res->status, res->text);
 		r.dsn = dsn_if_wanted(j->sender, jr->notify, QUEUE_RF_DSN_FAILURE);
 		log_status = "bounced";
-		if (policy_should_suppress(res->code, res->status))
+		if (is_hard_bounce(res->code, res->status))
 			suppress_address(j->qid, jr->address, res->code,
 			    res->status, res->text, now_ms);
 		break;
@@ -174,6 +195,8 @@ result_attempt(struct job *j, struct job_rcpt *jr,
 			break;
 		}
 		r.state = QUEUE_RCPT_DEFERRED;
+		r.bounce_class = bounce_classify(qmgr.classifier, res->code,
+		    res->status, res->text);
 		r.next_attempt_ms = policy_next_attempt_ms(&qmgr.policy, now_ms,
 		    j->arrival_ms, jr->attempts + 1, (uint32_t)random());
 		if (policy_delay_warning_due(&qmgr.policy, now_ms, j->arrival_ms,

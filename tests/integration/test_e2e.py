@@ -112,6 +112,8 @@ def test_hard_bounce_suppresses_the_address(tern, sinks, test_dir):
                  30, what="a bounced event")
         bounced = [e for e in events(t) if e.get("type") == "bounced"][0]
         assert "5.1.1" in json.dumps(bounced)
+        # classified by conf/bounce-classes (or the built-in rules)
+        assert bounced["bounce_class"] == "bad-mailbox", bounced
         t.wait_log(rf"{qid}: to=<gone@dest.test>.*status=bounced")
         wait_for(lambda: "gone@dest.test" in
                  t.ternctl("suppression", "list").stdout, 15,
