@@ -613,8 +613,10 @@ static void
 feedback_work(struct work *w)
 {
 	struct feedback_item *items;
-	struct fb_event ev[FEEDBACK_MAX_ITEMS];
-	struct fb_supp sp[FEEDBACK_MAX_ITEMS];
+	/* Zeroed: -O2 without sanitizers cannot see that only the first
+	 * n_ev and n_sp are read. */
+	struct fb_event ev[FEEDBACK_MAX_ITEMS] = { 0 };
+	struct fb_supp sp[FEEDBACK_MAX_ITEMS] = { 0 };
 	size_t n_items = 0, n_ev = 0, n_sp = 0;
 	uint64_t oqid = 0;
 	uint32_t orcpt = 0;
