@@ -677,3 +677,55 @@ def test_silent_destination_probed_by_one_connection(tern, dns, port,
     assert all(r["code"] == 0 and r["status"].startswith("4.") for r in res)
     assert all("timed out while greeting" in r["text"] for r in res), res
     assert h.connections == 1
+
+
+def serve_normally(h, conn, delivered):
+    """A plain, well-behaved SMTP conversation on conn."""
+    conn.sendall(b"220 slow ESMTP\r\n")
+    while True:
+        line = h.readline(conn)
+        cmd = line[:4].upper()
+        if cmd == b"EHLO":
+            conn.sendall(b"250-slow\r\n250 PIPELINING\r\n")
+        elif cmd == b"DATA":
+            conn.sendall(b"354 go\r\n")
+            while h.readline(conn) != b".\r\n":
+                pass
+            delivered.append(True)
+            conn.sendall(b"250 2.0.0 ok\r\n")
+        elif cmd == b"QUIT":
+            conn.sendall(b"221 bye\r\n")
+            return
+        else:
+            conn.sendall(b"250 ok\r\n")
+
+
+def test_result_for_a_lost_qmgr_connection_is_dropped(tern, dns, port,
+                                                      hostile):
+    """Job ids belong to one qmgr connection: after qmgr restarts, the
+    result of an old job is dropped, never sent to the new qmgr."""
+    import signal
+    d = simple_dns(dns)
+    delivered = []
+
+    def script(h, conn):
+        time.sleep(3)
+        serve_normally(h, conn, delivered)
+
+    hostile("127.0.0.2", port, script)
+    t, q = setup_tern(tern, d.server, port, command_timeout="10s")
+    qid, = q.queue(["restart@example.test"])
+    t.start()
+    q.job(qid, "example.test")
+    ternlib.wait_for(lambda: os.path.exists(q.jobs_path), 5)
+    time.sleep(1)
+    old, = t.pids_of("qmgr")
+    os.kill(old, signal.SIGKILL)
+    # The restarted double hands the job out again (as qmgr requeues).
+    res = q.wait_results(1, timeout=30)
+    t.wait_log(r"the connection to tern-qmgr that sent job 1 is gone: its "
+               r"result is dropped")
+    time.sleep(0.5)
+    res = q.wait_results(1)
+    assert len(res) == 1 and res[0]["results"][0]["code"] == 250, res
+    assert len(delivered) == 2      # a duplicate, never a loss
