@@ -301,6 +301,12 @@ class Hostile:
 
     def stop(self):
         self.stopping = True
+        # close() alone leaves a thread blocked in accept() listening on
+        # the port (a later test could reach it); shutdown() wakes it.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
 
 
