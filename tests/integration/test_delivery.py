@@ -735,3 +735,32 @@ def test_result_for_a_lost_qmgr_connection_is_dropped(tern, dns, port,
     res = q.wait_results(1)
     assert len(res) == 1 and res[0]["results"][0]["code"] == 250, res
     assert len(delivered) == 2      # a duplicate, never a loss
+
+
+def test_destination_max_connections(tern, sinks, dns, port):
+    d = simple_dns(dns)
+    sink = sinks(host="127.0.0.2", port=port)
+    t, q = setup_tern(tern, d.server, port, connection_idle_timeout="5s")
+    t.sections["destination example.test"] = {"max_connections": "1"}
+    qids = q.queue(["shaped@example.test"], count=8)
+    t.start()
+    for qid in qids:
+        q.job(qid, "example.test")
+    q.wait_results(8)
+    msgs = sink.wait_messages(8)
+    assert len({m["peer"] for m in msgs}) == 1, [m["peer"] for m in msgs]
+
+
+def test_connection_cache_between_jobs(tern, sinks, dns, port):
+    """Jobs that come one after another (default limits) reuse the cached
+    connection while it is idle."""
+    d = simple_dns(dns)
+    sink = sinks(host="127.0.0.2", port=port)
+    t, q = setup_tern(tern, d.server, port)
+    qids = q.queue(["cache@example.test"], count=10)
+    t.start()
+    for n, qid in enumerate(qids, 1):
+        q.job(qid, "example.test")
+        q.wait_results(n)
+    msgs = sink.wait_messages(10)
+    assert len({m["peer"] for m in msgs}) == 1, [m["peer"] for m in msgs]
