@@ -764,3 +764,58 @@ def test_connection_cache_between_jobs(tern, sinks, dns, port):
         q.wait_results(n)
     msgs = sink.wait_messages(10)
     assert len({m["peer"] for m in msgs}) == 1, [m["peer"] for m in msgs]
+
+
+def scripted_server(ehlo_reply, delivered, seen):
+    """EHLO answered with ehlo_reply; HELO, MAIL, RCPT with 250."""
+    def script(h, conn):
+        conn.sendall(b"220 scripted ESMTP\r\n")
+        while True:
+            line = h.readline(conn)
+            seen.append(line)
+            cmd = line[:4].upper()
+            if cmd == b"EHLO":
+                conn.sendall(ehlo_reply)
+            elif cmd == b"DATA":
+                conn.sendall(b"354 go\r\n")
+                while h.readline(conn) != b".\r\n":
+                    pass
+                delivered.append(True)
+                conn.sendall(b"250 2.0.0 ok\r\n")
+            elif cmd == b"QUIT":
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
+    return script
+
+
+def test_helo_fallback(tern, dns, port, hostile):
+    d = simple_dns(dns)
+    delivered, seen = [], []
+    hostile("127.0.0.2", port, scripted_server(
+        b"502 5.5.2 EHLO not implemented\r\n", delivered, seen))
+    t, q = setup_tern(tern, d.server, port)
+    qid, = q.queue(["old@example.test"])
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["code"] == 250, r
+    assert [l[:4] for l in seen[:3]] == [b"EHLO", b"HELO", b"MAIL"], seen
+    # No ESMTP: no SIZE= parameter either.
+    assert seen[2].rstrip() == b"MAIL FROM:<sender@tern.test>", seen
+
+
+def test_size_limit_honoured(tern, dns, port, hostile):
+    d = simple_dns(dns)
+    delivered, seen = [], []
+    hostile("127.0.0.2", port, scripted_server(
+        b"250-small\r\n250 SIZE 100\r\n", delivered, seen))
+    t, q = setup_tern(tern, d.server, port)
+    qid, = q.queue(["big@example.test"], message="Subject: big\n\n" +
+                   "x" * 500 + "\n")
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["status"] == "5.3.4" and "exceeds size limit 100" in r["text"], r
+    assert not any(l.startswith(b"MAIL") for l in seen)
