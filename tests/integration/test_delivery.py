@@ -819,3 +819,23 @@ def test_size_limit_honoured(tern, dns, port, hostile):
     r, = rcpt_results(q.wait_results(1))
     assert r["status"] == "5.3.4" and "exceeds size limit 100" in r["text"], r
     assert not any(l.startswith(b"MAIL") for l in seen)
+
+
+def test_large_message_streamed_intact(tern, sinks, dns, port):
+    """A message of many 64 KiB chunks, with dot-led lines across chunk
+    boundaries, arrives byte for byte."""
+    d = simple_dns(dns)
+    sink = sinks(host="127.0.0.2", port=port)
+    t, q = setup_tern(tern, d.server, port)
+    lines = ["Subject: large", ""]
+    for i in range(60000):
+        lines.append(("." if i % 3 == 0 else "") + "line %d " % i +
+                     "y" * (i % 50))
+    text = "\n".join(lines) + "\n"
+    qid, = q.queue(["large@example.test"], message=text)
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1, timeout=60))
+    assert r["code"] == 250, r
+    msg, = sink.wait_messages(1)
+    assert msg["data"] == text.replace("\n", "\r\n").encode()
