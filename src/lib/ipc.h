@@ -116,7 +116,11 @@ enum ipc_type {
 	/*
 	 * -- tern-qmgr and its delivery agents (tern-smtp). The agent
 	 * connects to qmgr's socket; qmgr sends jobs only against credits
-	 * the agent granted with DELIVERY_READY.
+	 * the agent granted with DELIVERY_READY. Job ids belong to one
+	 * connection: when it closes, qmgr treats its jobs in flight as
+	 * not attempted (requeue; a duplicate is possible, a loss is not),
+	 * and the agent drops their results instead of sending them over a
+	 * later connection.
 	 */
 	IPC_DELIVERY_READY = 0x0401,	/* agent -> qmgr: u32 more jobs it can
 					 * take now (credits add up) */

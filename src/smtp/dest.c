@@ -214,8 +214,10 @@ void
 dest_session_failed(struct dest *d, const char *status, const char *text)
 {
 	/* Every address failed just now: the waiting jobs would fare the
-	 * same; defer them rather than walk the list again for each. */
-	dest_fail_waiting(d, 0, status, text);
+	 * same; defer them rather than walk the list again for each. Not
+	 * while another connection works (the server may just limit us). */
+	if (!dest_has_established(d))
+		dest_fail_waiting(d, 0, status, text);
 }
 
 void

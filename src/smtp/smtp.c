@@ -167,7 +167,15 @@ job_finish(struct job *j)
 		ipc_put_str(o, j->tls);
 		ipc_put_u64(o, ms);
 	}
-	if (ipc_client_send(agent.qmgr, o) == -1)
+	/* Job ids belong to one qmgr connection: a result for a job of an
+	 * earlier one must not reach the next qmgr, which may have reused
+	 * the id. That qmgr requeues the recipients itself. */
+	if (j->qmgr_gen != agent.qmgr_gen) {
+		ipc_out_free(o);
+		log_warn("%s: the connection to tern-qmgr that sent job %u is "
+		    "gone: its result is dropped (qmgr tries the recipients "
+		    "again)", j->qid_text, j->id);
+	} else if (ipc_client_send(agent.qmgr, o) == -1)
 		log_warn("%s: tern-qmgr is not connected: the result of job %u is "
 		    "lost (qmgr will try the recipients again)", j->qid_text, j->id);
 	agent.n_jobs--;
@@ -242,6 +250,7 @@ qmgr_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	if (j == NULL)
 		return;
 	j->t_received = tern_monotonic_usec();
+	j->qmgr_gen = agent.qmgr_gen;
 	agent.n_jobs++;
 	agent_open_queue();
 	log_debug("%s: job %u: %zu recipient(s) at %s", j->qid_text, j->id,
@@ -276,6 +285,7 @@ qmgr_state_cb(struct ipc_client *cl, bool up, void *arg)
 {
 	(void)cl;
 	(void)arg;
+	agent.qmgr_gen++;
 	if (up) {
 		log_debug("connected to tern-qmgr");
 		agent_send_ready();

@@ -59,6 +59,7 @@ struct job_rcpt {
 struct job {
 	TAILQ_ENTRY(job) entry;		/* in its destination's wait list */
 	uint32_t id;			/* the reqid, echoed by the result */
+	unsigned qmgr_gen;		/* the qmgr connection it came over */
 	uint64_t qid;
 	char qid_text[17];
 	char *sender;
@@ -116,6 +117,7 @@ struct agent {
 	struct ssl_ctx_st *ssl_ctx;
 	const char *helo_name;
 	unsigned credits_max;		/* jobs in flight at most */
+	unsigned qmgr_gen;		/* counts connections to qmgr */
 	size_t n_jobs;			/* jobs in flight */
 	size_t n_sessions;		/* open connections */
 	struct dest **dests;

@@ -121,6 +121,13 @@ session_start_txn(struct session *s)
 		session_after_job(s);
 		return;
 	}
+	if (j->body == CLEANUP_BODY_BINARYMIME) {
+		/* BINARYMIME needs BDAT (RFC 3030), which we do not speak. */
+		job_fail_rest(j, 0, "4.6.3", "binary message (BINARYMIME), but "
+		    "this delivery agent does not send BDAT");
+		session_after_job(s);
+		return;
+	}
 	if (j->body != CLEANUP_BODY_7BIT && !s->eightbitmime) {
 		/* RFC 6152: never send 8-bit data to a server that did not
 		 * ask for it; another server (or a later try) may take it. */
@@ -162,7 +169,9 @@ session_start_txn(struct session *s)
 			continue;
 		}
 		params = xstrdup("");
-		if (s->dsn && r->notify != 0) {
+		if (s->dsn && (r->notify & (CLEANUP_NOTIFY_SUCCESS |
+		    CLEANUP_NOTIFY_FAILURE | CLEANUP_NOTIFY_DELAY |
+		    CLEANUP_NOTIFY_NEVER)) != 0) {
 			if (r->notify & CLEANUP_NOTIFY_NEVER)
 				ADD_PARAM(" NOTIFY=NEVER");
 			else

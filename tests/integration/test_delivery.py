@@ -301,6 +301,12 @@ class Hostile:
 
     def stop(self):
         self.stopping = True
+        # close() alone leaves a thread blocked in accept() listening on
+        # the port (a later test could reach it); shutdown() wakes it.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
 
 
@@ -677,3 +683,159 @@ def test_silent_destination_probed_by_one_connection(tern, dns, port,
     assert all(r["code"] == 0 and r["status"].startswith("4.") for r in res)
     assert all("timed out while greeting" in r["text"] for r in res), res
     assert h.connections == 1
+
+
+def serve_normally(h, conn, delivered):
+    """A plain, well-behaved SMTP conversation on conn."""
+    conn.sendall(b"220 slow ESMTP\r\n")
+    while True:
+        line = h.readline(conn)
+        cmd = line[:4].upper()
+        if cmd == b"EHLO":
+            conn.sendall(b"250-slow\r\n250 PIPELINING\r\n")
+        elif cmd == b"DATA":
+            conn.sendall(b"354 go\r\n")
+            while h.readline(conn) != b".\r\n":
+                pass
+            delivered.append(True)
+            conn.sendall(b"250 2.0.0 ok\r\n")
+        elif cmd == b"QUIT":
+            conn.sendall(b"221 bye\r\n")
+            return
+        else:
+            conn.sendall(b"250 ok\r\n")
+
+
+def test_result_for_a_lost_qmgr_connection_is_dropped(tern, dns, port,
+                                                      hostile):
+    """Job ids belong to one qmgr connection: after qmgr restarts, the
+    result of an old job is dropped, never sent to the new qmgr."""
+    import signal
+    d = simple_dns(dns)
+    delivered = []
+
+    def script(h, conn):
+        time.sleep(3)
+        serve_normally(h, conn, delivered)
+
+    hostile("127.0.0.2", port, script)
+    t, q = setup_tern(tern, d.server, port, command_timeout="10s")
+    qid, = q.queue(["restart@example.test"])
+    t.start()
+    q.job(qid, "example.test")
+    ternlib.wait_for(lambda: os.path.exists(q.jobs_path), 5)
+    time.sleep(1)
+    old, = t.pids_of("qmgr")
+    os.kill(old, signal.SIGKILL)
+    # The restarted double hands the job out again (as qmgr requeues).
+    res = q.wait_results(1, timeout=30)
+    t.wait_log(r"the connection to tern-qmgr that sent job 1 is gone: its "
+               r"result is dropped")
+    time.sleep(0.5)
+    res = q.wait_results(1)
+    assert len(res) == 1 and res[0]["results"][0]["code"] == 250, res
+    assert len(delivered) == 2      # a duplicate, never a loss
+
+
+def test_destination_max_connections(tern, sinks, dns, port):
+    d = simple_dns(dns)
+    sink = sinks(host="127.0.0.2", port=port)
+    t, q = setup_tern(tern, d.server, port, connection_idle_timeout="5s")
+    t.sections["destination example.test"] = {"max_connections": "1"}
+    qids = q.queue(["shaped@example.test"], count=8)
+    t.start()
+    for qid in qids:
+        q.job(qid, "example.test")
+    q.wait_results(8)
+    msgs = sink.wait_messages(8)
+    assert len({m["peer"] for m in msgs}) == 1, [m["peer"] for m in msgs]
+
+
+def test_connection_cache_between_jobs(tern, sinks, dns, port):
+    """Jobs that come one after another (default limits) reuse the cached
+    connection while it is idle."""
+    d = simple_dns(dns)
+    sink = sinks(host="127.0.0.2", port=port)
+    t, q = setup_tern(tern, d.server, port)
+    qids = q.queue(["cache@example.test"], count=10)
+    t.start()
+    for n, qid in enumerate(qids, 1):
+        q.job(qid, "example.test")
+        q.wait_results(n)
+    msgs = sink.wait_messages(10)
+    assert len({m["peer"] for m in msgs}) == 1, [m["peer"] for m in msgs]
+
+
+def scripted_server(ehlo_reply, delivered, seen):
+    """EHLO answered with ehlo_reply; HELO, MAIL, RCPT with 250."""
+    def script(h, conn):
+        conn.sendall(b"220 scripted ESMTP\r\n")
+        while True:
+            line = h.readline(conn)
+            seen.append(line)
+            cmd = line[:4].upper()
+            if cmd == b"EHLO":
+                conn.sendall(ehlo_reply)
+            elif cmd == b"DATA":
+                conn.sendall(b"354 go\r\n")
+                while h.readline(conn) != b".\r\n":
+                    pass
+                delivered.append(True)
+                conn.sendall(b"250 2.0.0 ok\r\n")
+            elif cmd == b"QUIT":
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
+    return script
+
+
+def test_helo_fallback(tern, dns, port, hostile):
+    d = simple_dns(dns)
+    delivered, seen = [], []
+    hostile("127.0.0.2", port, scripted_server(
+        b"502 5.5.2 EHLO not implemented\r\n", delivered, seen))
+    t, q = setup_tern(tern, d.server, port)
+    qid, = q.queue(["old@example.test"])
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["code"] == 250, r
+    assert [l[:4] for l in seen[:3]] == [b"EHLO", b"HELO", b"MAIL"], seen
+    # No ESMTP: no SIZE= parameter either.
+    assert seen[2].rstrip() == b"MAIL FROM:<sender@tern.test>", seen
+
+
+def test_size_limit_honoured(tern, dns, port, hostile):
+    d = simple_dns(dns)
+    delivered, seen = [], []
+    hostile("127.0.0.2", port, scripted_server(
+        b"250-small\r\n250 SIZE 100\r\n", delivered, seen))
+    t, q = setup_tern(tern, d.server, port)
+    qid, = q.queue(["big@example.test"], message="Subject: big\n\n" +
+                   "x" * 500 + "\n")
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["status"] == "5.3.4" and "exceeds size limit 100" in r["text"], r
+    assert not any(l.startswith(b"MAIL") for l in seen)
+
+
+def test_large_message_streamed_intact(tern, sinks, dns, port):
+    """A message of many 64 KiB chunks, with dot-led lines across chunk
+    boundaries, arrives byte for byte."""
+    d = simple_dns(dns)
+    sink = sinks(host="127.0.0.2", port=port)
+    t, q = setup_tern(tern, d.server, port)
+    lines = ["Subject: large", ""]
+    for i in range(60000):
+        lines.append(("." if i % 3 == 0 else "") + "line %d " % i +
+                     "y" * (i % 50))
+    text = "\n".join(lines) + "\n"
+    qid, = q.queue(["large@example.test"], message=text)
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1, timeout=60))
+    assert r["code"] == 250, r
+    msg, = sink.wait_messages(1)
+    assert msg["data"] == text.replace("\n", "\r\n").encode()

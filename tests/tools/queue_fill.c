@@ -27,7 +27,7 @@ read_message(const char *path, size_t *len)
 {
 	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
 	char *out = NULL;
-	size_t n = 0;
+	size_t n = 0, cap = 0;
 	int c, prev = 0;
 
 	if (f == NULL) {
@@ -35,9 +35,11 @@ read_message(const char *path, size_t *len)
 		exit(2);
 	}
 	while ((c = getc(f)) != EOF) {
-		if (n + 2 >= SIZE_MAX / 2)
-			exit(2);
-		out = xrealloc(out, n + 3);
+		if (n + 3 > cap) {
+			/* Doubling: one copy per growth, not per byte. */
+			cap = cap ? cap * 2 : 4096;
+			out = xrealloc(out, cap);
+		}
 		if (c == '\n' && prev != '\r')
 			out[n++] = '\r';
 		out[n++] = (char)c;
