@@ -3,4 +3,4 @@ pkglibexec_PROGRAMS += src/signer/tern-signer
 src_signer_tern_signer_SOURCES = src/signer/signer.c \
 	src/signer/header_split.c src/signer/header_split.h
 src_signer_tern_signer_CPPFLAGS = $(AM_CPPFLAGS) $(OPENDKIM_CFLAGS)
-src_signer_tern_signer_LDADD = $(TERN_LIBS) $(OPENDKIM_LIBS)
+src_signer_tern_signer_LDADD = $(TERN_LIBS) $(OPENDKIM_LIBS) $(PTHREAD_LIBS)

@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -29,6 +31,7 @@
 #define ED25519_RECYCLE_DEFAULT	50000
 #define MAX_HEADER_FIELD	(256 * 1024)
 #define MAX_JOBS_PER_CONN	10000	/* a client with more is broken */
+#define MAX_WORKERS		8
 
 /* The header fields signed when present; From is also oversigned. */
 static const char *const signed_headers[] = {
@@ -67,6 +70,13 @@ struct signer_job {
 	struct header_split split;
 	uint64_t bytes;
 	char *error;			/* set: the job fails with TEMPFAIL */
+	/* The private-key operations (dkim_eom) run on a worker thread so
+	 * that every CPU signs; the loop only hashes as data arrives. */
+	TAILQ_ENTRY(signer_job) wentry;	/* on the work or done queue */
+	char **headers;			/* the signatures a worker made */
+	size_t n_headers;
+	size_t n_ed25519;		/* ed25519 signatures computed */
+	bool working;			/* ended: on conn->working */
 };
 
 struct signer_conn {
@@ -74,6 +84,22 @@ struct signer_conn {
 	struct ipc_conn *ipc;
 	TAILQ_HEAD(, signer_job) jobs;
 	size_t n_jobs;
+	TAILQ_HEAD(, signer_job) working;	/* ended, with a worker */
+};
+
+TAILQ_HEAD(signer_job_queue, signer_job);
+
+/* Workers take ended jobs from work and put them on done; a byte on the
+ * pipe tells the loop. Only these queues are shared between threads. */
+struct signer_workers {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct signer_job_queue work;
+	struct signer_job_queue done;
+	int pipe[2];
+	struct event *ev_done;
+	pthread_t threads[MAX_WORKERS];
+	size_t n_threads;
 };
 
 struct signer {
@@ -86,6 +112,7 @@ struct signer {
 	size_t n_jobs;
 	uint64_t ed25519_signed;
 	uint64_t ed25519_recycle;	/* 0: never */
+	struct signer_workers w;
 };
 
 static struct signer signer;
@@ -239,7 +266,14 @@ job_find(struct signer_conn *sc, uint32_t reqid)
 static void
 job_free(struct signer_job *job)
 {
-	TAILQ_REMOVE(&job->conn->jobs, job, entry);
+	if (job->conn != NULL) {
+		/* Ended jobs wait on the working list, open ones on jobs. */
+		if (job->working)
+			TAILQ_REMOVE(&job->conn->working, job, entry);
+		else
+			TAILQ_REMOVE(&job->conn->jobs, job, entry);
+		job->conn->n_jobs--;
+	}
 	for (size_t i = 0; i < job->n_dkim; i++)
 		if (job->dkim[i] != NULL)
 			dkim_free(job->dkim[i]);
@@ -248,7 +282,6 @@ job_free(struct signer_job *job)
 	header_split_free(&job->split);
 	free(job->error);
 	free(job->name);
-	job->conn->n_jobs--;
 	free(job);
 	signer.n_jobs--;
 }
@@ -322,23 +355,11 @@ job_reply(struct signer_job *job, uint8_t status, const char *error,
 	ipc_conn_send(job->conn->ipc, o);
 }
 
-/* END: finish every signature and answer. */
+/* On a worker thread: the private-key operations of every selector. */
 static void
-job_finish(struct signer_job *job)
+job_sign(struct signer_job *job)
 {
-	char **headers;
-	size_t n = 0;
-
-	if (job->domain == NULL) {
-		log_warn("reqid=%u domain=%s: no DKIM key for the domain: not "
-		    "signed", job->reqid, *job->name ? job->name : "(none)");
-		job_reply(job, SIGN_NO_KEY, "no DKIM key for the sending domain",
-		    NULL, 0);
-		return;
-	}
-	headers = xcalloc(job->n_dkim + 1, sizeof(*headers));
-	if (job->error == NULL && header_split_finish(&job->split) == -1)
-		job_fail(job, "%s", job->split.error);
+	job->headers = xcalloc(job->n_dkim + 1, sizeof(*job->headers));
 	for (size_t i = 0; i < job->n_dkim && job->error == NULL; i++) {
 		unsigned char *sig = NULL;
 		size_t len = 0;
@@ -346,7 +367,7 @@ job_finish(struct signer_job *job)
 
 		/* The leak is per signature computed, sent or not. */
 		if (job->sel[i]->key.alg == DKIM_KEY_ED25519)
-			signer.ed25519_signed++;
+			job->n_ed25519++;
 		if (stat == DKIM_STAT_OK)
 			stat = dkim_getsighdr_d(job->dkim[i],
 			    strlen(DKIM_SIGNHEADER) + 2, &sig, &len);
@@ -355,23 +376,143 @@ job_finish(struct signer_job *job)
 			    job_dkim_error(job, i, stat));
 			break;
 		}
-		headers[n++] = xasprintf("%s: %.*s", DKIM_SIGNHEADER, (int)len,
-		    (const char *)sig);
+		job->headers[job->n_headers++] = xasprintf("%s: %.*s",
+		    DKIM_SIGNHEADER, (int)len, (const char *)sig);
 	}
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct signer_workers *w = arg;
+
+	for (;;) {
+		struct signer_job *job;
+
+		pthread_mutex_lock(&w->lock);
+		while (TAILQ_EMPTY(&w->work))
+			pthread_cond_wait(&w->cond, &w->lock);
+		job = TAILQ_FIRST(&w->work);
+		TAILQ_REMOVE(&w->work, job, wentry);
+		pthread_mutex_unlock(&w->lock);
+
+		job_sign(job);
+
+		pthread_mutex_lock(&w->lock);
+		TAILQ_INSERT_TAIL(&w->done, job, wentry);
+		pthread_mutex_unlock(&w->lock);
+		while (write(w->pipe[1], "", 1) == -1 && errno == EINTR)
+			;
+	}
+	return NULL;
+}
+
+/* END: answer NO_KEY or a failure at once, else hand the job to a worker
+ * (true: the job now belongs to the workers until job_done). */
+static bool
+job_finish(struct signer_job *job)
+{
+	struct signer_conn *sc = job->conn;
+
+	if (job->domain == NULL) {
+		log_warn("reqid=%u domain=%s: no DKIM key for the domain: not "
+		    "signed", job->reqid, *job->name ? job->name : "(none)");
+		job_reply(job, SIGN_NO_KEY, "no DKIM key for the sending domain",
+		    NULL, 0);
+		return false;
+	}
+	if (job->error == NULL && header_split_finish(&job->split) == -1)
+		job_fail(job, "%s", job->split.error);
 	if (job->error != NULL) {
 		log_warn("reqid=%u domain=%s size=%llu: not signed: %s",
 		    job->reqid, job->name,
 		    (unsigned long long)job->bytes, job->error);
 		job_reply(job, SIGN_TEMPFAIL, job->error, NULL, 0);
-	} else {
+		return false;
+	}
+	TAILQ_REMOVE(&sc->jobs, job, entry);
+	TAILQ_INSERT_TAIL(&sc->working, job, entry);
+	job->working = true;
+	pthread_mutex_lock(&signer.w.lock);
+	TAILQ_INSERT_TAIL(&signer.w.work, job, wentry);
+	pthread_cond_signal(&signer.w.cond);
+	pthread_mutex_unlock(&signer.w.lock);
+	return true;
+}
+
+/* Back on the loop: answer (unless the client went away) and free. */
+static void
+job_done(struct signer_job *job)
+{
+	signer.ed25519_signed += job->n_ed25519;
+	if (job->conn != NULL && job->error != NULL) {
+		log_warn("reqid=%u domain=%s size=%llu: not signed: %s",
+		    job->reqid, job->name,
+		    (unsigned long long)job->bytes, job->error);
+		job_reply(job, SIGN_TEMPFAIL, job->error, NULL, 0);
+	} else if (job->conn != NULL) {
 		log_info("reqid=%u domain=%s size=%llu signatures=%zu: signed",
 		    job->reqid, job->name,
-		    (unsigned long long)job->bytes, n);
-		job_reply(job, SIGN_OK, "", headers, n);
+		    (unsigned long long)job->bytes, job->n_headers);
+		job_reply(job, SIGN_OK, "", job->headers, job->n_headers);
 	}
-	for (size_t i = 0; i < n; i++)
-		free(headers[i]);
-	free(headers);
+	for (size_t i = 0; i < job->n_headers; i++)
+		free(job->headers[i]);
+	free(job->headers);
+	job->headers = NULL;
+	job->n_headers = 0;
+	job_free(job);
+}
+
+static void
+workers_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct signer_job_queue done;
+	struct signer_job *job;
+	char buf[256];
+
+	(void)what;
+	(void)arg;
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	TAILQ_INIT(&done);
+	pthread_mutex_lock(&signer.w.lock);
+	TAILQ_CONCAT(&done, &signer.w.done, wentry);
+	pthread_mutex_unlock(&signer.w.lock);
+	while ((job = TAILQ_FIRST(&done)) != NULL) {
+		TAILQ_REMOVE(&done, job, wentry);
+		job_done(job);
+	}
+	signer_maybe_exit();
+}
+
+/* One worker per CPU (at least 2), before the loop runs. */
+static void
+workers_start(struct event_base *base)
+{
+	struct signer_workers *w = &signer.w;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t n = cpus < 2 ? 2 : cpus > MAX_WORKERS ? MAX_WORKERS : (size_t)cpus;
+
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	TAILQ_INIT(&w->work);
+	TAILQ_INIT(&w->done);
+	if (pipe2(w->pipe, O_CLOEXEC | O_NONBLOCK) == -1)
+		log_fatal("pipe: %s", strerror(errno));
+	w->ev_done = event_new(base, w->pipe[0], EV_READ | EV_PERSIST,
+	    workers_done_cb, NULL);
+	if (w->ev_done == NULL || event_add(w->ev_done, NULL) == -1)
+		log_fatal("cannot watch the workers' pipe");
+	for (size_t i = 0; i < n; i++) {
+		int rc = pthread_create(&w->threads[i], NULL, worker_main, w);
+
+		if (rc != 0)
+			log_fatal("cannot start a signing thread: %s",
+			    strerror(rc));
+		w->n_threads++;
+	}
+	log_debug("%zu signing threads", w->n_threads);
 }
 
 /* ---- the IPC conversation ---- */
@@ -433,8 +574,8 @@ conn_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 				    "job %u", m->reqid);
 			return;
 		}
-		if (m->type == IPC_SIGN_END)
-			job_finish(job);
+		if (m->type == IPC_SIGN_END && job_finish(job))
+			return;		/* a worker signs it; job_done answers */
 		job_free(job);
 		signer_maybe_exit();
 		return;
@@ -456,6 +597,11 @@ conn_close_cb(struct ipc_conn *c, const char *why, void *arg)
 		    ipc_conn_peer_name(c), why);
 	while ((job = TAILQ_FIRST(&sc->jobs)) != NULL)
 		job_free(job);
+	/* Jobs a worker holds are freed when it is done, without a reply. */
+	while ((job = TAILQ_FIRST(&sc->working)) != NULL) {
+		TAILQ_REMOVE(&sc->working, job, entry);
+		job->conn = NULL;
+	}
 	TAILQ_REMOVE(&signer.conns, sc, entry);
 	ipc_conn_free(c);
 	free(sc);
@@ -473,6 +619,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	(void)salen;
 	(void)arg;
 	TAILQ_INIT(&sc->jobs);
+	TAILQ_INIT(&sc->working);
 	TAILQ_INSERT_TAIL(&signer.conns, sc, entry);
 	sc->ipc = ipc_conn_new(signer.d.base, fd, "signer", conn_msg_cb,
 	    conn_close_cb, sc);
@@ -556,6 +703,7 @@ main(int argc, char **argv)
 	    &signer.ed25519_recycle) == -1)
 		log_fatal("TERN_SIGNER_ED25519_RECYCLE=%s is not a number", env);
 	signer_setup_lib();
+	workers_start(d->base);
 
 	fd = daemon_socket(d, "unix:signer");
 	if (fd == -1)
