@@ -470,6 +470,7 @@ def test_corrupt_recipient_is_quarantined_and_the_rest_delivered(tern):
 def test_event_retention_purges_old_events(tern):
     t = tern({"delivery": {"retry_schedule": "1s"},
               "queue": {"event_retention": "1s"}})
+    ternlib.idle_daemons(t, ["smtp", "bounce"])	# the fake agent delivers
     t.start()
     t.wait_log(r"queue manager started")
     agent = FakeAgent(t)
