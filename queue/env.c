@@ -30,6 +30,7 @@ const char *const qdb_names[QDB_COUNT] = {
 	[QDB_EVENT_INDEX] = "event_index",
 	[QDB_META] = "meta",
 	[QDB_QUARANTINE] = "quarantine",
+	[QDB_SOFTFAIL] = "softfail",
 };
 
 #define QUEUE_MAX_DBS		16

@@ -4,8 +4,8 @@ queue_libternq_a_SOURCES = \
 	queue/queue.h queue/queue_int.h queue/record.h \
 	queue/arena.c queue/batch.c queue/claim.c queue/committer.c \
 	queue/env.c queue/events.c queue/qid.c queue/quarantine.c \
-	queue/read.c queue/record.c queue/store.c queue/suppress.c \
-	queue/update.c
+	queue/read.c queue/record.c queue/softfail.c queue/store.c \
+	queue/suppress.c queue/update.c
 EXTRA_DIST += queue/SCHEMA.md
 
 # What a program using the queue links (libternq needs libtern).

@@ -238,6 +238,16 @@ struct queue_suppression {
 	uint64_t qid;			/* the message that caused it, 0 none */
 };
 
+/* A soft bounce to count (queue_update_soft_failure). */
+struct queue_soft_failure {
+	const char *address;
+	uint64_t qid;			/* the message that failed */
+	unsigned limit;			/* different messages; 0 never suppresses */
+	int64_t window_ms;		/* counted within this time */
+	int64_t expires_ms;		/* of the suppression; 0 never */
+	const char *reason;		/* of the suppression */
+};
+
 /* ---- writing new messages (tern-cleanup) ---- */
 
 struct queue_msg;
@@ -434,6 +444,12 @@ void queue_update_suppress_add(struct queue_update *u,
     const struct queue_suppression *s);
 /* Removes a suppression entry (QUEUE_ERR_NOTFOUND when absent). */
 void queue_update_suppress_remove(struct queue_update *u, const char *address);
+/* Counts a soft bounce of an address (see "soft failures" below); when
+ * f->limit different messages failed within f->window_ms the address is
+ * suppressed (source bounce) in the same transaction and its count
+ * starts again. Removing a suppression entry forgets the count too. */
+void queue_update_soft_failure(struct queue_update *u,
+    const struct queue_soft_failure *f);
 /* Appends an event (e.g. a complaint); seq is assigned. */
 void queue_update_event(struct queue_update *u, const struct queue_event *e);
 size_t queue_update_count(const struct queue_update *u);
@@ -472,6 +488,30 @@ int queue_suppress_add(struct queue *q, const struct queue_suppression *s);
 int queue_suppress_remove(struct queue *q, const char *address);
 /* Deletes entries that expired at now_ms; *n: how many. */
 int queue_suppress_purge(struct queue *q, int64_t now_ms, size_t *n);
+
+/* ---- soft failures ---- */
+
+/* The list kept per address holds at most this many messages. */
+#define QUEUE_SOFTFAIL_MAX	1000
+
+/* One message that soft-bounced at an address, when it last did. */
+struct queue_softfail {
+	int64_t time_ms;
+	uint64_t qid;
+};
+
+/* Pure: notes that message qid soft-bounced at now_ms in list (*n entries
+ * in time order, room for QUEUE_SOFTFAIL_MAX), dropping the entries
+ * outside [now_ms - window_ms, now_ms] and keeping one entry per
+ * message; returns the different messages counted, this one included. */
+size_t queue_softfail_note(struct queue_softfail *list, size_t *n,
+    uint64_t qid, int64_t now_ms, int64_t window_ms);
+/* Deletes the lists with no failure since before_ms (now minus the
+ * window: nothing of them counts any more); *n: how many. */
+int queue_softfail_purge(struct queue *q, int64_t before_ms, size_t *n);
+/* Reads an address's list (room for QUEUE_SOFTFAIL_MAX); *n 0 when none. */
+int queue_softfail_get(struct queue *q, const char *address,
+    struct queue_softfail *list, size_t *n);
 
 /* ---- events ---- */
 

@@ -26,6 +26,7 @@ enum qdb {
 	QDB_EVENT_INDEX,
 	QDB_META,
 	QDB_QUARANTINE,
+	QDB_SOFTFAIL,
 	QDB_COUNT
 };
 
@@ -136,6 +137,14 @@ bool qrcpt_needs_work(const struct queue_rcpt_info *r);
 /* Removes every record of a message (schedule, active, recipients,
  * content, the message). */
 int qremove_msg(struct qtxn *t, const struct queue_msg_info *m);
+/* Soft failures (softfail.c): counts one, suppressing the address when
+ * the limit is reached (*suppressed); forget drops an address's count. */
+int qsoftfail_apply(struct qtxn *t, const struct queue_soft_failure *f,
+    int64_t now_ms, bool *suppressed);
+int qsoftfail_forget(struct qtxn *t, const char *address);
+/* True when every entry of a list value is older than before_ms (or the
+ * value is corrupt): nothing of it can count any more. */
+bool qsoftfail_is_stale(const void *p, size_t len, int64_t before_ms);
 /* Appends an event (assigns e->seq) with its index entry. */
 int qevent_append(struct qtxn *t, struct queue_event *e);
 /* An event about a recipient, from its record. */

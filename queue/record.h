@@ -75,6 +75,12 @@ int qrec_decode_rcpt(const void *p, size_t n, uint64_t qid, uint32_t index,
 void qrec_encode_event(struct qbuf *b, const struct queue_event *e);
 int qrec_decode_event(const void *p, size_t n, uint64_t seq,
     struct queue_event *e);
+/* A soft-failure list (the key is the address); list has room for
+ * QUEUE_SOFTFAIL_MAX entries. */
+void qrec_encode_softfail(struct qbuf *b, const struct queue_softfail *list,
+    size_t n);
+int qrec_decode_softfail(const void *p, size_t len,
+    struct queue_softfail *list, size_t *n);
 /* The suppression key is the address; decode gets it from the caller. */
 void qrec_encode_supp(struct qbuf *b, const struct queue_suppression *s);
 int qrec_decode_supp(const void *p, size_t n, const char *address,

@@ -123,7 +123,9 @@ queue_suppress_list(struct queue *q, uint8_t source, const char *reason,
 }
 
 struct purge_arg {
-	int64_t now_ms;
+	enum qdb db;			/* suppression or softfail */
+	int64_t now_ms;			/* suppression: expired at */
+	int64_t before_ms;		/* softfail: nothing since */
 	char start[QUEUE_ADDRESS_MAX + 1];	/* resume past this key */
 	size_t start_len;
 	char after[QUEUE_ADDRESS_MAX + 1];	/* the last key scanned */
@@ -146,7 +148,7 @@ purge_txn(struct qtxn *t, void *varg)
 	a->n = 0;
 	a->more = false;
 	keys = qarena_alloc(&t->arena, PURGE_PER_TXN * sizeof(*keys));
-	if ((rc = mdb_cursor_open(t->txn, t->q->dbi[QDB_SUPPRESSION], &c)) != 0)
+	if ((rc = mdb_cursor_open(t->txn, t->q->dbi[a->db], &c)) != 0)
 		return rc;
 	memcpy(a->after, a->start, a->start_len);
 	a->after_len = a->start_len;
@@ -168,9 +170,14 @@ purge_txn(struct qtxn *t, void *varg)
 			memcpy(a->after, k.mv_data, k.mv_size);
 			a->after_len = k.mv_size;
 		}
-		if (qrec_decode_supp(v.mv_data, v.mv_size, "", &s) == -1 ||
-		    is_supp_live(&s, a->now_ms))
+		if (a->db == QDB_SOFTFAIL) {
+			if (!qsoftfail_is_stale(v.mv_data, v.mv_size,
+			    a->before_ms))
+				continue;
+		} else if (qrec_decode_supp(v.mv_data, v.mv_size, "", &s) ==
+		    -1 || is_supp_live(&s, a->now_ms)) {
 			continue;
+		}
 		keys[n].mv_size = k.mv_size;
 		keys[n].mv_data = qarena_dup(&t->arena, k.mv_data, k.mv_size);
 		n++;
@@ -179,7 +186,7 @@ purge_txn(struct qtxn *t, void *varg)
 	if (qrc_is_fatal(rc))
 		return rc;
 	for (i = 0; i < n; i++) {
-		if ((rc = qdel(t, QDB_SUPPRESSION, keys[i].mv_data,
+		if ((rc = qdel(t, a->db, keys[i].mv_data,
 		    keys[i].mv_size)) != 0)
 			return rc;
 		a->n++;
@@ -187,15 +194,13 @@ purge_txn(struct qtxn *t, void *varg)
 	return 0;
 }
 
-int
-queue_suppress_purge(struct queue *q, int64_t now_ms, size_t *n)
+static int
+purge(struct queue *q, struct purge_arg *arg, size_t *n)
 {
-	struct purge_arg a;
+	struct purge_arg a = *arg;
 	size_t total = 0;
 	int rounds;
 
-	memset(&a, 0, sizeof(a));
-	a.now_ms = now_ms;
 	for (rounds = 0; rounds < 100000; rounds++) {
 		if (qtxn_write(q, purge_txn, &a) == -1) {
 			if (n != NULL)
@@ -211,4 +216,26 @@ queue_suppress_purge(struct queue *q, int64_t now_ms, size_t *n)
 	if (n != NULL)
 		*n = total;
 	return 0;
+}
+
+int
+queue_suppress_purge(struct queue *q, int64_t now_ms, size_t *n)
+{
+	struct purge_arg a;
+
+	memset(&a, 0, sizeof(a));
+	a.db = QDB_SUPPRESSION;
+	a.now_ms = now_ms;
+	return purge(q, &a, n);
+}
+
+int
+queue_softfail_purge(struct queue *q, int64_t before_ms, size_t *n)
+{
+	struct purge_arg a;
+
+	memset(&a, 0, sizeof(a));
+	a.db = QDB_SOFTFAIL;
+	a.before_ms = before_ms;
+	return purge(q, &a, n);
 }

@@ -23,6 +23,7 @@ enum op_kind {
 	OP_DELETE,
 	OP_SUPP_ADD,
 	OP_SUPP_REMOVE,
+	OP_SOFT_FAILURE,
 	OP_EVENT,
 };
 
@@ -37,6 +38,7 @@ struct op {
 	struct queue_result res;	/* strings owned */
 	struct queue_suppression supp;	/* strings owned */
 	struct queue_event ev;		/* strings owned */
+	struct queue_soft_failure soft;	/* strings owned */
 };
 
 struct queue_update {
@@ -144,6 +146,17 @@ queue_update_suppress_remove(struct queue_update *u, const char *address)
 }
 
 void
+queue_update_soft_failure(struct queue_update *u,
+    const struct queue_soft_failure *f)
+{
+	struct op *o = op_add(u, OP_SOFT_FAILURE, f->qid, 0);
+
+	o->soft = *f;
+	o->soft.address = xstrdup(f->address ? f->address : "");
+	o->soft.reason = dup_cut(f->reason, QUEUE_FIELD_MAX);
+}
+
+void
 queue_update_event(struct queue_update *u, const struct queue_event *e)
 {
 	struct op *o = op_add(u, OP_EVENT, e->qid, e->rcpt_index);
@@ -195,6 +208,8 @@ queue_update_free(struct queue_update *u)
 		free((char *)o->ev.text);
 		free((char *)o->ev.remote_host);
 		free((char *)o->ev.bounce_class);
+		free((char *)o->soft.address);
+		free((char *)o->soft.reason);
 	}
 	free(u->ops);
 	free(u);
@@ -468,12 +483,30 @@ apply_supp_remove(struct qtxn *t, struct op *o)
 	char key[QUEUE_ADDRESS_MAX + 1];
 	size_t klen;
 	MDB_val k;
+	int rc;
 
 	if (qaddr_key(o->supp.address, key, &klen) == -1)
 		return QRC_INVALID;
 	k.mv_size = klen;
 	k.mv_data = key;
+	/* The soft bounces counted so far go too: a fresh start. */
+	if ((rc = qsoftfail_forget(t, o->supp.address)) != 0)
+		return rc;
 	return mdb_del(t->txn, t->q->dbi[QDB_SUPPRESSION], &k, NULL);
+}
+
+static int
+apply_soft_failure(struct qtxn *t, struct op *o)
+{
+	bool suppressed;
+	int rc;
+
+	rc = qsoftfail_apply(t, &o->soft, o->due_ms, &suppressed);
+	if (rc == 0 && suppressed)
+		log_info("suppressed <%s>: %u different messages soft-bounced "
+		    "within %lld s", o->soft.address, o->soft.limit,
+		    (long long)(o->soft.window_ms / 1000));
+	return rc;
 }
 
 static int
@@ -511,6 +544,7 @@ update_txn(struct qtxn *t, void *arg)
 		case OP_DELETE: rc = apply_delete(t, o); break;
 		case OP_SUPP_ADD: rc = apply_supp_add(t, o); break;
 		case OP_SUPP_REMOVE: rc = apply_supp_remove(t, o); break;
+		case OP_SOFT_FAILURE: rc = apply_soft_failure(t, o); break;
 		case OP_EVENT: rc = apply_event(t, o); break;
 		}
 		if (qrc_is_fatal(rc))

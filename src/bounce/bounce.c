@@ -30,7 +30,7 @@
 #include "feedback.h"
 #include "ipc.h"
 #include "log.h"
-#include "policy.h"
+#include "suppress_policy.h"
 #include "queue.h"
 #include "util.h"
 #include "verp.h"
@@ -495,15 +495,7 @@ load_policy(void)
 		log_fatal("cannot load the bounce classes");
 	}
 	config_errors_free(&errs);
-	bn.policy.hard_statuses = (const char *const *)cfg->bounce.hard_statuses;
-	bn.policy.n_hard = cfg->bounce.n_hard_statuses;
-	bn.policy.soft_statuses = (const char *const *)cfg->bounce.soft_statuses;
-	bn.policy.n_soft = cfg->bounce.n_soft_statuses;
-	bn.policy.soft_limit = cfg->bounce.soft_bounce_limit;
-	bn.policy.soft_window_ms = cfg->bounce.soft_bounce_window * 1000;
-	bn.policy.hard_expiry_ms = cfg->bounce.hard_expiry * 1000;
-	bn.policy.soft_expiry_ms = cfg->bounce.soft_expiry * 1000;
-	bn.policy.complaint_expiry_ms = cfg->bounce.complaint_expiry * 1000;
+	bounce_policy_from_config(&bn.policy, cfg);
 }
 
 /* The result of parsing, for the reply. */
@@ -520,6 +512,7 @@ struct fb_event {
 
 struct fb_supp {
 	const char *address;
+	uint8_t kind;			/* enum feedback_supp_kind */
 	uint8_t source;
 	char *reason;
 	int64_t expires_ms;
@@ -553,6 +546,7 @@ feedback_reply(struct work *w, uint8_t outcome, const char *summary,
 	ipc_put_u32(o, (uint32_t)n_sp);
 	for (size_t i = 0; i < n_sp; i++) {
 		ipc_put_str(o, sp[i].address);
+		ipc_put_u8(o, sp[i].kind);
 		ipc_put_u8(o, sp[i].source);
 		ipc_put_str(o, sp[i].reason);
 		ipc_put_i64(o, sp[i].expires_ms);
@@ -709,10 +703,14 @@ feedback_work(struct work *w)
 		    "bounced" : "deferred", e->text);
 		if (it->kind == FEEDBACK_DELAYED)
 			continue;
-		bounce_policy_decide(&bn.policy, complaint, it->status, oqid,
-		    NULL, 0, now, &v);
-		if (!v.suppress)
+		bounce_policy_decide(&bn.policy, complaint, it->status,
+		    e->bounce_class, now, &v);
+		if (!v.suppress && !v.count_soft)
 			continue;
+		/* A soft bounce is counted by qmgr in the queue, with the
+		 * address's earlier ones (queue_update_soft_failure). */
+		sp[n_sp].kind = v.suppress ? FEEDBACK_SUPPRESS_NOW :
+		    FEEDBACK_SOFT_FAILURE;
 		sp[n_sp].address = addr;
 		sp[n_sp].source = v.source;
 		sp[n_sp].reason = complaint ? xasprintf("complaint (%s)",

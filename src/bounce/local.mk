@@ -7,7 +7,7 @@ src_bounce_libbounce_a_SOURCES = \
 	src/bounce/dsn.c src/bounce/dsn.h \
 	src/bounce/dsn_queue.c src/bounce/dsn_queue.h \
 	src/bounce/feedback.c src/bounce/feedback.h \
-	src/bounce/policy.c src/bounce/policy.h \
+	src/bounce/suppress_policy.c src/bounce/suppress_policy.h \
 	src/bounce/verp.c src/bounce/verp.h
 BOUNCE_LIBS = src/bounce/libbounce.a
 

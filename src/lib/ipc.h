@@ -192,7 +192,8 @@ enum ipc_type {
 					 *   str bounce class (of the message it
 					 *   is about, found by its VERP address),
 					 * u32 m suppressions, then m times:
-					 *   str address, u8 source (enum
+					 *   str address, u8 kind (enum
+					 *   feedback_supp_kind), u8 source (enum
 					 *   queue_supp_source), str reason,
 					 *   i64 expiry (unix ms, 0 never),
 					 *   u64 queue id.
@@ -235,6 +236,13 @@ enum feedback_outcome {
 	FEEDBACK_PARSED = 0,		/* consumed: events and suppressions apply */
 	FEEDBACK_KEEP = 1,		/* not recognized: held for the operator */
 	FEEDBACK_RETRY = 2,		/* could not be read now: again later */
+};
+
+/* What a suppression entry of a BOUNCE_FEEDBACK_DONE asks for. */
+enum feedback_supp_kind {
+	FEEDBACK_SUPPRESS_NOW = 0,	/* a hard bounce or a complaint */
+	FEEDBACK_SOFT_FAILURE = 1,	/* a soft bounce: counted, suppressing
+					 * at [bounce] soft_bounce_limit */
 };
 
 /* Who hands a message to cleanup. */

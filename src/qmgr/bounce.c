@@ -324,9 +324,11 @@ feedback_read(struct ipc_msg *m, bool apply, uint8_t *outcome,
 		return -1;
 	for (uint32_t i = 0; i < n_supp; i++) {
 		struct queue_suppression s;
+		uint8_t kind;
 
 		memset(&s, 0, sizeof(s));
 		if (ipc_get_str(m, &s.address) == -1 ||
+		    ipc_get_u8(m, &kind) == -1 || kind > FEEDBACK_SOFT_FAILURE ||
 		    ipc_get_u8(m, &s.source) == -1 ||
 		    ipc_get_str(m, &s.reason) == -1 ||
 		    ipc_get_i64(m, &s.expires_ms) == -1 ||
@@ -336,8 +338,22 @@ feedback_read(struct ipc_msg *m, bool apply, uint8_t *outcome,
 		    strlen(s.reason) > QUEUE_FIELD_MAX)
 			return -1;
 		s.created_ms = now;
-		if (apply)
+		if (!apply)
+			continue;
+		if (kind == FEEDBACK_SOFT_FAILURE) {
+			struct queue_soft_failure f;
+
+			memset(&f, 0, sizeof(f));
+			f.address = s.address;
+			f.qid = s.qid;
+			f.limit = qmgr.supp_policy.soft_limit;
+			f.window_ms = qmgr.supp_policy.soft_window_ms;
+			f.expires_ms = s.expires_ms;
+			f.reason = s.reason;
+			queue_update_soft_failure(store_group(), &f);
+		} else {
 			queue_update_suppress_add(store_group(), &s);
+		}
 	}
 	return ipc_msg_end(m);
 }

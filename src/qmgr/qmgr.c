@@ -86,6 +86,7 @@ qmgr_load_policy(void)
 	qmgr.policy.jitter_pct = QMGR_JITTER_PCT;
 	qmgr.job_timeout_ms = cfg->delivery.job_timeout * 1000;
 	qmgr.max_connections = cfg->delivery.max_connections;
+	bounce_policy_from_config(&qmgr.supp_policy, cfg);
 	qmgr_load_classifier();
 }
 

@@ -20,6 +20,7 @@
 #include "policy.h"
 #include "queue.h"
 #include "result_decode.h"
+#include "suppress_policy.h"
 #include "verp.h"
 
 #define QMGR_ACTIVE_MAX		10000	/* claimed recipients held in memory */
@@ -130,6 +131,7 @@ struct qmgr {
 	struct event *ev_poll;
 	struct event *ev_maint;
 	struct retry_policy policy;
+	struct bounce_policy supp_policy; /* [bounce] suppression */
 	int64_t job_timeout_ms;
 	unsigned max_connections;
 	size_t n_active;		/* recipients held in jobs */

@@ -97,40 +97,62 @@ add_result(const struct queue_result *r)
 	store_track(r->qid, n != NULL ? dsn_committed : NULL, n);
 }
 
-/* A hard bounce of the address itself: it goes on the suppression list. */
-/* A failure that says the address itself is bad: [bounce] hard_statuses
- * (5.1.*, 5.2.1 by default); a 5xx without an enhanced status counts too. */
+/* A reply about the recipient itself (tern-smtp says which command it
+ * answered), not about the connection or the sender: only such a reply
+ * may count against the address. */
 static bool
-is_hard_bounce(uint16_t code, const char *status)
+is_reply_about_recipient(const char *text)
 {
-	const struct tern_config *cfg = qmgr.d.cfg;
-
-	if (code < 500 || code > 599)
-		return false;
-	if (status == NULL || status[0] == '\0')
-		return policy_should_suppress(code, status);
-	for (size_t i = 0; i < cfg->bounce.n_hard_statuses; i++)
-		if (is_status_match(cfg->bounce.hard_statuses[i], status))
-			return true;
-	return false;
+	return strstr(text, "(in reply to RCPT TO command)") != NULL ||
+	    strstr(text, "(in reply to end of DATA command)") != NULL;
 }
 
+/*
+ * What a failure or deferral says about the address ([bounce] policy):
+ * a hard bounce suppresses it now; a soft bounce is counted in the
+ * queue, which suppresses once soft_bounce_limit different messages
+ * failed within soft_bounce_window. A 5xx without an enhanced status
+ * counts as hard, as it always has.
+ */
 static void
-suppress_address(uint64_t qid, const char *address, uint16_t code,
-    const char *status, const char *text, int64_t now_ms)
+note_failure(uint64_t qid, const char *address, const struct rcpt_result *res,
+    const char *bounce_class, int64_t now_ms)
 {
+	const char *status = res->status;
+	struct suppression_verdict v;
 	struct queue_suppression s;
-	char *reason = xasprintf("%u %s %s", code, status, text);
+	char *reason;
 
-	memset(&s, 0, sizeof(s));
-	s.address = address;
-	s.source = QUEUE_SUPP_BOUNCE;
-	s.reason = reason;
-	s.created_ms = now_ms;
-	if (qmgr.d.cfg->bounce.hard_expiry > 0)
-		s.expires_ms = now_ms + qmgr.d.cfg->bounce.hard_expiry * 1000;
-	s.qid = qid;
-	queue_update_suppress_add(store_group(), &s);
+	if (res->code < 400 || res->code > 599)
+		return;
+	if (status[0] == '\0')
+		status = res->code >= 500 ? "" : "4.0.0";
+	bounce_policy_decide(&qmgr.supp_policy, false, status, bounce_class,
+	    now_ms, &v);
+	if (status[0] == '\0' && policy_should_suppress(res->code, status)) {
+		v.suppress = true;
+		v.expires_ms = qmgr.supp_policy.hard_expiry_ms > 0 ?
+		    now_ms + qmgr.supp_policy.hard_expiry_ms : 0;
+	}
+	if (!v.suppress && !(v.count_soft && is_reply_about_recipient(res->text)))
+		return;
+	reason = xasprintf("%u %s %s", res->code, res->status, res->text);
+	if (v.suppress) {
+		memset(&s, 0, sizeof(s));
+		s.address = address;
+		s.source = QUEUE_SUPP_BOUNCE;
+		s.reason = reason;
+		s.created_ms = now_ms;
+		s.expires_ms = v.expires_ms;
+		s.qid = qid;
+		queue_update_suppress_add(store_group(), &s);
+	} else {
+		struct queue_soft_failure f;
+
+		bounce_policy_soft_failure(&qmgr.supp_policy, address, qid,
+		    reason, &v, &f);
+		queue_update_soft_failure(store_group(), &f);
+	}
 	store_track(qid, NULL, NULL);
 	free(reason);
 }
@@ -172,9 +194,7 @@ result_attempt(struct job *j, struct job_rcpt *jr,
 		    res->status, res->text);
 		r.dsn = dsn_if_wanted(j->sender, jr->notify, QUEUE_RF_DSN_FAILURE);
 		log_status = "bounced";
-		if (is_hard_bounce(res->code, res->status))
-			suppress_address(j->qid, jr->address, res->code,
-			    res->status, res->text, now_ms);
+		note_failure(j->qid, jr->address, res, r.bounce_class, now_ms);
 		break;
 	default:
 		if (policy_is_expired(&qmgr.policy, now_ms, j->arrival_ms)) {
@@ -204,6 +224,9 @@ result_attempt(struct job *j, struct job_rcpt *jr,
 			r.dsn = dsn_if_wanted(j->sender, jr->notify,
 			    QUEUE_RF_DSN_DELAY);
 		log_status = "deferred";
+		if (from_agent)
+			note_failure(j->qid, jr->address, res, r.bounce_class,
+			    now_ms);
 		break;
 	}
 	add_result(&r);

@@ -154,6 +154,10 @@ maintenance(struct work *w)
 	else if (n > 0)
 		log_info("purged %zu expired suppression entr%s", n,
 		    n == 1 ? "y" : "ies");
+	if (queue_softfail_purge(qmgr.q, w->now_ms -
+	    qmgr.supp_policy.soft_window_ms, &n) == -1)
+		log_warn("soft-bounce count purge: %s",
+		    queue_strerror(queue_last_error()));
 }
 
 static void *

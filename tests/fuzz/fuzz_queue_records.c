@@ -52,7 +52,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size == 0)
 		return 0;
 	qbuf_init(&b);
-	switch (data[0] % 13) {
+	switch (data[0] % 14) {
 	case 0:
 		if (qrec_decode_msg(p, n, 1, &m) == 0) {
 			check_str(m.sender, p, n);
@@ -137,6 +137,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				__builtin_trap();
 		}
 		break;
+	case 13: {
+		static struct queue_softfail list[QUEUE_SOFTFAIL_MAX];
+
+		if (qrec_decode_softfail(p, n, list, &len) == 0) {
+			qrec_encode_softfail(&b, list, len);
+			check_same(&b, p, n);
+		}
+		break;
+	}
 	default:
 		if (qkey_evidx_decode(p, n, &qid, &u64) == 0) {
 			uint8_t k[QKEY_EVIDX_LEN];

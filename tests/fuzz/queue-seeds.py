@@ -40,9 +40,10 @@ quar = V + i64(77) + s("recipients") + data(b"\0" * 12) + s("corrupt") + data(b"
 sched = u64(1700000000000) + u64(0x0190F3A1C2B40123) + u32(3)
 rkey = u64(0x0190F3A1C2B40123) + u32(3)
 evidx = u64(0x0190F3A1C2B40123) + u64(9)
+softfail = V + u16(2) + i64(1700000000000) + u64(5) + i64(1700000001000) + u64(6)
 
 seeds = [msg, rcpt, event, supp, active, marker, meta64, meta32, chunk, quar,
-         sched, rkey, evidx]
+         sched, rkey, evidx, softfail]
 out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
     os.path.dirname(__file__), "corpus", "fuzz_queue_records")
 os.makedirs(out, exist_ok=True)

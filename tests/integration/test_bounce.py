@@ -19,7 +19,8 @@ DEST_HOST = "127.0.0.3"		# MX of dest.test, the recipients
 SENDER_HOST = "127.0.0.4"	# MX of example.test, the sender's domain
 
 
-def pipeline(tern, sinks, test_dir, rcpt_reply=None, delivery=None):
+def pipeline(tern, sinks, test_dir, rcpt_reply=None, delivery=None,
+             bounce=None):
     port = free_port_on([DEST_HOST, SENDER_HOST])
     dest = sinks(host=DEST_HOST, port=port, rcpt_reply=rcpt_reply)
     home = sinks(host=SENDER_HOST, port=port)
@@ -32,6 +33,7 @@ def pipeline(tern, sinks, test_dir, rcpt_reply=None, delivery=None):
                      "tls": "none", "retry_schedule": "1s",
                      **(delivery or {})},
         "domain example.test": {},
+        **({"bounce": bounce} if bounce else {}),
     })
     sub = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
     t.start()
@@ -246,7 +248,8 @@ def test_bounce_of_a_bounce_is_not_sent(tern, sinks, test_dir):
 VERP_RE = re.compile(r"^b-([a-z2-7]{36})@bounces\.example\.test$")
 
 
-def verp_pipeline(tern, sinks, test_dir, rcpt_reply=None, inbound=False):
+def verp_pipeline(tern, sinks, test_dir, rcpt_reply=None, inbound=False,
+                  bounce=None):
     port = free_port_on([DEST_HOST, SENDER_HOST])
     dest = sinks(host=DEST_HOST, port=port, rcpt_reply=rcpt_reply)
     home = sinks(host=SENDER_HOST, port=port)
@@ -258,6 +261,7 @@ def verp_pipeline(tern, sinks, test_dir, rcpt_reply=None, inbound=False):
         "delivery": {"dns_servers": dns.server, "smtp_port": str(port),
                      "tls": "none", "retry_schedule": "1s"},
         "domain example.test": {"return_path": "bounces.example.test"},
+        **({"bounce": bounce} if bounce else {}),
     })
     sub = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
     inb = t.listen("inbound", "inbound") if inbound else None
@@ -455,5 +459,113 @@ def test_pending_dsn_survives_a_restart(tern, sinks, test_dir):
                  what="the original leaving the queue")
         time.sleep(1)
         assert len(home.messages) == 1
+    finally:
+        dns.stop()
+
+
+# ---- soft bounces count towards [bounce] soft_bounce_limit ----
+
+def deferred_for(t, qid, rcpt):
+    return any(e.get("type") == "deferred" and e.get("queue_id") == qid and
+               e.get("recipient") == rcpt for e in events(t))
+
+
+def suppression_of(t, address):
+    out = t.ternctl("suppression", "list").stdout
+    return [line for line in out.splitlines() if address in line]
+
+
+def test_soft_bounces_suppress_at_the_limit(tern, sinks, test_dir):
+    """452 4.2.2 (mailbox full) at RCPT: retries of one message count
+    once; the third different message within the window suppresses the
+    address. A throttling 4xx (rate-limited) never counts."""
+    def reply(address):
+        if address.startswith("full@"):
+            return "452 4.2.2 mailbox full"
+        if address.startswith("busy@"):
+            return "451 4.7.0 too many messages, slow down"
+        return None
+
+    t, port, dest, home, dns = pipeline(
+        tern, sinks, test_dir, rcpt_reply=reply,
+        bounce={"soft_bounce_limit": "3", "soft_bounce_window": "1d"})
+    try:
+        first = submit(port, "full@dest.test")
+        busy = [submit(port, "busy@dest.test") for _ in range(3)]
+        # retried several times (1 s schedule), still one message
+        wait_for(lambda: sum(1 for e in events(t) if e.get("type") ==
+                             "deferred" and e.get("queue_id") == first) >= 3,
+                 30, what="three deferrals of the first message")
+        assert not suppression_of(t, "full@dest.test")
+        second = submit(port, "full@dest.test")
+        wait_for(lambda: deferred_for(t, second, "full@dest.test"), 20,
+                 what="the second message deferred")
+        time.sleep(1.5)
+        assert not suppression_of(t, "full@dest.test")
+        third = submit(port, "full@dest.test")
+        wait_for(lambda: suppression_of(t, "full@dest.test"), 20,
+                 what="the address suppressed after the third message")
+        line = suppression_of(t, "full@dest.test")[0]
+        assert "4.2.2" in line and "bounce" in line, line
+        t.wait_log(r"suppressed <full@dest\.test>: 3 different messages "
+                   r"soft-bounced")
+        ev = [e for e in events(t) if e.get("queue_id") == third and
+              e.get("type") == "deferred"]
+        assert ev and ev[0].get("bounce_class") == "mailbox-full", ev
+        # refused at RCPT from now on
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+            s.ehlo("app.example.test")
+            s.mail("app@example.test")
+            code, text = s.rcpt("full@dest.test")
+            assert code == 550, (code, text)
+        # the throttled address was deferred as often, never suppressed
+        for qid in busy:
+            assert deferred_for(t, qid, "busy@dest.test"), qid
+        assert not suppression_of(t, "busy@dest.test")
+        # removed by the operator (with the messages still retrying):
+        # the count starts again
+        for qid in (first, second, third):
+            t.ternctl("queue", "delete", qid, check=True)
+        t.ternctl("suppression", "remove", "full@dest.test", check=True)
+        fourth = submit(port, "full@dest.test")
+        wait_for(lambda: deferred_for(t, fourth, "full@dest.test"), 20,
+                 what="the fourth message deferred")
+        time.sleep(1.5)
+        assert not suppression_of(t, "full@dest.test")
+    finally:
+        dns.stop()
+
+
+def rfc3464_full(verp, rcpt):
+    return rfc3464(verp, rcpt).replace("Status: 5.1.1", "Status: 5.2.2") \
+        .replace("550 5.1.1 mailbox gone after all",
+                 "552 5.2.2 mailbox full")
+
+
+def test_async_soft_bounces_count_too(tern, sinks, test_dir):
+    """Two messages delivered, then a 5.2.2 report by mail for each: the
+    first is counted, the second reaches soft_bounce_limit = 2."""
+    t, sub, inb, dest, home, dns = verp_pipeline(
+        tern, sinks, test_dir, inbound=True,
+        bounce={"soft_bounce_limit": "2"})
+    try:
+        rcpt = "stuffed@dest.test"
+        qids = [submit_many(sub, [rcpt]) for _ in range(2)]
+        got = dest.wait_messages(2, timeout=30)
+        verps = [m["from"] for m in got]
+        assert all(VERP_RE.match(v) for v in verps), verps
+        send_inbound(inb, verps[0], rfc3464_full(verps[0], rcpt))
+        wait_for(lambda: sum(1 for e in events(t) if e.get("type") ==
+                             "bounced" and e.get("recipient") == rcpt) == 1,
+                 20, what="the first async bounce")
+        time.sleep(1)
+        assert not suppression_of(t, rcpt)
+        send_inbound(inb, verps[1], rfc3464_full(verps[1], rcpt))
+        wait_for(lambda: suppression_of(t, rcpt), 20,
+                 what="the address suppressed after the second report")
+        assert "5.2.2" in suppression_of(t, rcpt)[0]
+        ev = [e for e in events(t) if e.get("type") == "bounced" and
+              e.get("recipient") == rcpt]
+        assert {e["queue_id"] for e in ev} == set(qids), ev
     finally:
         dns.stop()

@@ -23,7 +23,7 @@
 #include "dsn.h"
 #include "dsn_queue.h"
 #include "feedback.h"
-#include "policy.h"
+#include "suppress_policy.h"
 #include "queue.h"
 #include "util.h"
 #include "verp.h"
@@ -751,42 +751,52 @@ test_policy(void **state)
 		.complaint_expiry_ms = 0,
 	};
 	int64_t now = 1000LL * 86400000LL;
-	struct soft_failure earlier[] = {
-		{ now - 1 * 86400000LL, 11 },
-		{ now - 2 * 86400000LL, 11 },	/* the same message again */
-		{ now - 3 * 86400000LL, 12 },
-		{ now - 30 * 86400000LL, 13 },	/* outside the window */
-	};
 	struct suppression_verdict v;
+	struct queue_soft_failure f;
 
 	(void)state;
-	bounce_policy_decide(&p, false, "5.1.1", 1, NULL, 0, now, &v);
+	bounce_policy_decide(&p, false, "5.1.1", "bad-mailbox", now, &v);
 	assert_true(v.suppress);
+	assert_false(v.count_soft);
 	assert_int_equal(v.source, QUEUE_SUPP_BOUNCE);
 	assert_int_equal(v.expires_ms, 0);
 	assert_int_equal(v.severity, BOUNCE_HARD);
 
-	bounce_policy_decide(&p, true, "", 1, NULL, 0, now, &v);
+	bounce_policy_decide(&p, true, "", "", now, &v);
 	assert_true(v.suppress);
 	assert_int_equal(v.source, QUEUE_SUPP_COMPLAINT);
 
-	bounce_policy_decide(&p, false, "5.7.1", 1, NULL, 0, now, &v);
+	bounce_policy_decide(&p, false, "5.7.1", "policy", now, &v);
 	assert_false(v.suppress);
+	assert_false(v.count_soft);
 	assert_int_equal(v.severity, BOUNCE_IGNORED);
 
-	/* Soft: this message + 11 + 12 = 3 distinct within 7 days. */
-	bounce_policy_decide(&p, false, "5.2.2", 14, earlier, 4, now, &v);
+	/* Soft: counted, never suppressed here (the queue counts). */
+	bounce_policy_decide(&p, false, "5.2.2", "mailbox-full", now, &v);
 	assert_int_equal(v.severity, BOUNCE_SOFT);
-	assert_int_equal(v.soft_count, 3);
-	assert_true(v.suppress);
-	assert_true(v.expires_ms == now + 30 * 86400000LL);
-	/* Only two distinct (this is message 11 again). */
-	bounce_policy_decide(&p, false, "4.2.2", 11, earlier, 4, now, &v);
-	assert_int_equal(v.soft_count, 2);
 	assert_false(v.suppress);
+	assert_true(v.count_soft);
+	assert_true(v.expires_ms == now + 30 * 86400000LL);
+	bounce_policy_soft_failure(&p, "a@example.test", 14, "full", &v, &f);
+	assert_string_equal(f.address, "a@example.test");
+	assert_int_equal(f.qid, 14);
+	assert_int_equal(f.limit, 3);
+	assert_true(f.window_ms == 7 * 86400000LL);
+	assert_true(f.expires_ms == now + 30 * 86400000LL);
+	/* A 4xx that is the destination's doing says nothing of the
+	 * mailbox: rate limits, DNS, TLS, blocks are not counted. */
+	bounce_policy_decide(&p, false, "4.7.0", "rate-limited", now, &v);
+	assert_false(v.count_soft);
+	assert_int_equal(v.severity, BOUNCE_IGNORED);
+	bounce_policy_decide(&p, false, "4.4.3", "dns", now, &v);
+	assert_false(v.count_soft);
+	bounce_policy_decide(&p, false, "4.2.2", "mailbox-full", now, &v);
+	assert_true(v.count_soft);
 	/* Hard wins over a soft pattern that also matches. */
 	assert_int_equal(bounce_severity_of(&p, "5.2.1"), BOUNCE_HARD);
 	assert_int_equal(bounce_severity_of(&p, ""), BOUNCE_IGNORED);
+	assert_true(bounce_class_is_about_mailbox("other"));
+	assert_false(bounce_class_is_about_mailbox("tls"));
 }
 
 int

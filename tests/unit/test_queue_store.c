@@ -759,6 +759,116 @@ test_suppression(void **state)
 	assert_false(hits[0].found);
 }
 
+/* ---- soft failures ---- */
+
+static void
+test_softfail_note(void **state)
+{
+	static struct queue_softfail list[QUEUE_SOFTFAIL_MAX];
+	int64_t day = 86400000LL, now = 1000 * day, week = 7 * day;
+	size_t n = 0;
+
+	(void)state;
+	assert_int_equal(queue_softfail_note(list, &n, 11, now - 3 * day, week),
+	    1);
+	/* The same message again counts once, with its newer time. */
+	assert_int_equal(queue_softfail_note(list, &n, 11, now - 2 * day, week),
+	    1);
+	assert_true(list[0].time_ms == now - 2 * day);
+	assert_int_equal(queue_softfail_note(list, &n, 12, now - day, week), 2);
+	/* A retry of 11 moves it to the end: the list stays in time order. */
+	assert_int_equal(queue_softfail_note(list, &n, 11, now - 3 * day / 4,
+	    week), 2);
+	assert_int_equal(list[0].qid, 12);
+	assert_int_equal(list[1].qid, 11);
+	assert_int_equal(queue_softfail_note(list, &n, 13, now, week), 3);
+	/* Eight days on, 11 and 12 have left the window. */
+	assert_int_equal(queue_softfail_note(list, &n, 14, now + 6 * day +
+	    day / 2, week), 2);
+	assert_int_equal(n, 2);
+	assert_int_equal(list[0].qid, 13);
+	/* A clock that stepped back does not keep the future alive. */
+	assert_int_equal(queue_softfail_note(list, &n, 15, now - 10 * day,
+	    week), 1);
+	/* Full: the oldest goes. */
+	n = 0;
+	for (uint64_t q = 1; q <= QUEUE_SOFTFAIL_MAX + 5; q++)
+		queue_softfail_note(list, &n, q, now + (int64_t)q, week);
+	assert_int_equal(n, QUEUE_SOFTFAIL_MAX);
+	assert_int_equal(list[0].qid, 6);
+}
+
+static int
+soft_fail(struct queue *q, const char *address, uint64_t qid, int64_t now)
+{
+	struct queue_update *u = queue_update_new(now);
+	struct queue_soft_failure f;
+	int rc;
+
+	memset(&f, 0, sizeof(f));
+	f.address = address;
+	f.qid = qid;
+	f.limit = 3;
+	f.window_ms = 7 * 86400000LL;
+	f.expires_ms = now + 30 * 86400000LL;
+	f.reason = "452 4.2.2 mailbox full";
+	queue_update_soft_failure(u, &f);
+	rc = queue_update_commit(q, u);
+	if (rc == 0 && queue_update_status(u, 0) != QUEUE_OK)
+		rc = -1;
+	queue_update_free(u);
+	return rc;
+}
+
+static void
+test_soft_failures(void **state)
+{
+	struct qtest *t = *state;
+	int64_t now = queue_now_ms();
+	struct queue_softfail list[QUEUE_SOFTFAIL_MAX];
+	struct queue_supp_hit hit;
+	const char *addr = "Full@Example.test";
+	size_t n;
+
+	/* Two messages, one of them retried: two, not suppressed. */
+	assert_int_equal(soft_fail(t->q, addr, 101, now), 0);
+	assert_int_equal(soft_fail(t->q, addr, 101, now + 1000), 0);
+	assert_int_equal(soft_fail(t->q, "full@example.TEST", 102, now + 2000),
+	    0);
+	assert_int_equal(queue_softfail_get(t->q, "full@example.test", list,
+	    &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(queue_suppress_check(t->q, &addr, 1, now + 3000, &hit),
+	    0);
+	assert_false(hit.found);
+	/* The third message reaches the limit: suppressed, count reset. */
+	assert_int_equal(soft_fail(t->q, addr, 103, now + 3000), 0);
+	assert_int_equal(queue_suppress_check(t->q, &addr, 1, now + 4000, &hit),
+	    0);
+	assert_true(hit.found);
+	assert_int_equal(hit.source, QUEUE_SUPP_BOUNCE);
+	assert_string_equal(hit.reason, "452 4.2.2 mailbox full");
+	assert_true(hit.expires_ms == now + 3000 + 30 * 86400000LL);
+	assert_int_equal(queue_softfail_get(t->q, addr, list, &n), 0);
+	assert_int_equal(n, 0);
+	/* Removing a suppression forgets the failures counted since. */
+	assert_int_equal(soft_fail(t->q, addr, 104, now + 5000), 0);
+	assert_int_equal(qtest_count(t->q, QDB_SOFTFAIL), 1);
+	assert_int_equal(queue_suppress_remove(t->q, addr), 0);
+	assert_int_equal(qtest_count(t->q, QDB_SOFTFAIL), 0);
+	assert_int_equal(soft_fail(t->q, "", 105, now), -1);
+	/* Lists with nothing left in the window are purged. */
+	assert_int_equal(soft_fail(t->q, "old@example.test", 106, now), 0);
+	assert_int_equal(soft_fail(t->q, "new@example.test", 107, now + 10000),
+	    0);
+	assert_int_equal(queue_softfail_purge(t->q, now + 5000, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(queue_softfail_get(t->q, "new@example.test", list,
+	    &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(qtest_count(t->q, QDB_SOFTFAIL), 1);
+}
+
 /* ---- events ---- */
 
 static void
@@ -1257,6 +1367,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_requeue_active, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_suppression, setup,
+		    teardown),
+		cmocka_unit_test(test_softfail_note),
+		cmocka_unit_test_setup_teardown(test_soft_failures, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_events_retention, setup,
 		    teardown),
