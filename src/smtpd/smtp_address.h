@@ -1,7 +1,9 @@
 /*
- * smtp_address.h - RFC 5321 path and mailbox parsing for tern-smtpd:
- * quoted local parts, address literals, UTF-8 with SMTPUTF8 (RFC 6531),
- * source routes stripped. Pure functions on untrusted input; no privilege.
+ * smtp_address.h - RFC 5321 paths and mailboxes as tern-smtpd takes them
+ * at MAIL and RCPT: the shared parser (address.h: quoted local parts,
+ * address literals, UTF-8 with SMTPUTF8, source routes dropped) plus
+ * "<postmaster>", a domain in lower case and relay tricks. Pure
+ * functions on untrusted input; no privilege.
  */
 #ifndef TERN_SMTP_ADDRESS_H
 #define TERN_SMTP_ADDRESS_H
@@ -41,8 +43,5 @@ bool is_smtp_relay_trick(const char *mailbox);
 
 /* True when the string holds a byte >= 0x80. */
 bool has_non_ascii(const char *s);
-
-/* True when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates). */
-bool is_valid_utf8(const unsigned char *s, size_t len);
 
 #endif
