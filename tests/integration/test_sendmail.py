@@ -428,3 +428,190 @@ def test_user_without_access_to_keys_can_still_send(conf, double):
     r = sendmail(conf, ["to@example.net"], b"Subject: x\n\nhi\n", user="nobody")
     assert r.returncode == EX_OK, r.stderr
     assert len(d.messages) == 1
+
+
+# ---- the real tern-cleanup on run_dir/public/sendmail, run by ternd ----
+
+CLIENT = os.path.join(BUILD_DIR, "tests/tools/cleanup_client")
+
+
+def start_tern(tern):
+    """ternd with the real daemons; the hostname is a sending domain so
+    that a user's default sender (user@hostname) is accepted."""
+    from test_cleanup import _queue_ready
+    t = tern({"domain example.test": {}, "domain mail.tern.test": {}})
+    os.chmod(t.dir, 0o755)
+    t.start()
+    md = os.path.join(t.queue_dir, "maildrop")
+    wait_for(lambda: os.path.isdir(md), what="tern-pickup to make the maildrop")
+    wait_for(lambda: _queue_ready(t.queue_dir), what="the queue")
+    os.chmod(t.config_path, 0o644)
+    return t
+
+
+def queued(t):
+    """The messages in t's LMDB queue, read independently (SCHEMA.md)."""
+    from test_cleanup import read_queue
+    return read_queue(t.queue_dir)[0]
+
+
+def as_user(cmd, user):
+    pw = pwd.getpwnam(user)
+    return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
+            "--clear-groups", *cmd]
+
+
+def connect_as(path, user):
+    """connect() to a Unix socket as user: "ok" or the errno name."""
+    code = ("import socket,sys,errno\n"
+            "s=socket.socket(socket.AF_UNIX)\n"
+            "try:\n s.connect(sys.argv[1]); print('ok')\n"
+            "except OSError as e: print(errno.errorcode[e.errno])\n")
+    r = subprocess.run(as_user(["/usr/bin/python3", "-c", code, path], user),
+                       capture_output=True, text=True, timeout=30)
+    return r.stdout.strip()
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to become another user")
+def test_public_socket_mode_owner_and_private_stays_private(tern):
+    t = start_tern(tern)
+    pub = os.path.join(t.run_dir, "public")
+    sock = os.path.join(pub, "sendmail")
+    st = os.lstat(pub)
+    assert st.st_mode & 0o7777 == 0o755 and st.st_uid == 0
+    st = os.lstat(sock)
+    import stat
+    assert stat.S_ISSOCK(st.st_mode)
+    assert st.st_mode & 0o777 == 0o666 and st.st_uid == 0
+    priv = os.path.join(t.run_dir, "private")
+    assert os.stat(priv).st_mode & 0o777 == 0o700
+    assert connect_as(sock, "nobody") == "ok"
+    assert connect_as(os.path.join(priv, "cleanup"), "nobody") == "EACCES"
+    assert t.stop() == 0
+    # Stopped: the socket is gone, sendmail will use the maildrop.
+    assert not os.path.exists(sock)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to become another user")
+def test_user_sendmail_is_queued_through_the_socket_before_exit(tern):
+    t = start_tern(tern)
+    before = set(queued(t))
+    r = sendmail(t, ["-t", "-i"],
+                 b"To: Someone <to@example.net>\nSubject: via socket\n\n"
+                 b".dot\nhello\n", user="nobody")
+    assert r.returncode == EX_OK, r.stderr
+    # Queued when sendmail returned: not in the maildrop, in the queue.
+    assert maildrop_files(t) == []
+    new = {q: m for q, m in queued(t).items() if q not in before}
+    assert len(new) == 1, new
+    qid, m = next(iter(new.items()))
+    assert m["msg"]["source"] == 3
+    assert m["msg"]["auth_user"] == "uid=65534 user=nobody"
+    assert m["msg"]["client_addr"] == ""
+    assert m["msg"]["sender"] == "nobody@mail.tern.test"
+    assert [x["address"] for x in m["rcpts"]] == ["to@example.net"]
+    c = m["content"]
+    assert c.startswith(b"Received: by mail.tern.test (tern, from userid 65534)")
+    assert b"\r\n.dot\r\nhello\r\n" in c
+    assert b"\r\nFrom: nobody@mail.tern.test" in c or b"<nobody@mail.tern.test>" in c
+    t.wait_log(rf"{qid}: listener=sendmail, uid=65534 user=nobody, "
+               r"from=<nobody@mail\.tern\.test>")
+    # Not through pickup, and the user's own sender is not flagged.
+    assert not [l for l in t.log_text().splitlines()
+                if qid in l and ("maildrop" in l or "sender=" in l)]
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to become another user")
+def test_forged_begin_on_the_public_socket_is_overridden(tern):
+    """A local user who speaks the protocol itself and claims to be
+    smtpd on a trusted network with TLS and an authenticated user is
+    recorded as what the kernel says: a local submission of uid 65534."""
+    t = start_tern(tern)
+    before = set(queued(t))
+    path = os.path.join(t.dir, "forged.eml")
+    with open(path, "wb") as f:
+        # No From: a submission (source 1) would be refused for that.
+        f.write(b"Subject: forged\r\n\r\nbody\r\n")
+    os.chmod(path, 0o644)
+    r = subprocess.run(as_user(
+        [CLIENT, "-s", "1", "-L", "submission", "-T", "-a", "ceo",
+         "-t", "TLSv1.3 TLS_AES_256_GCM_SHA384", "-c", "trusted.example.test",
+         "-i", "192.0.2.1", "-H", "trusted.example.test",
+         "-f", "ceo@example.test", "-r", "victim@example.net",
+         os.path.join(t.run_dir, "public", "sendmail"), path], "nobody"),
+        capture_output=True, text=True, env=ternlib.daemon_env(), timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "END 250 2.0.0 Ok: queued as" in r.stdout
+    new = {q: m for q, m in queued(t).items() if q not in before}
+    assert len(new) == 1
+    qid, m = next(iter(new.items()))
+    assert m["msg"]["source"] == 3
+    assert m["msg"]["auth_user"] == "uid=65534 user=nobody"
+    assert m["msg"]["client_addr"] == ""
+    assert m["msg"]["client_name"] == "localhost"
+    head = m["content"].split(b"\r\n\r\n", 1)[0]
+    assert head.startswith(b"Received: by mail.tern.test (tern, from userid 65534)")
+    for claimed in (b"ceo\r", b"Authenticated", b"192.0.2.1", b"TLS", b"ESMTP",
+                    b"trusted.example.test"):
+        assert claimed not in head, (claimed, head)
+    assert b"\r\nFrom: ceo@example.test\r\n" in head + b"\r\n"
+    t.wait_log(rf"{qid}: listener=sendmail, uid=65534 user=nobody, "
+               r"from=<ceo@example\.test>")
+    t.wait_log(rf"{qid}: sender=<ceo@example\.test> set by uid=65534 user=nobody")
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to become another user")
+def test_refusals_over_the_socket_give_sysexits_and_no_maildrop(tern):
+    t = start_tern(tern)
+    r = t.ternctl("suppression", "add", "gone@example.net", "asked us")
+    assert r.returncode == 0, r.stderr
+    before = set(queued(t))
+    # Every recipient refused (suppressed): EX_NOUSER, cleanup's words.
+    r = sendmail(t, ["gone@example.net"], b"Subject: x\n\nhi\n", user="nobody")
+    assert r.returncode == EX_NOUSER, r.stderr
+    assert b"550 5.7.1" in r.stderr and b"suppression list" in r.stderr
+    # One of two refused: the other is queued, exit 0, the refusal shown.
+    r = sendmail(t, ["gone@example.net", "ok@example.net"],
+                 b"Subject: x\n\nhi\n", user="nobody")
+    assert r.returncode == EX_OK, r.stderr
+    assert b"<gone@example.net>: 550 5.7.1" in r.stderr
+    # A sender that is no sending domain of this server: EX_NOPERM.
+    r = sendmail(t, ["-f", "someone@elsewhere.test", "ok@example.net"],
+                 b"Subject: x\n\nhi\n", user="nobody")
+    assert r.returncode == EX_NOPERM, r.stderr
+    assert b"553 5.7.1" in r.stderr
+    # Content cleanup refuses (two From fields): EX_DATAERR.
+    r = sendmail(t, ["ok@example.net"],
+                 b"From: a@example.test\nFrom: b@example.test\n\nhi\n",
+                 user="nobody")
+    assert r.returncode == EX_DATAERR, r.stderr
+    assert b"550 5.6.0" in r.stderr
+    new = {q: m for q, m in queued(t).items() if q not in before}
+    assert [[x["address"] for x in m["rcpts"]] for m in new.values()] == \
+        [["ok@example.net"]]
+    # A refusal is tern's answer, never a reason to use the maildrop.
+    assert maildrop_files(t) == []
+    t.wait_log(r"NOQUEUE: reject: RCPT from local \(uid=65534 user=nobody\): "
+               r"550 5\.7\.1")
+    t.wait_log(r"NOQUEUE: reject: MAIL from local \(uid=65534 user=nobody\): 553")
+
+
+def test_socket_survives_reload_and_closes_at_stop(tern):
+    t = start_tern(tern)
+    sock = os.path.join(t.run_dir, "public", "sendmail")
+    ino = os.stat(sock).st_ino
+    import signal
+    t.proc.send_signal(signal.SIGHUP)
+    t.wait_log(r"reload complete")
+    assert os.stat(sock).st_ino == ino
+    r = sendmail(t, ["-f", "app@example.test", "to@example.net"],
+                 b"Subject: after reload\n\nhi\n")
+    assert r.returncode == EX_OK, r.stderr
+    assert maildrop_files(t) == []
+    t.wait_log(r"listener=sendmail, uid=0 user=root, from=<app@example\.test>"
+               if IS_ROOT else r"listener=sendmail, uid=\d+ ")
+    assert t.stop() == 0
+    r = sendmail(t, ["-f", "app@example.test", "to@example.net"],
+                 b"Subject: while down\n\nhi\n")
+    assert r.returncode == EX_OK, r.stderr
+    assert len(maildrop_files(t)) == 1
