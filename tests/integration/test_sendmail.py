@@ -615,3 +615,56 @@ def test_socket_survives_reload_and_closes_at_stop(tern):
                  b"Subject: while down\n\nhi\n")
     assert r.returncode == EX_OK, r.stderr
     assert len(maildrop_files(t)) == 1
+
+
+def test_nobody_accepting_on_the_socket_means_the_maildrop(tern):
+    """ternd holds the socket but tern-cleanup is not accepting (down,
+    throttled): connect() succeeds, HELLO never comes. sendmail waits
+    a bounded time, then keeps the message in the maildrop."""
+    t = tern({"domain example.test": {}})
+    os.chmod(t.dir, 0o755)
+    ternlib.idle_daemons(t, ["cleanup"])
+    t.start()
+    md = os.path.join(t.queue_dir, "maildrop")
+    wait_for(lambda: os.path.isdir(md), what="tern-pickup to make the maildrop")
+    sock = os.path.join(t.run_dir, "public", "sendmail")
+    wait_for(lambda: os.path.exists(sock), what="the public socket")
+    os.chmod(t.config_path, 0o644)
+    started = time.monotonic()
+    r = sendmail(t, ["-f", "app@example.test", "to@example.net"],
+                 b"Subject: nobody home\n\nhi\n")
+    took = time.monotonic() - started
+    assert r.returncode == EX_OK, r.stderr
+    assert len(maildrop_files(t)) == 1
+    assert 10 < took < 40, took
+
+
+def test_cleanup_going_down_at_begin_means_the_maildrop(conf, double):
+    """421 to BEGIN: cleanup is draining and took nothing; the message
+    is kept for pickup rather than refused (tern is restarting)."""
+    p = run_pickup(conf)
+    wait_for(lambda: os.path.isdir(os.path.join(conf.queue_dir, "maildrop")))
+    stop(p)
+    d = double(begin_reply=lambda t: "421 4.3.2 Service shutting down")
+    r = sendmail(conf, ["to@example.net"], b"Subject: draining\n\nbody\n")
+    assert r.returncode == EX_OK, r.stderr
+    assert d.messages == []
+    assert len(maildrop_files(conf)) == 1
+    # Any other temporary refusal is tern's answer: EX_TEMPFAIL, no file.
+    d.begin_reply = lambda t: "451 4.3.0 try later"
+    r = sendmail(conf, ["to@example.net"], b"Subject: later\n\nbody\n")
+    assert r.returncode == EX_TEMPFAIL, r.stderr
+    assert len(maildrop_files(conf)) == 1
+
+
+def test_bs_cleanup_going_down_at_mail_means_the_maildrop(conf, double):
+    p = run_pickup(conf)
+    wait_for(lambda: os.path.isdir(os.path.join(conf.queue_dir, "maildrop")))
+    stop(p)
+    d = double(begin_reply=lambda t: "421 4.3.2 Service shutting down")
+    out = bs_session(conf, ["HELO x", "MAIL FROM:<a@example.test>",
+                            "RCPT TO:<b@example.net>", "DATA", "Subject: x",
+                            "", "hi", ".", "QUIT"])
+    assert any("kept in the maildrop" in l for l in out), out
+    assert not any(l.startswith("421") for l in out), out
+    assert d.messages == [] and len(maildrop_files(conf)) == 1
