@@ -2,7 +2,10 @@
 (tests/tools/cleanup_double.py) on run_dir/public/sendmail and
 run_dir/private/cleanup: submission with the peer's identity, -t, -i,
 refusals and exit codes, malicious arguments, and the maildrop path
-while the daemons are down."""
+while the daemons are down. Then the same socket served by the real
+tern-cleanup under ternd: its mode and owner, a user's message queued
+before sendmail exits, a forged BEGIN overridden by the kernel's
+identity, refusals as exit codes, reload and stop."""
 import grp
 import json
 import os
