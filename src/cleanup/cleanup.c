@@ -50,6 +50,8 @@ client_close_cb(struct ipc_conn *c, const char *why, void *arg)
 
 	log_debug("client %s disconnected: %s", ipc_conn_peer_name(c), why);
 	txn_client_gone(cl);
+	if (cl->is_local_user)
+		cleanup.n_local_clients--;
 	ipc_conn_free(c);
 	free(cl);
 	cleanup.n_clients--;
@@ -65,6 +67,13 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	(void)l;
 	(void)sa;
 	(void)salen;
+	if (arg != NULL && cleanup.n_local_clients >= LOCAL_CLIENTS_MAX) {
+		log_warn("sendmail socket: %d local connections already; closing "
+		    "a new one", LOCAL_CLIENTS_MAX);
+		evutil_closesocket(fd);
+		free(cl);
+		return;
+	}
 	if (arg != NULL) {
 		/* Without the kernel's word there is nobody to record. */
 		if (peercred_from_socket(fd, &cl->peer) == -1) {
@@ -75,6 +84,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 			return;
 		}
 		cl->is_local_user = true;
+		cleanup.n_local_clients++;
 		log_debug("sendmail connection from uid=%lu user=%s pid=%ld",
 		    (unsigned long)cl->peer.uid, cl->peer.user,
 		    (long)cl->peer.pid);

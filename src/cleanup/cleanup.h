@@ -29,6 +29,7 @@ struct cleanup {
 	struct evconnlistener *listener;
 	struct evconnlistener *public_listener;	/* run_dir/public/sendmail */
 	size_t n_clients;
+	size_t n_local_clients;		/* of which on the sendmail socket */
 	size_t n_ending;		/* transactions past END, not yet answered */
 	/* Commits finished on the committer thread, answered in the loop. */
 	pthread_mutex_t done_lock;
@@ -37,6 +38,10 @@ struct cleanup {
 };
 
 extern struct cleanup cleanup;
+
+/* Local users' connections at once; more are closed at accept (their
+ * sendmail then uses the maildrop). One transaction at a time each. */
+#define LOCAL_CLIENTS_MAX	256
 
 /* One connection from a client (smtpd, sendmail, bounce, ...). */
 struct client {

@@ -282,6 +282,12 @@ on_begin(struct client *cl, struct ipc_msg *m)
 		reply(cl, m->reqid, 421, "4.3.2", "Service shutting down", "");
 		return;
 	}
+	/* A local user cannot hold many messages in memory at once. */
+	if (cl->is_local_user && cl->txns != NULL) {
+		reply(cl, m->reqid, 452, "4.5.3", "One transaction at a time on "
+		    "the sendmail socket", "");
+		return;
+	}
 	if (validate_sender(cleanup.d.cfg, source, sender, smtputf8, &v) == -1) {
 		/* Nothing unchecked reaches the log as it came. */
 		char *name = info_field(*client_name ? client_name : "unknown",

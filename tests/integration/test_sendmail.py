@@ -671,3 +671,43 @@ def test_bs_cleanup_going_down_at_mail_means_the_maildrop(conf, double):
     assert any("kept in the maildrop" in l for l in out), out
     assert not any(l.startswith("421") for l in out), out
     assert d.messages == [] and len(maildrop_files(conf)) == 1
+
+
+def test_a_local_client_gets_one_transaction_and_few_connections(tern):
+    """What one local user can make tern-cleanup hold is bounded: one
+    transaction per connection, 256 connections on the sendmail socket."""
+    from test_cleanup import Raw
+    t = start_tern(tern)
+    sock = os.path.join(t.run_dir, "public", "sendmail")
+    c = Raw(sock)
+    c.begin(1)
+    assert c.reply()[1] == 250
+    c.begin(2)
+    r = c.reply()
+    assert r[:2] == (2, 452) and "One transaction at a time" in r[3], r
+    # The first goes on; after it ends another may begin.
+    c.rcpt(1, "to@example.net")
+    assert c.reply()[1] == 250
+    c.data(1, b"Subject: one\r\n\r\nhi\r\n")
+    c.send(0x0104, 1)
+    r = c.reply()
+    assert r[1] == 250 and r[4], r
+    c.begin(3)
+    assert c.reply()[1] == 250
+    conns = [Raw(sock) for _ in range(255)]
+    assert not _hello_ok(sock)
+    t.wait_log(r"sendmail socket: 256 local connections already")
+    for x in conns:
+        x.s.close()
+    c.s.close()
+    # Closed ones are counted out: a new client is served again.
+    wait_for(lambda: _hello_ok(sock), what="a new connection served")
+
+
+def _hello_ok(sock):
+    from test_cleanup import Raw
+    try:
+        Raw(sock).s.close()
+        return True
+    except (AssertionError, OSError, TypeError):
+        return False
