@@ -265,6 +265,7 @@ on_begin(struct client *cl, struct ipc_msg *m)
 		trusted = false;
 		tls = "";
 	}
+	/* Neither is recorded yet; they are overridden all the same. */
 	(void)listener;
 	(void)trusted;
 	if (source < CLEANUP_SOURCE_SUBMISSION || source > CLEANUP_SOURCE_HTTP ||
