@@ -711,3 +711,22 @@ def _hello_ok(sock):
         return True
     except (AssertionError, OSError, TypeError):
         return False
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to become another user")
+def test_bs_through_the_real_cleanup_is_the_users_submission(tern):
+    t = start_tern(tern)
+    before = set(queued(t))
+    out = bs_session(t, ["EHLO pretend.smtpd.example", "MAIL FROM:<app@example.test>",
+                         "RCPT TO:<to@example.net>", "DATA", "Subject: bs",
+                         "", "hi", ".", "QUIT"], user="nobody")
+    assert any(l.startswith("250 2.0.0 Ok: queued as ") for l in out), out
+    assert maildrop_files(t) == []
+    new = [m for q, m in queued(t).items() if q not in before]
+    assert len(new) == 1
+    m = new[0]
+    assert m["msg"]["source"] == 3
+    assert m["msg"]["auth_user"] == "uid=65534 user=nobody"
+    assert b"pretend.smtpd" not in m["content"]
+    t.wait_log(r"listener=sendmail, uid=65534 user=nobody, from=<app@example\.test>")
+    t.wait_log(r"sender=<app@example\.test> set by uid=65534 user=nobody")
