@@ -6,6 +6,11 @@
  * message signed by tern-signer, commits it with the group committer and
  * answers 250 only after the synced commit; then tells tern-qmgr.
  *
+ * It also serves run_dir/public/sendmail, where any local user's
+ * sendmail(1) connects: those clients are untrusted, identified by the
+ * kernel (SO_PEERCRED) and recorded as local submissions whatever they
+ * claim (txn.c).
+ *
  * It is a queue writer: it runs as the tern user with write access to
  * queue_dir, not chrooted, and never reads keys or network input.
  *
@@ -45,11 +50,14 @@ client_close_cb(struct ipc_conn *c, const char *why, void *arg)
 
 	log_debug("client %s disconnected: %s", ipc_conn_peer_name(c), why);
 	txn_client_gone(cl);
+	if (cl->is_local_user)
+		cleanup.n_local_clients--;
 	ipc_conn_free(c);
 	free(cl);
 	cleanup.n_clients--;
 }
 
+/* arg is non-NULL for the public sendmail socket. */
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
@@ -59,7 +67,28 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	(void)l;
 	(void)sa;
 	(void)salen;
-	(void)arg;
+	if (arg != NULL && cleanup.n_local_clients >= LOCAL_CLIENTS_MAX) {
+		log_warn("sendmail socket: %d local connections already; closing "
+		    "a new one", LOCAL_CLIENTS_MAX);
+		evutil_closesocket(fd);
+		free(cl);
+		return;
+	}
+	if (arg != NULL) {
+		/* Without the kernel's word there is nobody to record. */
+		if (peercred_from_socket(fd, &cl->peer) == -1) {
+			log_warn("sendmail socket: cannot learn the peer's "
+			    "credentials: %s; closing", strerror(errno));
+			evutil_closesocket(fd);
+			free(cl);
+			return;
+		}
+		cl->is_local_user = true;
+		cleanup.n_local_clients++;
+		log_debug("sendmail connection from uid=%lu user=%s pid=%ld",
+		    (unsigned long)cl->peer.uid, cl->peer.user,
+		    (long)cl->peer.pid);
+	}
 	fd_set_nonblock(fd);
 	fd_set_cloexec(fd, true);
 	cl->conn = ipc_conn_new(cleanup.d.base, fd, "cleanup", client_msg_cb,
@@ -91,6 +120,10 @@ cleanup_drain(struct daemon *d)
 	if (cleanup.listener != NULL) {
 		evconnlistener_free(cleanup.listener);
 		cleanup.listener = NULL;
+	}
+	if (cleanup.public_listener != NULL) {
+		evconnlistener_free(cleanup.public_listener);
+		cleanup.public_listener = NULL;
 	}
 	cleanup_maybe_exit();
 }
@@ -172,6 +205,17 @@ main(int argc, char **argv)
 	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
 	if (cleanup.listener == NULL)
 		log_fatal("cannot accept on the cleanup socket");
+	/* The listener's argument marks its clients as local users. */
+	if ((fd = daemon_socket(d, "public:sendmail")) == -1)
+		log_warn("no public sendmail socket from the master: the sendmail "
+		    "command will use the maildrop");
+	else {
+		fd_set_nonblock(fd);
+		cleanup.public_listener = evconnlistener_new(d->base, accept_cb,
+		    &cleanup, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+		if (cleanup.public_listener == NULL)
+			log_fatal("cannot accept on the sendmail socket");
+	}
 	log_debug("ready");
 
 	status = daemon_run(d);

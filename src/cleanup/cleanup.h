@@ -14,6 +14,7 @@
 
 #include "daemon.h"
 #include "ipc.h"
+#include "peercred.h"
 #include "queue.h"
 
 struct txn;
@@ -26,7 +27,9 @@ struct cleanup {
 	struct signer_client *signer;	/* NULL when no domain has DKIM keys */
 	struct ipc_client *qmgr;
 	struct evconnlistener *listener;
+	struct evconnlistener *public_listener;	/* run_dir/public/sendmail */
 	size_t n_clients;
+	size_t n_local_clients;		/* of which on the sendmail socket */
 	size_t n_ending;		/* transactions past END, not yet answered */
 	/* Commits finished on the committer thread, answered in the loop. */
 	pthread_mutex_t done_lock;
@@ -36,10 +39,21 @@ struct cleanup {
 
 extern struct cleanup cleanup;
 
+/* Local users' connections at once; more are closed at accept (their
+ * sendmail then uses the maildrop). One transaction at a time each. */
+#define LOCAL_CLIENTS_MAX	256
+
 /* One connection from a client (smtpd, sendmail, bounce, ...). */
 struct client {
 	struct ipc_conn *conn;
 	struct txn *txns;		/* open transactions, by reqid */
+	/*
+	 * A local user on the public sendmail socket: untrusted. What its
+	 * BEGIN says about who and where it is counts for nothing; the
+	 * kernel's word (peer) is recorded instead (see peercred.h).
+	 */
+	bool is_local_user;
+	struct peer_identity peer;
 };
 
 /* Handles one CLEANUP_* request of a client (txn.c). */

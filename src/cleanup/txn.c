@@ -31,6 +31,7 @@
 #define INFO_FIELD_MAX	255	/* client name, helo, tls: informational */
 #define ENVID_MAX	100	/* RFC 3461 section 4.4 */
 #define ORCPT_MAX	500
+#define SENDER_OWN_MAX	(PEER_USER_MAX + 256)	/* user@hostname */
 
 enum txn_state {
 	TXN_ENVELOPE,			/* BEGIN and RCPTs */
@@ -57,6 +58,11 @@ struct txn {
 	bool smtputf8;
 	uint8_t ret;
 	char *envid;
+	/* A local user's submission on the public socket (identity from
+	 * the kernel, in auth_user); sender_set_by: the sender is not the
+	 * user's own and the user is not privileged, logged at commit. */
+	bool is_local_user;
+	bool sender_set_by;
 
 	/* Recipients (RCPT) until the header section ends, then in qm. */
 	struct txn_rcpt {
@@ -205,11 +211,14 @@ info_field(const char *s, size_t max)
 	return c;
 }
 
-/* The client for log lines: "name[addr]", "local" for sendmail. */
+/* The client for log lines: "name[addr]", "local" for sendmail, with
+ * the kernel's identity for the public socket. */
 static const char *
 client_label(const struct txn *t, char *buf, size_t size)
 {
-	if (*t->client_addr == '\0')
+	if (t->is_local_user)
+		snprintf(buf, size, "local (%s)", t->auth_user);
+	else if (*t->client_addr == '\0')
 		snprintf(buf, size, "local");
 	else
 		snprintf(buf, size, "%s[%s]", *t->client_name ? t->client_name
@@ -225,6 +234,7 @@ on_begin(struct client *cl, struct ipc_msg *m)
 	uint8_t source, body, ret;
 	const char *listener, *client_name, *client_addr, *helo, *auth, *tls;
 	const char *sender, *envid;
+	char local_auth[128];
 	bool trusted, smtputf8;
 	uint64_t declared;
 	struct verdict v;
@@ -242,6 +252,22 @@ on_begin(struct client *cl, struct ipc_msg *m)
 		ipc_conn_protocol_error(cl->conn, "malformed CLEANUP_BEGIN");
 		return;
 	}
+	if (cl->is_local_user) {
+		/* A local user is what the kernel says, nothing it claims:
+		 * not smtpd, not an authenticated or relay-trusted client. */
+		peercred_auth_text(&cl->peer, local_auth, sizeof(local_auth));
+		source = CLEANUP_SOURCE_SENDMAIL;
+		listener = "sendmail";
+		client_name = "localhost";
+		client_addr = "";
+		helo = "";
+		auth = local_auth;
+		trusted = false;
+		tls = "";
+	}
+	/* Neither is recorded yet; they are overridden all the same. */
+	(void)listener;
+	(void)trusted;
 	if (source < CLEANUP_SOURCE_SUBMISSION || source > CLEANUP_SOURCE_HTTP ||
 	    body > CLEANUP_BODY_BINARYMIME || ret > CLEANUP_RET_HDRS) {
 		ipc_conn_protocol_error(cl->conn, "CLEANUP_BEGIN: source, body or "
@@ -257,6 +283,12 @@ on_begin(struct client *cl, struct ipc_msg *m)
 		reply(cl, m->reqid, 421, "4.3.2", "Service shutting down", "");
 		return;
 	}
+	/* A local user cannot hold many messages in memory at once. */
+	if (cl->is_local_user && cl->txns != NULL) {
+		reply(cl, m->reqid, 452, "4.5.3", "One transaction at a time on "
+		    "the sendmail socket", "");
+		return;
+	}
 	if (validate_sender(cleanup.d.cfg, source, sender, smtputf8, &v) == -1) {
 		/* Nothing unchecked reaches the log as it came. */
 		char *name = info_field(*client_name ? client_name : "unknown",
@@ -264,8 +296,12 @@ on_begin(struct client *cl, struct ipc_msg *m)
 		char *addr = info_field(*client_addr ? client_addr : "local",
 		    INFO_FIELD_MAX);
 
-		log_info("NOQUEUE: reject: MAIL from %s[%s]: %u %s %s", name,
-		    addr, v.code, v.status, v.text);
+		if (cl->is_local_user)
+			log_info("NOQUEUE: reject: MAIL from local (%s): %u %s %s",
+			    local_auth, v.code, v.status, v.text);
+		else
+			log_info("NOQUEUE: reject: MAIL from %s[%s]: %u %s %s", name,
+			    addr, v.code, v.status, v.text);
 		free(name);
 		free(addr);
 		reply(cl, m->reqid, v.code, v.status, v.text, "");
@@ -296,6 +332,15 @@ on_begin(struct client *cl, struct ipc_msg *m)
 	t->smtputf8 = smtputf8;
 	t->ret = ret;
 	t->envid = xstrdup(envid);
+	if (cl->is_local_user) {
+		char own[SENDER_OWN_MAX];
+
+		peercred_default_sender(&cl->peer, cleanup.d.cfg->server.hostname,
+		    own, sizeof(own));
+		t->is_local_user = true;
+		t->sender_set_by = !is_peer_privileged(&cl->peer, geteuid()) &&
+		    !is_ascii_strcaseeq(sender, own);
+	}
 	t->next = cl->txns;
 	cl->txns = t;
 	reply(cl, m->reqid, 250, "2.1.0", "Ok", "");
@@ -772,6 +817,14 @@ txn_answer(struct txn *t, bool *queued)
 	queue_id_format(t->qid, qid);
 	if (t->qid != t->provisional_qid)
 		log_info("%s: queue id changed to %s at commit", t->qid_text, qid);
+	if (t->is_local_user) {
+		/* Who submitted it, as the kernel said (Postfix's pickup line). */
+		log_info("%s: listener=sendmail, %s, from=<%s>", qid, t->auth_user,
+		    t->sender);
+		if (t->sender_set_by)
+			log_info("%s: sender=<%s> set by %s", qid, t->sender,
+			    t->auth_user);
+	}
 	log_info("%s: message-id=%s", qid, t->fix.message_id);
 	log_info("%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu (queue active)",
 	    qid, t->sender, t->committed_size, t->n_rcpts);

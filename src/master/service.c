@@ -50,6 +50,19 @@ static const struct service_def service_defs[] = {
 	{ "pickup", NULL, false, true, NULL },
 };
 
+/*
+ * The sockets any local user may connect to, in run_dir/public (0755):
+ * bound by ternd with mode 0666 and passed as "public:NAME" to the
+ * service that serves them, which must treat every peer as untrusted
+ * (its identity is the kernel's SO_PEERCRED, nothing it says).
+ */
+static const struct {
+	const char *service;
+	const char *name;
+} public_sockets[] = {
+	{ "cleanup", "sendmail" },	/* the sendmail command (sendmail(1)) */
+};
+
 struct instance {
 	struct supervisor *sv;
 	const struct service_def *def;
@@ -222,6 +235,31 @@ supervisor_bind_unix(struct supervisor *sv, const struct tern_config *cfg)
 	return 0;
 }
 
+int
+supervisor_bind_public(struct supervisor *sv, const struct tern_config *cfg)
+{
+	for (size_t i = 0; i < TERN_ARRAY_LEN(public_sockets); i++) {
+		struct master_socket ms;
+		char path[4096];
+
+		snprintf(path, sizeof(path), "%s/public/%s", cfg->server.run_dir,
+		    public_sockets[i].name);
+		memset(&ms, 0, sizeof(ms));
+		/* Anyone may connect: the server asks the kernel who they are. */
+		ms.fd = ipc_listen_unix(path, 0666);
+		if (ms.fd == -1) {
+			log_warn("cannot listen on %s: %s", path, strerror(errno));
+			return -1;
+		}
+		fd_set_nonblock(ms.fd);
+		ms.name = xasprintf("public:%s", public_sockets[i].name);
+		sv->sockets = xreallocarray(sv->sockets, sv->n_sockets + 1,
+		    sizeof(*sv->sockets));
+		sv->sockets[sv->n_sockets++] = ms;
+	}
+	return 0;
+}
+
 /* ---- instances ---- */
 
 static void
@@ -270,6 +308,13 @@ is_socket_for(const struct service_def *def, const struct master_socket *ms)
 		return false;
 	if (strncmp(ms->name, "listen:", 7) == 0)
 		return def->tcp_listeners;
+	if (strncmp(ms->name, "public:", 7) == 0) {
+		for (size_t i = 0; i < TERN_ARRAY_LEN(public_sockets); i++)
+			if (strcmp(public_sockets[i].service, def->name) == 0 &&
+			    strcmp(public_sockets[i].name, ms->name + 7) == 0)
+				return true;
+		return false;
+	}
 	return def->unix_socket != NULL && strncmp(ms->name, "unix:", 5) == 0 &&
 	    strcmp(ms->name + 5, def->unix_socket) == 0;
 }
@@ -478,10 +523,16 @@ void
 supervisor_stop(struct supervisor *sv)
 {
 	sv->stopping = true;
-	/* Stop accepting: the daemons close their copies as they drain. */
+	/*
+	 * Stop accepting: the daemons close their copies as they drain. A
+	 * public socket closes too, so that a local client is refused at
+	 * once (sendmail then uses the maildrop) instead of waiting in the
+	 * backlog for a daemon that no longer accepts.
+	 */
 	for (size_t i = 0; i < sv->n_sockets; i++) {
 		if (sv->sockets[i].fd != -1 &&
-		    strncmp(sv->sockets[i].name, "listen:", 7) == 0) {
+		    (strncmp(sv->sockets[i].name, "listen:", 7) == 0 ||
+		    strncmp(sv->sockets[i].name, "public:", 7) == 0)) {
 			close(sv->sockets[i].fd);
 			sv->sockets[i].fd = -1;
 		}
@@ -521,6 +572,14 @@ supervisor_free(struct supervisor *sv)
 
 			snprintf(path, sizeof(path), "%s/private/%s",
 			    sv->cfg->server.run_dir, sv->sockets[i].name + 5);
+			unlink(path);
+		}
+		if (strncmp(sv->sockets[i].name, "public:", 7) == 0 &&
+		    sv->cfg != NULL) {
+			char path[4096];
+
+			snprintf(path, sizeof(path), "%s/public/%s",
+			    sv->cfg->server.run_dir, sv->sockets[i].name + 7);
 			unlink(path);
 		}
 		free(sv->sockets[i].name);

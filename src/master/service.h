@@ -27,7 +27,8 @@ struct service_def {
 
 /* A listening socket ternd holds and passes down. */
 struct master_socket {
-	char *name;			/* "listen:submission", "unix:cleanup" */
+	char *name;			/* "listen:submission", "unix:cleanup",
+					 * "public:sendmail" */
 	int fd;
 	struct cfg_sockaddr addr;	/* TCP listeners only */
 };
@@ -38,6 +39,9 @@ struct supervisor;
 struct supervisor *supervisor_new(struct event_base *base);
 /* Binds a Unix socket for every service that serves one. */
 int supervisor_bind_unix(struct supervisor *sv, const struct tern_config *cfg);
+/* Binds the public sockets (run_dir/public/NAME, mode 0666) that any
+ * local user may connect to; run_dir/public must exist. */
+int supervisor_bind_public(struct supervisor *sv, const struct tern_config *cfg);
 /* Binds the TCP listeners of cfg, reusing sockets for unchanged addresses. */
 int supervisor_bind_listeners(struct supervisor *sv, const struct tern_config *cfg);
 /* Starts every service instance the config asks for. */

@@ -89,11 +89,36 @@ make_dir(const char *path, unsigned mode, const struct passwd *owner)
 		log_fatal("chown %s: %s", path, strerror(errno));
 }
 
+/*
+ * run_dir/public holds the sockets every local user may connect to: it
+ * must be a real directory (no symlink) that only root or tern's user
+ * can change, mode 0755, so nobody can put a socket of their own there.
+ */
+static void
+make_public_dir(const char *path, const struct passwd *owner)
+{
+	struct stat sb;
+
+	if (mkdir(path, 0755) == -1 && errno != EEXIST)
+		log_fatal("cannot create %s: %s", path, strerror(errno));
+	if (lstat(path, &sb) == -1)
+		log_fatal("cannot check %s: %s", path, strerror(errno));
+	if (!S_ISDIR(sb.st_mode))
+		log_fatal("%s is not a directory (a symbolic link?); remove it",
+		    path);
+	if (sb.st_uid != 0 && sb.st_uid != geteuid() &&
+	    (owner == NULL || sb.st_uid != owner->pw_uid))
+		log_fatal("%s is owned by uid %lu: it must belong to root or "
+		    "tern's user; remove it", path, (unsigned long)sb.st_uid);
+	if (chmod(path, 0755) == -1)
+		log_fatal("chmod %s: %s", path, strerror(errno));
+}
+
 static void
 prepare_directories(const struct tern_config *cfg)
 {
 	struct passwd *owner = NULL;
-	char *private;
+	char *private, *public;
 
 	if (geteuid() == 0) {
 		owner = getpwnam(cfg->server.user);
@@ -106,6 +131,9 @@ prepare_directories(const struct tern_config *cfg)
 	private = xasprintf("%s/private", cfg->server.run_dir);
 	make_dir(private, 0700, owner);
 	free(private);
+	public = xasprintf("%s/public", cfg->server.run_dir);
+	make_public_dir(public, owner);
+	free(public);
 }
 
 /* One master per run_dir: the pid file is locked while we run. */
@@ -292,7 +320,8 @@ main(int argc, char **argv)
 	event_add(evsignal_new(m.base, SIGHUP, on_sighup, &m), NULL);
 
 	if (supervisor_bind_listeners(m.sv, m.cfg) == -1 ||
-	    supervisor_bind_unix(m.sv, m.cfg) == -1)
+	    supervisor_bind_unix(m.sv, m.cfg) == -1 ||
+	    supervisor_bind_public(m.sv, m.cfg) == -1)
 		log_fatal("cannot open the listening sockets");
 
 	supervisor_start(m.sv, m.cfg);

@@ -432,8 +432,14 @@ send_message(const struct tern_config *cfg, const struct maildrop_msg *m,
 	/* Cleanup records who we are from the socket; we claim nothing. */
 	oc = submit_message(c, CLEANUP_SOURCE_SENDMAIL, "", m, &res);
 	submit_close(c);
-	if (oc == SUBMIT_LOST) {
-		/* Nothing was acknowledged: keep it for pickup. */
+	/*
+	 * Nothing was acknowledged: the daemon went away, or was already
+	 * going down (421 to BEGIN). Keep the message for pickup. A
+	 * connection lost after END may have been committed: a duplicate
+	 * is possible then, a loss is not. Any other reply is cleanup's
+	 * verdict and is reported as such.
+	 */
+	if (oc == SUBMIT_LOST || res.begin.code == 421) {
 		submit_result_free(&res);
 		return write_maildrop(cfg, m, o);
 	}

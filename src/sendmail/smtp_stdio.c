@@ -192,8 +192,9 @@ cmd_mail(struct bs_session *s, const char *arg)
 		env.sender = s->sender;
 		env.body = s->body;
 		env.envid = (char *)"";
+		/* 421: cleanup is going down; nothing was taken yet. */
 		if (submit_begin(s->conn, CLEANUP_SOURCE_SENDMAIL, "", &env,
-		    &s->reqid, &r) == -1) {
+		    &s->reqid, &r) == -1 || r.code == 421) {
 			conn_lost(s);
 		} else if (r.code >= 300) {
 			relay(s, &r);

@@ -132,7 +132,10 @@ submit_connect(const char *path, const char *name, int timeout_ms)
 		return NULL;
 	c = xcalloc(1, sizeof(*c));
 	c->fd = fd;
-	c->timeout_ms = timeout_ms;
+	/* A daemon that accepts answers HELLO at once: a long wait means
+	 * nobody accepts (ternd holds the socket, the daemon is down). */
+	c->timeout_ms = timeout_ms < SUBMIT_HELLO_TIMEOUT_MS ? timeout_ms
+	    : SUBMIT_HELLO_TIMEOUT_MS;
 	c->next_reqid = 1;
 	/* ipc_connect_unix is non-blocking: wait for the connection. */
 	if (submit_wait(c, POLLOUT) == -1)
@@ -150,6 +153,7 @@ submit_connect(const char *path, const char *name, int timeout_ms)
 		errno = EPROTO;
 		goto fail;
 	}
+	c->timeout_ms = timeout_ms;
 	return c;
 fail:
 	saved = errno;

@@ -41,7 +41,11 @@ enum submit_outcome {
 
 struct submit_conn;
 
-/* Connects and exchanges HELLO; NULL when nobody listens (errno set). */
+/* How long submit_connect() waits for the daemon's HELLO at most. */
+#define SUBMIT_HELLO_TIMEOUT_MS	(15 * 1000)
+
+/* Connects and exchanges HELLO; NULL when nobody listens or nobody
+ * answers HELLO in time (errno set): nothing was sent then. */
 struct submit_conn *submit_connect(const char *path, const char *name,
     int timeout_ms);
 void submit_close(struct submit_conn *c);

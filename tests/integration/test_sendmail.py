@@ -2,7 +2,10 @@
 (tests/tools/cleanup_double.py) on run_dir/public/sendmail and
 run_dir/private/cleanup: submission with the peer's identity, -t, -i,
 refusals and exit codes, malicious arguments, and the maildrop path
-while the daemons are down."""
+while the daemons are down. Then the same socket served by the real
+tern-cleanup under ternd: its mode and owner, a user's message queued
+before sendmail exits, a forged BEGIN overridden by the kernel's
+identity, refusals as exit codes, reload and stop."""
 import grp
 import json
 import os
@@ -428,3 +431,302 @@ def test_user_without_access_to_keys_can_still_send(conf, double):
     r = sendmail(conf, ["to@example.net"], b"Subject: x\n\nhi\n", user="nobody")
     assert r.returncode == EX_OK, r.stderr
     assert len(d.messages) == 1
+
+
+# ---- the real tern-cleanup on run_dir/public/sendmail, run by ternd ----
+
+CLIENT = os.path.join(BUILD_DIR, "tests/tools/cleanup_client")
+
+
+def start_tern(tern):
+    """ternd with the real daemons; the hostname is a sending domain so
+    that a user's default sender (user@hostname) is accepted."""
+    from test_cleanup import _queue_ready
+    t = tern({"domain example.test": {}, "domain mail.tern.test": {}})
+    os.chmod(t.dir, 0o755)
+    t.start()
+    md = os.path.join(t.queue_dir, "maildrop")
+    wait_for(lambda: os.path.isdir(md), what="tern-pickup to make the maildrop")
+    wait_for(lambda: _queue_ready(t.queue_dir), what="the queue")
+    os.chmod(t.config_path, 0o644)
+    return t
+
+
+def queued(t):
+    """The messages in t's LMDB queue, read independently (SCHEMA.md)."""
+    from test_cleanup import read_queue
+    return read_queue(t.queue_dir)[0]
+
+
+def as_user(cmd, user):
+    pw = pwd.getpwnam(user)
+    return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
+            "--clear-groups", *cmd]
+
+
+def connect_as(path, user):
+    """connect() to a Unix socket as user: "ok" or the errno name."""
+    code = ("import socket,sys,errno\n"
+            "s=socket.socket(socket.AF_UNIX)\n"
+            "try:\n s.connect(sys.argv[1]); print('ok')\n"
+            "except OSError as e: print(errno.errorcode[e.errno])\n")
+    r = subprocess.run(as_user(["/usr/bin/python3", "-c", code, path], user),
+                       capture_output=True, text=True, timeout=30)
+    return r.stdout.strip()
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to become another user")
+def test_public_socket_mode_owner_and_private_stays_private(tern):
+    t = start_tern(tern)
+    pub = os.path.join(t.run_dir, "public")
+    sock = os.path.join(pub, "sendmail")
+    st = os.lstat(pub)
+    assert st.st_mode & 0o7777 == 0o755 and st.st_uid == 0
+    st = os.lstat(sock)
+    import stat
+    assert stat.S_ISSOCK(st.st_mode)
+    assert st.st_mode & 0o777 == 0o666 and st.st_uid == 0
+    priv = os.path.join(t.run_dir, "private")
+    assert os.stat(priv).st_mode & 0o777 == 0o700
+    assert connect_as(sock, "nobody") == "ok"
+    assert connect_as(os.path.join(priv, "cleanup"), "nobody") == "EACCES"
+    assert t.stop() == 0
+    # Stopped: the socket is gone, sendmail will use the maildrop.
+    assert not os.path.exists(sock)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to become another user")
+def test_user_sendmail_is_queued_through_the_socket_before_exit(tern):
+    t = start_tern(tern)
+    before = set(queued(t))
+    r = sendmail(t, ["-t", "-i"],
+                 b"To: Someone <to@example.net>\nSubject: via socket\n\n"
+                 b".dot\nhello\n", user="nobody")
+    assert r.returncode == EX_OK, r.stderr
+    # Queued when sendmail returned: not in the maildrop, in the queue.
+    assert maildrop_files(t) == []
+    new = {q: m for q, m in queued(t).items() if q not in before}
+    assert len(new) == 1, new
+    qid, m = next(iter(new.items()))
+    assert m["msg"]["source"] == 3
+    assert m["msg"]["auth_user"] == "uid=65534 user=nobody"
+    assert m["msg"]["client_addr"] == ""
+    assert m["msg"]["sender"] == "nobody@mail.tern.test"
+    assert [x["address"] for x in m["rcpts"]] == ["to@example.net"]
+    c = m["content"]
+    assert c.startswith(b"Received: by mail.tern.test (tern, from userid 65534)")
+    assert b"\r\n.dot\r\nhello\r\n" in c
+    assert b"\r\nFrom: nobody@mail.tern.test" in c or b"<nobody@mail.tern.test>" in c
+    t.wait_log(rf"{qid}: listener=sendmail, uid=65534 user=nobody, "
+               r"from=<nobody@mail\.tern\.test>")
+    # Not through pickup, and the user's own sender is not flagged.
+    assert not [l for l in t.log_text().splitlines()
+                if qid in l and ("maildrop" in l or "sender=" in l)]
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to become another user")
+def test_forged_begin_on_the_public_socket_is_overridden(tern):
+    """A local user who speaks the protocol itself and claims to be
+    smtpd on a trusted network with TLS and an authenticated user is
+    recorded as what the kernel says: a local submission of uid 65534."""
+    t = start_tern(tern)
+    before = set(queued(t))
+    path = os.path.join(t.dir, "forged.eml")
+    with open(path, "wb") as f:
+        # No From: a submission (source 1) would be refused for that.
+        f.write(b"Subject: forged\r\n\r\nbody\r\n")
+    os.chmod(path, 0o644)
+    r = subprocess.run(as_user(
+        [CLIENT, "-s", "1", "-L", "submission", "-T", "-a", "ceo",
+         "-t", "TLSv1.3 TLS_AES_256_GCM_SHA384", "-c", "trusted.example.test",
+         "-i", "192.0.2.1", "-H", "trusted.example.test",
+         "-f", "ceo@example.test", "-r", "victim@example.net",
+         os.path.join(t.run_dir, "public", "sendmail"), path], "nobody"),
+        capture_output=True, text=True, env=ternlib.daemon_env(), timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "END 250 2.0.0 Ok: queued as" in r.stdout
+    new = {q: m for q, m in queued(t).items() if q not in before}
+    assert len(new) == 1
+    qid, m = next(iter(new.items()))
+    assert m["msg"]["source"] == 3
+    assert m["msg"]["auth_user"] == "uid=65534 user=nobody"
+    assert m["msg"]["client_addr"] == ""
+    assert m["msg"]["client_name"] == "localhost"
+    head = m["content"].split(b"\r\n\r\n", 1)[0]
+    assert head.startswith(b"Received: by mail.tern.test (tern, from userid 65534)")
+    for claimed in (b"ceo\r", b"Authenticated", b"192.0.2.1", b"TLS", b"ESMTP",
+                    b"trusted.example.test"):
+        assert claimed not in head, (claimed, head)
+    assert b"\r\nFrom: ceo@example.test\r\n" in head + b"\r\n"
+    t.wait_log(rf"{qid}: listener=sendmail, uid=65534 user=nobody, "
+               r"from=<ceo@example\.test>")
+    t.wait_log(rf"{qid}: sender=<ceo@example\.test> set by uid=65534 user=nobody")
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to become another user")
+def test_refusals_over_the_socket_give_sysexits_and_no_maildrop(tern):
+    t = start_tern(tern)
+    r = t.ternctl("suppression", "add", "gone@example.net", "asked us")
+    assert r.returncode == 0, r.stderr
+    before = set(queued(t))
+    # Every recipient refused (suppressed): EX_NOUSER, cleanup's words.
+    r = sendmail(t, ["gone@example.net"], b"Subject: x\n\nhi\n", user="nobody")
+    assert r.returncode == EX_NOUSER, r.stderr
+    assert b"550 5.7.1" in r.stderr and b"suppression list" in r.stderr
+    # One of two refused: the other is queued, exit 0, the refusal shown.
+    r = sendmail(t, ["gone@example.net", "ok@example.net"],
+                 b"Subject: x\n\nhi\n", user="nobody")
+    assert r.returncode == EX_OK, r.stderr
+    assert b"<gone@example.net>: 550 5.7.1" in r.stderr
+    # A sender that is no sending domain of this server: EX_NOPERM.
+    r = sendmail(t, ["-f", "someone@elsewhere.test", "ok@example.net"],
+                 b"Subject: x\n\nhi\n", user="nobody")
+    assert r.returncode == EX_NOPERM, r.stderr
+    assert b"553 5.7.1" in r.stderr
+    # Content cleanup refuses (two From fields): EX_DATAERR.
+    r = sendmail(t, ["ok@example.net"],
+                 b"From: a@example.test\nFrom: b@example.test\n\nhi\n",
+                 user="nobody")
+    assert r.returncode == EX_DATAERR, r.stderr
+    assert b"550 5.6.0" in r.stderr
+    new = {q: m for q, m in queued(t).items() if q not in before}
+    assert [[x["address"] for x in m["rcpts"]] for m in new.values()] == \
+        [["ok@example.net"]]
+    # A refusal is tern's answer, never a reason to use the maildrop.
+    assert maildrop_files(t) == []
+    t.wait_log(r"NOQUEUE: reject: RCPT from local \(uid=65534 user=nobody\): "
+               r"550 5\.7\.1")
+    t.wait_log(r"NOQUEUE: reject: MAIL from local \(uid=65534 user=nobody\): 553")
+
+
+def test_socket_survives_reload_and_closes_at_stop(tern):
+    t = start_tern(tern)
+    sock = os.path.join(t.run_dir, "public", "sendmail")
+    ino = os.stat(sock).st_ino
+    import signal
+    t.proc.send_signal(signal.SIGHUP)
+    t.wait_log(r"reload complete")
+    assert os.stat(sock).st_ino == ino
+    r = sendmail(t, ["-f", "app@example.test", "to@example.net"],
+                 b"Subject: after reload\n\nhi\n")
+    assert r.returncode == EX_OK, r.stderr
+    assert maildrop_files(t) == []
+    t.wait_log(r"listener=sendmail, uid=0 user=root, from=<app@example\.test>"
+               if IS_ROOT else r"listener=sendmail, uid=\d+ ")
+    assert t.stop() == 0
+    r = sendmail(t, ["-f", "app@example.test", "to@example.net"],
+                 b"Subject: while down\n\nhi\n")
+    assert r.returncode == EX_OK, r.stderr
+    assert len(maildrop_files(t)) == 1
+
+
+def test_nobody_accepting_on_the_socket_means_the_maildrop(tern):
+    """ternd holds the socket but tern-cleanup is not accepting (down,
+    throttled): connect() succeeds, HELLO never comes. sendmail waits
+    a bounded time, then keeps the message in the maildrop."""
+    t = tern({"domain example.test": {}})
+    os.chmod(t.dir, 0o755)
+    ternlib.idle_daemons(t, ["cleanup"])
+    t.start()
+    md = os.path.join(t.queue_dir, "maildrop")
+    wait_for(lambda: os.path.isdir(md), what="tern-pickup to make the maildrop")
+    sock = os.path.join(t.run_dir, "public", "sendmail")
+    wait_for(lambda: os.path.exists(sock), what="the public socket")
+    os.chmod(t.config_path, 0o644)
+    started = time.monotonic()
+    r = sendmail(t, ["-f", "app@example.test", "to@example.net"],
+                 b"Subject: nobody home\n\nhi\n")
+    took = time.monotonic() - started
+    assert r.returncode == EX_OK, r.stderr
+    assert len(maildrop_files(t)) == 1
+    assert 10 < took < 40, took
+
+
+def test_cleanup_going_down_at_begin_means_the_maildrop(conf, double):
+    """421 to BEGIN: cleanup is draining and took nothing; the message
+    is kept for pickup rather than refused (tern is restarting)."""
+    p = run_pickup(conf)
+    wait_for(lambda: os.path.isdir(os.path.join(conf.queue_dir, "maildrop")))
+    stop(p)
+    d = double(begin_reply=lambda t: "421 4.3.2 Service shutting down")
+    r = sendmail(conf, ["to@example.net"], b"Subject: draining\n\nbody\n")
+    assert r.returncode == EX_OK, r.stderr
+    assert d.messages == []
+    assert len(maildrop_files(conf)) == 1
+    # Any other temporary refusal is tern's answer: EX_TEMPFAIL, no file.
+    d.begin_reply = lambda t: "451 4.3.0 try later"
+    r = sendmail(conf, ["to@example.net"], b"Subject: later\n\nbody\n")
+    assert r.returncode == EX_TEMPFAIL, r.stderr
+    assert len(maildrop_files(conf)) == 1
+
+
+def test_bs_cleanup_going_down_at_mail_means_the_maildrop(conf, double):
+    p = run_pickup(conf)
+    wait_for(lambda: os.path.isdir(os.path.join(conf.queue_dir, "maildrop")))
+    stop(p)
+    d = double(begin_reply=lambda t: "421 4.3.2 Service shutting down")
+    out = bs_session(conf, ["HELO x", "MAIL FROM:<a@example.test>",
+                            "RCPT TO:<b@example.net>", "DATA", "Subject: x",
+                            "", "hi", ".", "QUIT"])
+    assert any("kept in the maildrop" in l for l in out), out
+    assert not any(l.startswith("421") for l in out), out
+    assert d.messages == [] and len(maildrop_files(conf)) == 1
+
+
+def test_a_local_client_gets_one_transaction_and_few_connections(tern):
+    """What one local user can make tern-cleanup hold is bounded: one
+    transaction per connection, 256 connections on the sendmail socket."""
+    from test_cleanup import Raw
+    t = start_tern(tern)
+    sock = os.path.join(t.run_dir, "public", "sendmail")
+    c = Raw(sock)
+    c.begin(1)
+    assert c.reply()[1] == 250
+    c.begin(2)
+    r = c.reply()
+    assert r[:2] == (2, 452) and "One transaction at a time" in r[3], r
+    # The first goes on; after it ends another may begin.
+    c.rcpt(1, "to@example.net")
+    assert c.reply()[1] == 250
+    c.data(1, b"Subject: one\r\n\r\nhi\r\n")
+    c.send(0x0104, 1)
+    r = c.reply()
+    assert r[1] == 250 and r[4], r
+    c.begin(3)
+    assert c.reply()[1] == 250
+    conns = [Raw(sock) for _ in range(255)]
+    assert not _hello_ok(sock)
+    t.wait_log(r"sendmail socket: 256 local connections already")
+    for x in conns:
+        x.s.close()
+    c.s.close()
+    # Closed ones are counted out: a new client is served again.
+    wait_for(lambda: _hello_ok(sock), what="a new connection served")
+
+
+def _hello_ok(sock):
+    from test_cleanup import Raw
+    try:
+        Raw(sock).s.close()
+        return True
+    except (AssertionError, OSError, TypeError):
+        return False
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to become another user")
+def test_bs_through_the_real_cleanup_is_the_users_submission(tern):
+    t = start_tern(tern)
+    before = set(queued(t))
+    out = bs_session(t, ["EHLO pretend.smtpd.example", "MAIL FROM:<app@example.test>",
+                         "RCPT TO:<to@example.net>", "DATA", "Subject: bs",
+                         "", "hi", ".", "QUIT"], user="nobody")
+    assert any(l.startswith("250 2.0.0 Ok: queued as ") for l in out), out
+    assert maildrop_files(t) == []
+    new = [m for q, m in queued(t).items() if q not in before]
+    assert len(new) == 1
+    m = new[0]
+    assert m["msg"]["source"] == 3
+    assert m["msg"]["auth_user"] == "uid=65534 user=nobody"
+    assert b"pretend.smtpd" not in m["content"]
+    t.wait_log(r"listener=sendmail, uid=65534 user=nobody, from=<app@example\.test>")
+    t.wait_log(r"sender=<app@example\.test> set by uid=65534 user=nobody")

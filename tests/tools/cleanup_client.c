@@ -14,6 +14,7 @@
  *   -b BODY           0 7bit (default), 1 8bitmime, 2 binarymime
  *   -U                SMTPUTF8
  *   -a USER           auth user;  -t TLS  tls text;  -H HELO
+ *   -T                claim a trusted network;  -L NAME  listener name
  *   -c NAME -i ADDR   client name and address
  *   -e ENVID -R RET   DSN ENVID and RET (0..2);  -z SIZE  declared size
  *   -k N              DATA chunk size (default 65536)
@@ -138,6 +139,8 @@ main(int argc, char **argv)
 {
 	const char *sender = "", *auth = "", *tls = "", *helo = "client.test";
 	const char *cname = "client.test", *caddr = "127.0.0.1", *envid = "";
+	const char *listener = "test";
+	bool trusted = false;
 	unsigned source = 1, body = 0, ret = 0, count = 1;
 	size_t chunk = IPC_DATA_CHUNK, n_rcpts = 0, len = 0;
 	uint64_t declared = 0;
@@ -149,7 +152,7 @@ main(int argc, char **argv)
 	int ch, status = 0;
 	uint32_t reqid = 1;
 
-	while ((ch = getopt(argc, argv, "f:r:s:b:Ua:t:H:c:i:e:R:z:k:n:")) != -1) {
+	while ((ch = getopt(argc, argv, "f:r:s:b:Ua:t:H:c:i:e:R:z:k:n:TL:")) != -1) {
 		switch (ch) {
 		case 'f': sender = optarg; break;
 		case 'r': {
@@ -188,6 +191,8 @@ main(int argc, char **argv)
 		case 'z': declared = strtoull(optarg, NULL, 10); break;
 		case 'k': chunk = strtoul(optarg, NULL, 10); break;
 		case 'n': count = (unsigned)atoi(optarg); break;
+		case 'T': trusted = true; break;
+		case 'L': listener = optarg; break;
 		default:
 			fprintf(stderr, "usage: cleanup_client [options] SOCKET FILE\n");
 			return 2;
@@ -237,12 +242,12 @@ main(int argc, char **argv)
 		unsigned code;
 
 		ipc_put_u8(o, (uint8_t)source);
-		ipc_put_str(o, "test");
+		ipc_put_str(o, listener);
 		ipc_put_str(o, cname);
 		ipc_put_str(o, caddr);
 		ipc_put_str(o, helo);
 		ipc_put_str(o, auth);
-		ipc_put_bool(o, false);
+		ipc_put_bool(o, trusted);
 		ipc_put_str(o, tls);
 		ipc_put_str(o, sender);
 		ipc_put_u8(o, (uint8_t)body);

@@ -1,6 +1,7 @@
 """A test double of tern-cleanup's submission side (IPC_CLEANUP_* in
-src/lib/ipc.h), for testing the sendmail command and tern-pickup while
-the real cleanup is written elsewhere.
+src/lib/ipc.h), for testing the sendmail command and tern-pickup on
+their own: every reply can be chosen. The real tern-cleanup serving the
+public socket under ternd is tested at the end of test_sendmail.py.
 
 It listens on Unix sockets (the private cleanup socket and the public
 sendmail socket), speaks the framing and HELLO of ipc.h, answers BEGIN,
