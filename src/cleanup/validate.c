@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ipc.h"
+#include "util.h"
 #include "validate.h"
 
 static int
@@ -61,6 +62,11 @@ validate_sender(const struct tern_config *cfg, uint8_t source,
 		return 0;
 	if (config_find_domain(cfg, a.domain) != NULL ||
 	    config_find_return_path_domain(cfg, a.domain) != NULL)
+		return 0;
+	/* A local user's own address (cron's root@host) is this server's,
+	 * as with Postfix's myorigin; it is not signed without a [domain]. */
+	if (source == CLEANUP_SOURCE_SENDMAIL &&
+	    is_ascii_strcaseeq(a.domain, cfg->server.hostname))
 		return 0;
 	return refuse(v, 553, "5.7.1", "<%s>: Sender address rejected: %s is not "
 	    "a sending domain of this server", shown, a.domain);

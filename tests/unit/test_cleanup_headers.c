@@ -369,6 +369,12 @@ test_envelope_policy(void **state)
 	    "b+x@bounces.example.test", false, &v), 0);
 	assert_int_equal(validate_sender(cfg, CLEANUP_SOURCE_SUBMISSION, "",
 	    false, &v), 0);
+	/* The server's own host name: a local user's default sender, not
+	 * a submission's. */
+	assert_int_equal(validate_sender(cfg, CLEANUP_SOURCE_SENDMAIL,
+	    "root@Mail.Tern.Test", false, &v), 0);
+	assert_int_equal(validate_sender(cfg, CLEANUP_SOURCE_SUBMISSION,
+	    "root@mail.tern.test", false, &v), -1);
 	assert_int_equal(validate_sender(cfg, CLEANUP_SOURCE_BOUNCE, "", false,
 	    &v), 0);
 	assert_int_equal(validate_sender(cfg, CLEANUP_SOURCE_SUBMISSION,
