@@ -510,6 +510,17 @@ ipc_conn_pending(const struct ipc_conn *c)
 	return evbuffer_get_length(c->out);
 }
 
+void
+ipc_conn_set_reading(struct ipc_conn *c, bool on)
+{
+	if (c->dead)
+		return;
+	if (on)
+		event_add(c->ev_read, NULL);
+	else
+		event_del(c->ev_read);
+}
+
 const char *
 ipc_conn_peer_name(const struct ipc_conn *c)
 {

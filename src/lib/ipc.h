@@ -363,6 +363,10 @@ void ipc_conn_protocol_error(struct ipc_conn *c, const char *fmt, ...)
 void ipc_conn_free(struct ipc_conn *c);
 /* Bytes queued but not yet written: senders use it for backpressure. */
 size_t ipc_conn_pending(const struct ipc_conn *c);
+/* Stops (false) or resumes (true) reading from the peer: backpressure
+ * for a receiver whose work queue is full. Frames already read are still
+ * delivered. */
+void ipc_conn_set_reading(struct ipc_conn *c, bool on);
 /* The peer's HELLO name ("" until it arrived). */
 const char *ipc_conn_peer_name(const struct ipc_conn *c);
 /* The peer's credentials (SO_PEERCRED); 0 or -1. */

@@ -464,6 +464,45 @@ def test_too_many_open_jobs_close_the_connection(signing, test_dir):
     assert jobs[0][1] == "0"
 
 
+def test_connection_closed_while_jobs_sign(signing, test_dir):
+    """A client that closes with jobs everywhere: one ended and signing on
+    a worker, one large one still hashing, one open with data queued. The
+    jobs a worker holds are dropped when it is done, unanswered; ASan (the
+    teardown checks the log) sees no use after free; the signer serves on."""
+    t, dns = signing()
+    pid = t.pids_of("signer")[0]
+    sock_path = os.path.join(t.run_dir, "private", "signer")
+    big = big_message(300000)
+
+    def data_frames(reqid, body):
+        return b"".join(
+            frame(SIGN_DATA, reqid,
+                  struct.pack(">I", len(body[o:o + 65536])) +
+                  body[o:o + 65536])
+            for o in range(0, len(body), 65536))
+
+    request = (hello() +
+               frame(SIGN_BEGIN, 1, ipc_str("example.test")) +
+               data_frames(1, MESSAGE) + frame(SIGN_END, 1) +
+               frame(SIGN_BEGIN, 2, ipc_str("example.test")) +
+               data_frames(2, big) + frame(SIGN_END, 2) +
+               frame(SIGN_BEGIN, 3, ipc_str("example.test")) +
+               data_frames(3, big[:100000]))
+    for i in range(40):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(sock_path)
+            s.sendall(request)
+            time.sleep((0, 0.0005, 0.002, 0.01)[i % 4])
+    t.wait_log(r"tern/signer\[\d+\]: reqid=\d+ domain=example\.test: the "
+               r"client went away while it was signed: dropped")
+    time.sleep(1)
+    assert t.pids_of("signer") == [pid]
+    rc, out, jobs = sign(t, "example.test",
+                         write(os.path.join(test_dir, "m.eml"), MESSAGE))
+    assert jobs[0][1] == "0"
+    verify_all(out, dns, 2)
+
+
 def test_raw_protocol_reply_and_abort(signing, test_dir):
     """The wire format of ipc.h, spoken by hand: ABORT frees a job, END
     gets SIGN_REPLY with u8 status, str error, u32 n, n str headers."""
