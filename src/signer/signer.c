@@ -24,6 +24,7 @@
 #include "daemon.h"
 #include "dkim_key.h"
 #include "header_split.h"
+#include "key_cache.h"
 #include "ipc.h"
 #include "log.h"
 #include "util.h"
@@ -194,6 +195,10 @@ signer_load_keys(struct daemon *d)
 			}
 			s->loaded = true;
 			sd->n_loaded++;
+			if (key_cache_add(s->key.pem) == -1)
+				log_warn("domain=%s selector=%s: cannot keep the "
+				    "parsed key; it is parsed per message",
+				    sd->name, s->selector);
 			log_info("domain=%s selector=%s key=%s algorithm=%s-sha256 "
 			    "bits=%d: loaded", sd->name, s->selector, s->path,
 			    dkim_key_alg_name(s->key.alg), s->key.bits);
@@ -884,6 +889,8 @@ signer_maybe_exit(void)
 	if (recycle && !signer.d.draining)
 		log_info("recycling after %llu ed25519 signatures",
 		    (unsigned long long)signer.ed25519_signed);
+	log_info("%lu signatures used the keys parsed at start",
+	    key_cache_hits());
 	signer_stop_listening();
 	daemon_exit(&signer.d);
 }

@@ -374,6 +374,9 @@ def test_ed25519_recycle_restarts_the_signer(signing, test_dir, monkeypatch):
     for _ in range(3):
         assert sign(t, "example.test", path)[2][0][1] == "0"
     t.wait_log(r"recycling after 3 ed25519 signatures")
+    # Both keys were parsed once at start, not per message (key_cache.c).
+    t.wait_log(r"tern/signer\[\d+\]: 6 signatures used the keys parsed "
+               r"at start")
     wait_for(lambda: t.pids_of("signer") and t.pids_of("signer") != first, 15,
              what="a fresh signer")
     rc, out, jobs = sign(t, "example.test", path)
