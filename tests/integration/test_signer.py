@@ -348,8 +348,10 @@ def test_killed_signer_gives_tempfail_then_comes_back(signing, test_dir):
     path = write(os.path.join(test_dir, "m.eml"), big_message(3 << 20))
     pid = t.pids_of("signer")[0]
     sock = os.path.join(t.run_dir, "private", "signer")
-    p = subprocess.Popen([SIGN_CLIENT, "-n", "20", "-c", "1000", "-o",
-                          test_dir, sock, "example.test", path],
+    # Jobs 1 to 19 end only 3 s after job 0 answered: in flight for sure.
+    p = subprocess.Popen([SIGN_CLIENT, "-n", "20", "-c", "1000", "-w",
+                          "3000", "-o", test_dir, sock, "example.test",
+                          path],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          env=ternlib.daemon_env())
     t.wait_log(r"reqid=\d+ domain=example\.test .*: signed")
