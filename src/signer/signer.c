@@ -532,7 +532,8 @@ worker_main(void *arg)
 			if (TAILQ_EMPTY(&w->done))
 				notify = true;
 			TAILQ_INSERT_TAIL(&w->done, job, wentry);
-		} else if (job->ended || job->pending >= JOB_BATCH) {
+		} else if (job->ended || job->pending >= JOB_BATCH ||
+		    (w->reading_paused && job->pending > 0)) {
 			job->state = JOB_QUEUED;
 			TAILQ_INSERT_TAIL(&w->work, job, wentry);
 		} else {
@@ -602,7 +603,9 @@ job_data(struct signer_job *job, const void *data, size_t len)
 	STAILQ_INSERT_TAIL(&job->chunks, c, entry);
 	job->pending += len;
 	signer.w.pending += len;
-	if (job->pending >= JOB_BATCH)
+	/* While reading is paused every byte must reach a worker, or the
+	 * bytes that wait would never fall below the limit. */
+	if (job->pending >= JOB_BATCH || signer.w.reading_paused)
 		job_schedule_locked(job);
 	if (!signer.w.reading_paused && signer.w.pending > PENDING_MAX) {
 		pause = signer.w.reading_paused = true;

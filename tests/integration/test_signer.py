@@ -306,6 +306,34 @@ def test_many_jobs_in_flight_on_one_connection(signing, test_dir):
             verify_all(f.read(), dns, 2)
 
 
+def test_many_clients_through_the_reading_pause(signing, test_dir):
+    """16 connections stream 32 MB at once, far more than the 2 MB the
+    signer lets wait for its threads: it stops reading and resumes, and
+    every job is answered and verifies."""
+    t, dns = signing()
+    pid = t.pids_of("signer")[0]
+    sock = os.path.join(t.run_dir, "private", "signer")
+    path = write(os.path.join(test_dir, "m.eml"), big_message(1 << 20))
+    procs = []
+    for i in range(16):
+        outdir = os.path.join(test_dir, f"out{i}")
+        os.makedirs(outdir)
+        procs.append((outdir, subprocess.Popen(
+            [SIGN_CLIENT, "-n", "2", "-c", "3000", "-o", outdir, sock,
+             "example.test", path], stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, env=ternlib.daemon_env())))
+    for outdir, p in procs:
+        err = p.communicate(timeout=120)[1].decode()
+        assert p.returncode == 0, err
+        jobs = re.findall(r"^job=(\d+) status=(\d+) error=(.*) headers=(\d+)$",
+                          err, re.M)
+        assert sorted(j[0] for j in jobs) == ["0", "1"], err
+        assert all(j[1] == "0" and j[3] == "2" for j in jobs), err
+    with open(os.path.join(procs[-1][0], "1.eml"), "rb") as f:
+        verify_all(f.read(), dns, 2)
+    assert t.pids_of("signer") == [pid]
+
+
 def test_bad_header_is_a_temporary_failure(signing, test_dir):
     t, dns = signing()
     path = write(os.path.join(test_dir, "m.eml"),
