@@ -510,6 +510,17 @@ ipc_conn_pending(const struct ipc_conn *c)
 	return evbuffer_get_length(c->out);
 }
 
+void
+ipc_conn_set_reading(struct ipc_conn *c, bool on)
+{
+	if (c->dead)
+		return;
+	if (on)
+		event_add(c->ev_read, NULL);
+	else
+		event_del(c->ev_read);
+}
+
 const char *
 ipc_conn_peer_name(const struct ipc_conn *c)
 {
@@ -624,15 +635,16 @@ ipc_conn_flush(struct ipc_conn *c)
 	return 0;
 }
 
-void
-ipc_conn_send(struct ipc_conn *c, struct ipc_out *o)
+/* Appends the frame to the output buffer; false when c is dead. */
+static bool
+ipc_conn_queue(struct ipc_conn *c, struct ipc_out *o)
 {
 	const uint8_t *bytes;
 	size_t len;
 
 	if (c->dead) {
 		ipc_out_free(o);
-		return;
+		return false;
 	}
 	bytes = ipc_out_bytes(o, &len);
 	if (o->fd != -1) {
@@ -645,8 +657,22 @@ ipc_conn_send(struct ipc_conn *c, struct ipc_out *o)
 	evbuffer_add(c->out, bytes, len);
 	c->out_queued += len;
 	ipc_out_free(o);
-	if (ipc_conn_flush(c) == -1)
+	return true;
+}
+
+void
+ipc_conn_send(struct ipc_conn *c, struct ipc_out *o)
+{
+	if (ipc_conn_queue(c, o) && ipc_conn_flush(c) == -1)
 		ipc_conn_close(c, strerror(errno));
+}
+
+void
+ipc_conn_send_soon(struct ipc_conn *c, struct ipc_out *o)
+{
+	/* The write callback flushes once the current callbacks are done. */
+	if (ipc_conn_queue(c, o))
+		event_active(c->ev_write, EV_WRITE, 0);
 }
 
 static void

@@ -364,6 +364,9 @@ struct ipc_conn *ipc_conn_new(struct event_base *base, int fd, const char *name,
     ipc_msg_cb on_msg, ipc_close_cb on_close, void *arg);
 /* Queues a frame; consumes o. Never blocks. */
 void ipc_conn_send(struct ipc_conn *c, struct ipc_out *o);
+/* The same, but the write waits until the loop is done with the current
+ * callbacks, so frames sent together go out in one system call. */
+void ipc_conn_send_soon(struct ipc_conn *c, struct ipc_out *o);
 /* Closes the connection after logging why; on_close follows (deferred
  * when called from inside on_msg). Use for a malformed message. */
 void ipc_conn_protocol_error(struct ipc_conn *c, const char *fmt, ...)
@@ -371,6 +374,10 @@ void ipc_conn_protocol_error(struct ipc_conn *c, const char *fmt, ...)
 void ipc_conn_free(struct ipc_conn *c);
 /* Bytes queued but not yet written: senders use it for backpressure. */
 size_t ipc_conn_pending(const struct ipc_conn *c);
+/* Stops (false) or resumes (true) reading from the peer: backpressure
+ * for a receiver whose work queue is full. Frames already read are still
+ * delivered. */
+void ipc_conn_set_reading(struct ipc_conn *c, bool on);
 /* The peer's HELLO name ("" until it arrived). */
 const char *ipc_conn_peer_name(const struct ipc_conn *c);
 /* The peer's credentials (SO_PEERCRED); 0 or -1. */
@@ -398,6 +405,8 @@ struct ipc_client *ipc_client_new(struct event_base *base, const char *path,
 bool ipc_client_is_up(const struct ipc_client *cl);
 /* Sends when up and returns 0; otherwise frees o and returns -1. */
 int ipc_client_send(struct ipc_client *cl, struct ipc_out *o);
+/* The same with ipc_conn_send_soon. */
+int ipc_client_send_soon(struct ipc_client *cl, struct ipc_out *o);
 /* The live connection, or NULL while down. */
 struct ipc_conn *ipc_client_conn(const struct ipc_client *cl);
 void ipc_client_free(struct ipc_client *cl);

@@ -138,6 +138,17 @@ ipc_client_send(struct ipc_client *cl, struct ipc_out *o)
 	return 0;
 }
 
+int
+ipc_client_send_soon(struct ipc_client *cl, struct ipc_out *o)
+{
+	if (cl->conn == NULL) {
+		ipc_out_free(o);
+		return -1;
+	}
+	ipc_conn_send_soon(cl->conn, o);
+	return 0;
+}
+
 void
 ipc_client_free(struct ipc_client *cl)
 {

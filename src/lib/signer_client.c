@@ -227,7 +227,7 @@ signer_job_begin(struct signer_client *sc, const char *domain,
 	}
 	o = ipc_out_new(IPC_SIGN_BEGIN, job->reqid);
 	ipc_put_str(o, domain);
-	ipc_client_send(sc->ipc, o);
+	ipc_client_send_soon(sc->ipc, o);
 	job->sent = true;
 	return job;
 }
@@ -243,7 +243,7 @@ signer_job_data(struct signer_job *job, const void *buf, size_t len)
 		struct ipc_out *o = ipc_out_new(IPC_SIGN_DATA, job->reqid);
 
 		ipc_put_data(o, p, n);
-		ipc_client_send(job->sc->ipc, o);
+		ipc_client_send_soon(job->sc->ipc, o);
 		p += n;
 		len -= n;
 	}
@@ -261,7 +261,7 @@ signer_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (signer_job_is_live(job))
-		ipc_client_send(job->sc->ipc,
+		ipc_client_send_soon(job->sc->ipc,
 		    ipc_out_new(IPC_SIGN_ABORT, job->reqid));
 	signer_job_remove(job);
 	done(done_arg, SIGN_TEMPFAIL, "the signer did not answer in time",
@@ -279,7 +279,7 @@ signer_job_end(struct signer_job *job)
 		signer_job_fail(job);
 		return;
 	}
-	ipc_client_send(job->sc->ipc, ipc_out_new(IPC_SIGN_END, job->reqid));
+	ipc_client_send_soon(job->sc->ipc, ipc_out_new(IPC_SIGN_END, job->reqid));
 	job->ev_timeout = evtimer_new(job->sc->base, signer_timeout_cb, job);
 	if (job->ev_timeout == NULL)
 		log_fatal("evtimer_new failed");
@@ -296,7 +296,7 @@ void
 signer_job_abort(struct signer_job *job)
 {
 	if (signer_job_is_live(job))
-		ipc_client_send(job->sc->ipc,
+		ipc_client_send_soon(job->sc->ipc,
 		    ipc_out_new(IPC_SIGN_ABORT, job->reqid));
 	signer_job_remove(job);
 }

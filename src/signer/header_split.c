@@ -86,12 +86,32 @@ header_split_end_of_header(struct header_split *hs)
 static int
 header_split_check_body(struct header_split *hs, const char *p, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (hs->cr && p[i] != '\n')
+	const char *end = p + n;
+
+	if (n > 0 && hs->cr) {
+		if (*p != '\n')
 			return header_split_fail(hs, "bare CR in the body");
-		if (!hs->cr && p[i] == '\n')
+		hs->cr = false;
+		p++;
+	}
+	/* Line by line with memchr: the only CR of a line is just before
+	 * its LF. */
+	while (p < end) {
+		const char *lf = memchr(p, '\n', (size_t)(end - p));
+		const char *stop = lf != NULL ? lf : end;
+		const char *cr = memchr(p, '\r', (size_t)(stop - p));
+
+		if (lf == NULL) {
+			if (cr != NULL && cr != end - 1)
+				return header_split_fail(hs, "bare CR in the body");
+			hs->cr = cr != NULL;	/* its LF comes in the next chunk */
+			return 0;
+		}
+		if (cr == NULL)
 			return header_split_fail(hs, "bare LF in the body");
-		hs->cr = p[i] == '\r';
+		if (cr != lf - 1)
+			return header_split_fail(hs, "bare CR in the body");
+		p = lf + 1;
 	}
 	return 0;
 }

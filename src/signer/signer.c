@@ -5,6 +5,8 @@
  * unprivileged. Messages are streamed through libopendkim chunk by chunk
  * (IPC_SIGN_* in ipc.h) and never held whole; one signature per selector
  * of the sending [domain], rsa-sha256 or ed25519-sha256, relaxed/relaxed.
+ * The event loop only moves frames: all of libopendkim's work runs on a
+ * pool of worker threads, one job on one thread at a time.
  */
 #include "autoconfig.h"
 
@@ -22,6 +24,7 @@
 #include "daemon.h"
 #include "dkim_key.h"
 #include "header_split.h"
+#include "key_cache.h"
 #include "ipc.h"
 #include "log.h"
 #include "util.h"
@@ -32,6 +35,12 @@
 #define MAX_HEADER_FIELD	(256 * 1024)
 #define MAX_JOBS_PER_CONN	10000	/* a client with more is broken */
 #define MAX_WORKERS		8
+/* A job goes to a worker at its END or once this much waits, so a small
+ * message is one pass. */
+#define JOB_BATCH		(64 * 1024)
+/* Reading stops while this much waits for the workers, and resumes below
+ * half: memory stays flat however fast the client sends. */
+#define PENDING_MAX		(2 * 1024 * 1024)
 
 /* The header fields signed when present; From is also oversigned. */
 static const char *const signed_headers[] = {
@@ -58,25 +67,57 @@ struct signer_domain {
 
 struct signer_conn;
 
+/* Message bytes waiting for a worker, as they came off the wire. */
+struct job_chunk {
+	STAILQ_ENTRY(job_chunk) entry;
+	size_t len;
+	char data[];
+};
+
+STAILQ_HEAD(job_chunk_list, job_chunk);
+
+/* Who holds a job that has a domain with keys. */
+enum job_state {
+	JOB_IDLE,			/* the loop: nothing to do yet */
+	JOB_QUEUED,			/* on the work queue */
+	JOB_RUNNING,			/* a worker */
+	JOB_DONE,			/* on the done queue, for the loop */
+};
+
+/*
+ * A signing job. The loop only moves bytes: it queues the chunks and the
+ * END, and a worker thread does everything libopendkim does (dkim_sign,
+ * headers, body, dkim_eom), one worker at a time per job, so that the
+ * handles stay single-threaded while every CPU hashes and signs.
+ */
 struct signer_job {
-	TAILQ_ENTRY(signer_job) entry;
-	struct signer_conn *conn;
+	/* The loop's. */
+	TAILQ_ENTRY(signer_job) entry;	/* on conn->jobs or conn->working */
+	struct signer_conn *conn;	/* NULL: orphaned, freed without reply */
 	uint32_t reqid;
 	char *name;			/* the domain asked for, for logs */
 	const struct signer_domain *domain;	/* NULL: no key */
+	uint64_t bytes;
+	bool working;			/* ended: on conn->working */
+
+	/* Shared: under signer.w.lock. */
+	TAILQ_ENTRY(signer_job) wentry;	/* on the work or done queue */
+	enum job_state state;
+	struct job_chunk_list chunks;	/* not yet hashed */
+	size_t pending;			/* bytes in chunks */
+	bool ended;			/* END came: sign after the chunks */
+	bool cancelled;			/* ABORT or connection gone */
+
+	/* The worker's while queued or running; the loop's once done. */
+	bool started;			/* dkim_sign was called */
 	DKIM **dkim;			/* one handle per loaded selector */
 	const struct signer_selector **sel;
 	size_t n_dkim;
 	struct header_split split;
-	uint64_t bytes;
 	char *error;			/* set: the job fails with TEMPFAIL */
-	/* The private-key operations (dkim_eom) run on a worker thread so
-	 * that every CPU signs; the loop only hashes as data arrives. */
-	TAILQ_ENTRY(signer_job) wentry;	/* on the work or done queue */
-	char **headers;			/* the signatures a worker made */
+	char **headers;			/* the signatures made */
 	size_t n_headers;
 	size_t n_ed25519;		/* ed25519 signatures computed */
-	bool working;			/* ended: on conn->working */
 };
 
 struct signer_conn {
@@ -89,13 +130,16 @@ struct signer_conn {
 
 TAILQ_HEAD(signer_job_queue, signer_job);
 
-/* Workers take ended jobs from work and put them on done; a byte on the
- * pipe tells the loop. Only these queues are shared between threads. */
+/* Workers take jobs from work and put finished ones on done; a byte on
+ * the pipe tells the loop. The queues, the shared part of each job and
+ * the byte count are under lock. */
 struct signer_workers {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct signer_job_queue work;
 	struct signer_job_queue done;
+	size_t pending;			/* bytes queued, all jobs */
+	bool reading_paused;		/* the loop stopped reading */
 	int pipe[2];
 	struct event *ev_done;
 	pthread_t threads[MAX_WORKERS];
@@ -112,6 +156,7 @@ struct signer {
 	size_t n_jobs;
 	uint64_t ed25519_signed;
 	uint64_t ed25519_recycle;	/* 0: never */
+	bool reading_paused;		/* the loop's view of w.reading_paused */
 	struct signer_workers w;
 };
 
@@ -150,6 +195,10 @@ signer_load_keys(struct daemon *d)
 			}
 			s->loaded = true;
 			sd->n_loaded++;
+			if (key_cache_add(s->key.pem) == -1)
+				log_warn("domain=%s selector=%s: cannot keep the "
+				    "parsed key; it is parsed per message",
+				    sd->name, s->selector);
 			log_info("domain=%s selector=%s key=%s algorithm=%s-sha256 "
 			    "bits=%d: loaded", sd->name, s->selector, s->path,
 			    dkim_key_alg_name(s->key.alg), s->key.bits);
@@ -263,6 +312,32 @@ job_find(struct signer_conn *sc, uint32_t reqid)
 	return NULL;
 }
 
+/* Under the lock: bytes left the queue. True when reading may resume. */
+static bool
+pending_sub_locked(size_t bytes)
+{
+	signer.w.pending -= bytes;
+	if (signer.w.reading_paused && signer.w.pending <= PENDING_MAX / 2) {
+		signer.w.reading_paused = false;
+		return true;
+	}
+	return false;
+}
+
+static void conns_set_reading(bool on);
+
+static void
+chunks_free(struct job_chunk_list *list)
+{
+	struct job_chunk *c;
+
+	while ((c = STAILQ_FIRST(list)) != NULL) {
+		STAILQ_REMOVE_HEAD(list, entry);
+		free(c);
+	}
+}
+
+/* On the loop, once no worker holds the job. */
 static void
 job_free(struct signer_job *job)
 {
@@ -274,12 +349,25 @@ job_free(struct signer_job *job)
 			TAILQ_REMOVE(&job->conn->jobs, job, entry);
 		job->conn->n_jobs--;
 	}
+	if (!STAILQ_EMPTY(&job->chunks)) {
+		bool resume;
+
+		pthread_mutex_lock(&signer.w.lock);
+		resume = pending_sub_locked(job->pending);
+		pthread_mutex_unlock(&signer.w.lock);
+		chunks_free(&job->chunks);
+		if (resume)
+			conns_set_reading(true);
+	}
 	for (size_t i = 0; i < job->n_dkim; i++)
 		if (job->dkim[i] != NULL)
 			dkim_free(job->dkim[i]);
 	free(job->dkim);
 	free(job->sel);
 	header_split_free(&job->split);
+	for (size_t i = 0; i < job->n_headers; i++)
+		free(job->headers[i]);
+	free(job->headers);
 	free(job->error);
 	free(job->name);
 	free(job);
@@ -306,16 +394,29 @@ job_new(struct signer_conn *sc, uint32_t reqid, const char *domain)
 
 	job->conn = sc;
 	job->reqid = reqid;
-	job->name = log_safe_name(domain);
+	STAILQ_INIT(&job->chunks);
 	TAILQ_INSERT_TAIL(&sc->jobs, job, entry);
 	sc->n_jobs++;
 	signer.n_jobs++;
-	header_split_init(&job->split, &job_split_ops, job, MAX_HEADER_FIELD);
-	if (sd == NULL || sd->n_loaded == 0)
+	if (sd == NULL || sd->n_loaded == 0) {
+		job->name = log_safe_name(domain);
 		return job;
+	}
 	job->domain = sd;
-	free(job->name);
 	job->name = xstrdup(sd->name);	/* lower case, as configured */
+	return job;
+}
+
+/* ---- on a worker thread ---- */
+
+/* The libopendkim handles, one per loaded selector. */
+static void
+job_start(struct signer_job *job)
+{
+	const struct signer_domain *sd = job->domain;
+
+	job->started = true;
+	header_split_init(&job->split, &job_split_ops, job, MAX_HEADER_FIELD);
 	job->dkim = xcalloc(sd->n_loaded, sizeof(*job->dkim));
 	job->sel = xcalloc(sd->n_loaded, sizeof(*job->sel));
 	for (size_t k = 0; k < sd->n_selectors; k++) {
@@ -338,29 +439,19 @@ job_new(struct signer_conn *sc, uint32_t reqid, const char *domain)
 		job->sel[job->n_dkim] = s;
 		job->dkim[job->n_dkim++] = dkim;
 	}
-	return job;
 }
 
-static void
-job_reply(struct signer_job *job, uint8_t status, const char *error,
-    char **headers, size_t n)
-{
-	struct ipc_out *o = ipc_out_new(IPC_SIGN_REPLY, job->reqid);
-
-	ipc_put_u8(o, status);
-	ipc_put_str(o, error);
-	ipc_put_u32(o, (uint32_t)n);
-	for (size_t i = 0; i < n; i++)
-		ipc_put_str(o, headers[i]);
-	ipc_conn_send(job->conn->ipc, o);
-}
-
-/* On a worker thread: the private-key operations of every selector. */
+/* The end of the message and the private-key operation of every
+ * selector. */
 static void
 job_sign(struct signer_job *job)
 {
+	if (job->error == NULL && header_split_finish(&job->split) == -1)
+		job_fail(job, "%s", job->split.error);
+	if (job->error != NULL)
+		return;
 	job->headers = xcalloc(job->n_dkim + 1, sizeof(*job->headers));
-	for (size_t i = 0; i < job->n_dkim && job->error == NULL; i++) {
+	for (size_t i = 0; i < job->n_dkim; i++) {
 		unsigned char *sig = NULL;
 		size_t len = 0;
 		DKIM_STAT stat = dkim_eom(job->dkim[i], NULL);
@@ -381,36 +472,168 @@ job_sign(struct signer_job *job)
 	}
 }
 
+/* One pass over what the loop queued for the job. */
+static void
+job_work(struct signer_job *job, struct job_chunk_list *chunks, bool ended)
+{
+	struct job_chunk *c;
+
+	if (!job->started)
+		job_start(job);
+	STAILQ_FOREACH(c, chunks, entry)
+		if (job->error == NULL &&
+		    header_split_feed(&job->split, c->data, c->len) == -1)
+			job_fail(job, "%s", job->split.error);
+	if (ended)
+		job_sign(job);
+}
+
+static void
+workers_notify(struct signer_workers *w)
+{
+	while (write(w->pipe[1], "", 1) == -1 && errno == EINTR)
+		;
+}
+
 static void *
 worker_main(void *arg)
 {
 	struct signer_workers *w = arg;
 
+	pthread_mutex_lock(&w->lock);
 	for (;;) {
+		struct job_chunk_list chunks;
 		struct signer_job *job;
+		size_t bytes;
+		bool ended, cancelled, notify = false;
 
-		pthread_mutex_lock(&w->lock);
 		while (TAILQ_EMPTY(&w->work))
 			pthread_cond_wait(&w->cond, &w->lock);
 		job = TAILQ_FIRST(&w->work);
 		TAILQ_REMOVE(&w->work, job, wentry);
+		job->state = JOB_RUNNING;
+		STAILQ_INIT(&chunks);
+		STAILQ_CONCAT(&chunks, &job->chunks);
+		bytes = job->pending;
+		job->pending = 0;
+		cancelled = job->cancelled;
+		ended = job->ended && !cancelled;
 		pthread_mutex_unlock(&w->lock);
 
-		job_sign(job);
+		if (!cancelled)
+			job_work(job, &chunks, ended);
+		chunks_free(&chunks);
 
 		pthread_mutex_lock(&w->lock);
-		TAILQ_INSERT_TAIL(&w->done, job, wentry);
-		pthread_mutex_unlock(&w->lock);
-		while (write(w->pipe[1], "", 1) == -1 && errno == EINTR)
-			;
+		if (pending_sub_locked(bytes))
+			notify = true;	/* the loop reads again */
+		if (ended || job->cancelled) {
+			job->state = JOB_DONE;
+			if (TAILQ_EMPTY(&w->done))
+				notify = true;
+			TAILQ_INSERT_TAIL(&w->done, job, wentry);
+		} else if (job->ended || job->pending >= JOB_BATCH ||
+		    (w->reading_paused && job->pending > 0)) {
+			job->state = JOB_QUEUED;
+			TAILQ_INSERT_TAIL(&w->work, job, wentry);
+		} else {
+			job->state = JOB_IDLE;
+		}
+		if (notify) {
+			pthread_mutex_unlock(&w->lock);
+			workers_notify(w);
+			pthread_mutex_lock(&w->lock);
+		}
 	}
 	return NULL;
 }
 
-/* END: answer NO_KEY or a failure at once, else hand the job to a worker
- * (true: the job now belongs to the workers until job_done). */
+/* ---- back on the loop ---- */
+
+/* Under the lock: the job goes to the workers unless they have it. */
+static void
+job_schedule_locked(struct signer_job *job)
+{
+	if (job->state != JOB_IDLE)
+		return;
+	job->state = JOB_QUEUED;
+	TAILQ_INSERT_TAIL(&signer.w.work, job, wentry);
+	pthread_cond_signal(&signer.w.cond);
+}
+
+/* The loop's half of the backpressure (the workers clear
+ * w.reading_paused and say so on the pipe). */
+static void
+conns_set_reading(bool on)
+{
+	struct signer_conn *sc;
+
+	if (signer.reading_paused == !on)
+		return;
+	signer.reading_paused = !on;
+	TAILQ_FOREACH(sc, &signer.conns, entry)
+		ipc_conn_set_reading(sc->ipc, on);
+}
+
+/* Under the lock, before reading stops: every job with bytes waiting
+ * goes to the workers, or nothing would drain them. */
+static void
+schedule_all_pending_locked(void)
+{
+	struct signer_conn *sc;
+	struct signer_job *job;
+
+	TAILQ_FOREACH(sc, &signer.conns, entry)
+		TAILQ_FOREACH(job, &sc->jobs, entry)
+			if (job->pending > 0)
+				job_schedule_locked(job);
+}
+
+/* DATA: a copy of the chunk for the worker (the frame is gone after the
+ * callback). */
+static void
+job_data(struct signer_job *job, const void *data, size_t len)
+{
+	struct job_chunk *c = xmalloc(sizeof(*c) + len);
+	bool pause = false;
+
+	c->len = len;
+	memcpy(c->data, data, len);
+	pthread_mutex_lock(&signer.w.lock);
+	STAILQ_INSERT_TAIL(&job->chunks, c, entry);
+	job->pending += len;
+	signer.w.pending += len;
+	/* While reading is paused every byte must reach a worker, or the
+	 * bytes that wait would never fall below the limit. */
+	if (job->pending >= JOB_BATCH || signer.w.reading_paused)
+		job_schedule_locked(job);
+	if (!signer.w.reading_paused && signer.w.pending > PENDING_MAX) {
+		pause = signer.w.reading_paused = true;
+		schedule_all_pending_locked();
+	}
+	pthread_mutex_unlock(&signer.w.lock);
+	if (pause)
+		conns_set_reading(false);
+}
+
+static void
+job_reply(struct signer_job *job, uint8_t status, const char *error,
+    char **headers, size_t n)
+{
+	struct ipc_out *o = ipc_out_new(IPC_SIGN_REPLY, job->reqid);
+
+	ipc_put_u8(o, status);
+	ipc_put_str(o, error);
+	ipc_put_u32(o, (uint32_t)n);
+	for (size_t i = 0; i < n; i++)
+		ipc_put_str(o, headers[i]);
+	ipc_conn_send(job->conn->ipc, o);
+}
+
+/* END: answer NO_KEY at once, else the workers finish the job
+ * (true: it belongs to them until job_done). */
 static bool
-job_finish(struct signer_job *job)
+job_end(struct signer_job *job)
 {
 	struct signer_conn *sc = job->conn;
 
@@ -421,26 +644,46 @@ job_finish(struct signer_job *job)
 		    NULL, 0);
 		return false;
 	}
-	if (job->error == NULL && header_split_finish(&job->split) == -1)
-		job_fail(job, "%s", job->split.error);
-	if (job->error != NULL) {
-		log_warn("reqid=%u domain=%s size=%llu: not signed: %s",
-		    job->reqid, job->name,
-		    (unsigned long long)job->bytes, job->error);
-		job_reply(job, SIGN_TEMPFAIL, job->error, NULL, 0);
-		return false;
-	}
 	TAILQ_REMOVE(&sc->jobs, job, entry);
 	TAILQ_INSERT_TAIL(&sc->working, job, entry);
 	job->working = true;
 	pthread_mutex_lock(&signer.w.lock);
-	TAILQ_INSERT_TAIL(&signer.w.work, job, wentry);
-	pthread_cond_signal(&signer.w.cond);
+	job->ended = true;
+	job_schedule_locked(job);
 	pthread_mutex_unlock(&signer.w.lock);
 	return true;
 }
 
-/* Back on the loop: answer (unless the client went away) and free. */
+/*
+ * ABORT or the connection closed: a job no worker holds is freed now;
+ * one a worker runs (or has finished) is freed by job_done, unanswered.
+ */
+static void
+job_cancel(struct signer_job *job)
+{
+	bool held;
+
+	pthread_mutex_lock(&signer.w.lock);
+	if (job->state == JOB_QUEUED) {
+		TAILQ_REMOVE(&signer.w.work, job, wentry);
+		job->state = JOB_IDLE;
+	}
+	held = job->state != JOB_IDLE;
+	job->cancelled = true;
+	pthread_mutex_unlock(&signer.w.lock);
+	if (!held) {
+		job_free(job);
+		return;
+	}
+	if (job->working)
+		TAILQ_REMOVE(&job->conn->working, job, entry);
+	else
+		TAILQ_REMOVE(&job->conn->jobs, job, entry);
+	job->conn->n_jobs--;
+	job->conn = NULL;
+}
+
+/* A worker is done with the job: answer (unless orphaned) and free. */
 static void
 job_done(struct signer_job *job)
 {
@@ -455,12 +698,10 @@ job_done(struct signer_job *job)
 		    job->reqid, job->name,
 		    (unsigned long long)job->bytes, job->n_headers);
 		job_reply(job, SIGN_OK, "", job->headers, job->n_headers);
+	} else {
+		log_info("reqid=%u domain=%s: the client went away while it was "
+		    "signed: dropped", job->reqid, job->name);
 	}
-	for (size_t i = 0; i < job->n_headers; i++)
-		free(job->headers[i]);
-	free(job->headers);
-	job->headers = NULL;
-	job->n_headers = 0;
 	job_free(job);
 }
 
@@ -470,6 +711,7 @@ workers_done_cb(evutil_socket_t fd, short what, void *arg)
 	struct signer_job_queue done;
 	struct signer_job *job;
 	char buf[256];
+	bool resume;
 
 	(void)what;
 	(void)arg;
@@ -478,7 +720,10 @@ workers_done_cb(evutil_socket_t fd, short what, void *arg)
 	TAILQ_INIT(&done);
 	pthread_mutex_lock(&signer.w.lock);
 	TAILQ_CONCAT(&done, &signer.w.done, wentry);
+	resume = !signer.w.reading_paused;
 	pthread_mutex_unlock(&signer.w.lock);
+	if (resume)
+		conns_set_reading(true);
 	while ((job = TAILQ_FIRST(&done)) != NULL) {
 		TAILQ_REMOVE(&done, job, wentry);
 		job_done(job);
@@ -556,9 +801,8 @@ conn_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 			return;
 		}
 		job->bytes += len;
-		if (job->domain != NULL && job->error == NULL &&
-		    header_split_feed(&job->split, data, len) == -1)
-			job_fail(job, "%s", job->split.error);
+		if (job->domain != NULL && len > 0)
+			job_data(job, data, len);
 		return;
 	case IPC_SIGN_END:
 	case IPC_SIGN_ABORT:
@@ -574,9 +818,9 @@ conn_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 				    "job %u", m->reqid);
 			return;
 		}
-		if (m->type == IPC_SIGN_END && job_finish(job))
+		if (m->type == IPC_SIGN_END && job_end(job))
 			return;		/* a worker signs it; job_done answers */
-		job_free(job);
+		job_cancel(job);
 		signer_maybe_exit();
 		return;
 	default:
@@ -595,13 +839,11 @@ conn_close_cb(struct ipc_conn *c, const char *why, void *arg)
 	if (!TAILQ_EMPTY(&sc->jobs))
 		log_warn("connection from %s closed with jobs open: %s",
 		    ipc_conn_peer_name(c), why);
-	while ((job = TAILQ_FIRST(&sc->jobs)) != NULL)
-		job_free(job);
 	/* Jobs a worker holds are freed when it is done, without a reply. */
-	while ((job = TAILQ_FIRST(&sc->working)) != NULL) {
-		TAILQ_REMOVE(&sc->working, job, entry);
-		job->conn = NULL;
-	}
+	while ((job = TAILQ_FIRST(&sc->jobs)) != NULL)
+		job_cancel(job);
+	while ((job = TAILQ_FIRST(&sc->working)) != NULL)
+		job_cancel(job);
 	TAILQ_REMOVE(&signer.conns, sc, entry);
 	ipc_conn_free(c);
 	free(sc);
@@ -623,6 +865,8 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	TAILQ_INSERT_TAIL(&signer.conns, sc, entry);
 	sc->ipc = ipc_conn_new(signer.d.base, fd, "signer", conn_msg_cb,
 	    conn_close_cb, sc);
+	if (signer.reading_paused)
+		ipc_conn_set_reading(sc->ipc, false);
 }
 
 /* ---- lifecycle ---- */
@@ -648,6 +892,8 @@ signer_maybe_exit(void)
 	if (recycle && !signer.d.draining)
 		log_info("recycling after %llu ed25519 signatures",
 		    (unsigned long long)signer.ed25519_signed);
+	log_info("%lu signatures used the keys parsed at start",
+	    key_cache_hits());
 	signer_stop_listening();
 	daemon_exit(&signer.d);
 }

@@ -306,6 +306,34 @@ def test_many_jobs_in_flight_on_one_connection(signing, test_dir):
             verify_all(f.read(), dns, 2)
 
 
+def test_many_clients_through_the_reading_pause(signing, test_dir):
+    """16 connections stream 32 MB at once, far more than the 2 MB the
+    signer lets wait for its threads: it stops reading and resumes, and
+    every job is answered and verifies."""
+    t, dns = signing()
+    pid = t.pids_of("signer")[0]
+    sock = os.path.join(t.run_dir, "private", "signer")
+    path = write(os.path.join(test_dir, "m.eml"), big_message(1 << 20))
+    procs = []
+    for i in range(16):
+        outdir = os.path.join(test_dir, f"out{i}")
+        os.makedirs(outdir)
+        procs.append((outdir, subprocess.Popen(
+            [SIGN_CLIENT, "-n", "2", "-c", "3000", "-o", outdir, sock,
+             "example.test", path], stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, env=ternlib.daemon_env())))
+    for outdir, p in procs:
+        err = p.communicate(timeout=120)[1].decode()
+        assert p.returncode == 0, err
+        jobs = re.findall(r"^job=(\d+) status=(\d+) error=(.*) headers=(\d+)$",
+                          err, re.M)
+        assert sorted(j[0] for j in jobs) == ["0", "1"], err
+        assert all(j[1] == "0" and j[3] == "2" for j in jobs), err
+    with open(os.path.join(procs[-1][0], "1.eml"), "rb") as f:
+        verify_all(f.read(), dns, 2)
+    assert t.pids_of("signer") == [pid]
+
+
 def test_bad_header_is_a_temporary_failure(signing, test_dir):
     t, dns = signing()
     path = write(os.path.join(test_dir, "m.eml"),
@@ -348,8 +376,10 @@ def test_killed_signer_gives_tempfail_then_comes_back(signing, test_dir):
     path = write(os.path.join(test_dir, "m.eml"), big_message(3 << 20))
     pid = t.pids_of("signer")[0]
     sock = os.path.join(t.run_dir, "private", "signer")
-    p = subprocess.Popen([SIGN_CLIENT, "-n", "20", "-c", "1000", "-o",
-                          test_dir, sock, "example.test", path],
+    # Jobs 1 to 19 end only 3 s after job 0 answered: in flight for sure.
+    p = subprocess.Popen([SIGN_CLIENT, "-n", "20", "-c", "1000", "-w",
+                          "3000", "-o", test_dir, sock, "example.test",
+                          path],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          env=ternlib.daemon_env())
     t.wait_log(r"reqid=\d+ domain=example\.test .*: signed")
@@ -374,6 +404,9 @@ def test_ed25519_recycle_restarts_the_signer(signing, test_dir, monkeypatch):
     for _ in range(3):
         assert sign(t, "example.test", path)[2][0][1] == "0"
     t.wait_log(r"recycling after 3 ed25519 signatures")
+    # Both keys were parsed once at start, not per message (key_cache.c).
+    t.wait_log(r"tern/signer\[\d+\]: 6 signatures used the keys parsed "
+               r"at start")
     wait_for(lambda: t.pids_of("signer") and t.pids_of("signer") != first, 15,
              what="a fresh signer")
     rc, out, jobs = sign(t, "example.test", path)
@@ -462,6 +495,45 @@ def test_too_many_open_jobs_close_the_connection(signing, test_dir):
     rc, out, jobs = sign(t, "example.test",
                          write(os.path.join(test_dir, "m.eml"), MESSAGE))
     assert jobs[0][1] == "0"
+
+
+def test_connection_closed_while_jobs_sign(signing, test_dir):
+    """A client that closes with jobs everywhere: one ended and signing on
+    a worker, one large one still hashing, one open with data queued. The
+    jobs a worker holds are dropped when it is done, unanswered; ASan (the
+    teardown checks the log) sees no use after free; the signer serves on."""
+    t, dns = signing()
+    pid = t.pids_of("signer")[0]
+    sock_path = os.path.join(t.run_dir, "private", "signer")
+    big = big_message(300000)
+
+    def data_frames(reqid, body):
+        return b"".join(
+            frame(SIGN_DATA, reqid,
+                  struct.pack(">I", len(body[o:o + 65536])) +
+                  body[o:o + 65536])
+            for o in range(0, len(body), 65536))
+
+    request = (hello() +
+               frame(SIGN_BEGIN, 1, ipc_str("example.test")) +
+               data_frames(1, MESSAGE) + frame(SIGN_END, 1) +
+               frame(SIGN_BEGIN, 2, ipc_str("example.test")) +
+               data_frames(2, big) + frame(SIGN_END, 2) +
+               frame(SIGN_BEGIN, 3, ipc_str("example.test")) +
+               data_frames(3, big[:100000]))
+    for i in range(40):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(sock_path)
+            s.sendall(request)
+            time.sleep((0, 0.0005, 0.002, 0.01)[i % 4])
+    t.wait_log(r"tern/signer\[\d+\]: reqid=\d+ domain=example\.test: the "
+               r"client went away while it was signed: dropped")
+    time.sleep(1)
+    assert t.pids_of("signer") == [pid]
+    rc, out, jobs = sign(t, "example.test",
+                         write(os.path.join(test_dir, "m.eml"), MESSAGE))
+    assert jobs[0][1] == "0"
+    verify_all(out, dns, 2)
 
 
 def test_raw_protocol_reply_and_abort(signing, test_dir):

@@ -6,7 +6,9 @@
  * signed message (signature fields, then the message) goes to DIR/I.eml;
  * without it the first one goes to stdout. -a aborts every other job
  * (odd I) after its data, to check aborts do not disturb the rest; -t
- * sets the reply timeout in seconds.
+ * sets the reply timeout in seconds; -w MS holds back the END of every
+ * job but the first until MS milliseconds after the first answer (so a
+ * test can act while jobs are surely in flight).
  * Exit status 0 when every job that was not aborted answered.
  */
 #include "autoconfig.h"
@@ -39,6 +41,10 @@ static int n_jobs, n_open;
 static size_t chunk = 10000;
 static bool abort_odd;
 static unsigned timeout_sec = 30;
+static long hold_ms;
+static struct event *ev_hold;
+
+static void end_jobs(int from);
 
 static void
 done_cb(void *arg, int status, const char *error, const char *const *headers,
@@ -67,8 +73,38 @@ done_cb(void *arg, int status, const char *error, const char *const *headers,
 	if (out != stdout)
 		fclose(out);
 	slot->done = true;
+	if (hold_ms > 0 && slot->index == 0 && n_jobs > 1) {
+		struct timeval tv = { hold_ms / 1000, (hold_ms % 1000) * 1000 };
+
+		evtimer_add(ev_hold, &tv);
+	}
 	if (--n_open == 0)
 		event_base_loopexit(base, NULL);
+}
+
+static void
+hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	end_jobs(1);
+}
+
+static void
+end_jobs(int from)
+{
+	for (int i = from; i < n_jobs; i++) {
+		if (abort_odd && i % 2 == 1) {
+			signer_job_abort(slots[i].job);
+			slots[i].aborted = true;
+			n_open--;
+			continue;
+		}
+		if (hold_ms > 0 && from == 0 && i > 0)
+			break;		/* hold_cb ends the others */
+		signer_job_end(slots[i].job);
+	}
 }
 
 static void
@@ -86,15 +122,7 @@ run_jobs(void)
 			signer_job_data(slots[i].job, message + off, n);
 	}
 	n_open = n_jobs;
-	for (int i = 0; i < n_jobs; i++) {
-		if (abort_odd && i % 2 == 1) {
-			signer_job_abort(slots[i].job);
-			slots[i].aborted = true;
-			n_open--;
-			continue;
-		}
-		signer_job_end(slots[i].job);
-	}
+	end_jobs(0);
 	if (n_open == 0)
 		event_base_loopexit(base, NULL);
 }
@@ -146,13 +174,14 @@ main(int argc, char **argv)
 	int ch, rc = 0;
 
 	n_jobs = 1;
-	while ((ch = getopt(argc, argv, "n:o:c:at:")) != -1) {
+	while ((ch = getopt(argc, argv, "n:o:c:at:w:")) != -1) {
 		switch (ch) {
 		case 'n': n_jobs = atoi(optarg); break;
 		case 'o': out_dir = optarg; break;
 		case 'c': chunk = (size_t)atol(optarg); break;
 		case 'a': abort_odd = true; break;
 		case 't': timeout_sec = (unsigned)atoi(optarg); break;
+		case 'w': hold_ms = atol(optarg); break;
 		default: goto usage;
 		}
 	}
@@ -166,6 +195,7 @@ main(int argc, char **argv)
 	sc = signer_client_new(base, argv[optind]);
 	signer_client_set_timeout(sc, timeout_sec);
 	ev = evtimer_new(base, wait_up_cb, &ev);
+	ev_hold = evtimer_new(base, hold_cb, NULL);
 	event_active(ev, 0, 0);
 	event_base_loopexit(base, &give_up);
 	event_base_dispatch(base);
@@ -176,12 +206,13 @@ main(int argc, char **argv)
 		}
 	signer_client_free(sc);
 	event_free(ev);
+	event_free(ev_hold);
 	event_base_free(base);
 	free(slots);
 	free(message);
 	return rc;
 usage:
-	fprintf(stderr, "usage: sign_client [-n jobs] [-c chunk] [-o dir] [-a] [-t timeout] "
-	    "SOCKET DOMAIN FILE\n");
+	fprintf(stderr, "usage: sign_client [-n jobs] [-c chunk] [-o dir] [-a] "
+	    "[-t timeout] [-w ms] SOCKET DOMAIN FILE\n");
 	return 2;
 }

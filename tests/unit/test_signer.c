@@ -153,6 +153,8 @@ test_split_message_ends_early(void **state)
 	expect_split("", "E");
 	/* No header at all. */
 	expect_split("\r\nbody", "EB[body]");
+	expect_split("A: 1\r\n\r\n\r\n\r\nx\r\ny\r\n",
+	    "F[A: 1]EB[\r\n\r\nx\r\ny\r\n]");
 }
 
 static void
@@ -171,6 +173,9 @@ test_split_errors(void **state)
 	expect_split_error("A: 1\r\n\r\n\n", "bare LF in the body");
 	expect_split_error("A: 1\r\n\r\nx\ry\r\n", "bare CR in the body");
 	expect_split_error("A: 1\r\n\r\nx\r", "bare CR in the body");
+	expect_split_error("A: 1\r\n\r\nok\r\n\r\r\n", "bare CR in the body");
+	expect_split_error("A: 1\r\n\r\nok\r\nx\n", "bare LF in the body");
+	expect_split_error("A: 1\r\n\r\nok\r\n\n\r\n", "bare LF in the body");
 	/* max_field is 64 in these tests. */
 	expect_split_error("A: 0123456789012345678901234567890123456789012345678"
 	    "901234567890123456789\r\n\r\n", "too long");
