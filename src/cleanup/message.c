@@ -133,6 +133,31 @@ end_line(struct msg_reader *r)
 	r->line_8bit = false;
 }
 
+/* How many bytes at p come before the next CR, LF or NUL. */
+static size_t
+plain_span(const unsigned char *p, size_t n)
+{
+	const unsigned char *stop;
+
+	if ((stop = memchr(p, '\r', n)) != NULL)
+		n = (size_t)(stop - p);
+	if ((stop = memchr(p, '\n', n)) != NULL)
+		n = (size_t)(stop - p);
+	if ((stop = memchr(p, '\0', n)) != NULL)
+		n = (size_t)(stop - p);
+	return n;
+}
+
+static bool
+has_8bit(const unsigned char *p, size_t n)
+{
+	unsigned char any = 0;
+
+	for (size_t i = 0; i < n; i++)
+		any |= p[i];
+	return (any & 0x80) != 0;
+}
+
 void
 msg_reader_feed(struct msg_reader *r, const void *buf, size_t len)
 {
@@ -140,6 +165,21 @@ msg_reader_feed(struct msg_reader *r, const void *buf, size_t len)
 
 	for (size_t i = 0; i < len && r->error == MSG_OK; i++) {
 		unsigned char c = p[i];
+		size_t k;
+
+		/* The plain bytes of a line, as a run: nearly all of them. */
+		if (!r->pending_cr && (k = plain_span(p + i, len - i)) > 1) {
+			if (k > MSG_LINE_MAX - r->line_len) {
+				set_error(r, MSG_ERR_LINE_TOO_LONG);
+				break;
+			}
+			if (!r->line_8bit && has_8bit(p + i, k))
+				r->line_8bit = true;
+			memcpy(r->line + r->line_len, p + i, k);
+			r->line_len += k;
+			i += k - 1;
+			continue;
+		}
 
 		if (r->pending_cr) {
 			r->pending_cr = false;
