@@ -207,30 +207,43 @@ supervisor_bind_listeners(struct supervisor *sv, const struct tern_config *cfg)
 	return 0;
 }
 
+/* Binds the Unix socket at path (mode 0666: its directory decides who
+ * may connect) and keeps it as name (taken). */
+static int
+supervisor_add_unix(struct supervisor *sv, const char *path, char *name)
+{
+	struct master_socket ms;
+
+	memset(&ms, 0, sizeof(ms));
+	ms.fd = ipc_listen_unix(path, 0666);
+	if (ms.fd == -1) {
+		log_warn("cannot listen on %s: %s", path, strerror(errno));
+		free(name);
+		return -1;
+	}
+	fd_set_nonblock(ms.fd);
+	ms.name = name;
+	sv->sockets = xreallocarray(sv->sockets, sv->n_sockets + 1,
+	    sizeof(*sv->sockets));
+	sv->sockets[sv->n_sockets++] = ms;
+	return 0;
+}
+
 int
 supervisor_bind_unix(struct supervisor *sv, const struct tern_config *cfg)
 {
 	for (size_t i = 0; i < TERN_ARRAY_LEN(service_defs); i++) {
 		const struct service_def *def = &service_defs[i];
-		struct master_socket ms;
 		char path[4096];
 
 		if (def->unix_socket == NULL)
 			continue;
+		/* The private directory (0700) is what keeps others out. */
 		snprintf(path, sizeof(path), "%s/private/%s", cfg->server.run_dir,
 		    def->unix_socket);
-		memset(&ms, 0, sizeof(ms));
-		/* The private directory (0700) is what keeps others out. */
-		ms.fd = ipc_listen_unix(path, 0666);
-		if (ms.fd == -1) {
-			log_warn("cannot listen on %s: %s", path, strerror(errno));
+		if (supervisor_add_unix(sv, path,
+		    xasprintf("unix:%s", def->unix_socket)) == -1)
 			return -1;
-		}
-		fd_set_nonblock(ms.fd);
-		ms.name = xasprintf("unix:%s", def->unix_socket);
-		sv->sockets = xreallocarray(sv->sockets, sv->n_sockets + 1,
-		    sizeof(*sv->sockets));
-		sv->sockets[sv->n_sockets++] = ms;
 	}
 	return 0;
 }
@@ -239,23 +252,14 @@ int
 supervisor_bind_public(struct supervisor *sv, const struct tern_config *cfg)
 {
 	for (size_t i = 0; i < TERN_ARRAY_LEN(public_sockets); i++) {
-		struct master_socket ms;
 		char path[4096];
 
+		/* Anyone may connect: the server asks the kernel who they are. */
 		snprintf(path, sizeof(path), "%s/public/%s", cfg->server.run_dir,
 		    public_sockets[i].name);
-		memset(&ms, 0, sizeof(ms));
-		/* Anyone may connect: the server asks the kernel who they are. */
-		ms.fd = ipc_listen_unix(path, 0666);
-		if (ms.fd == -1) {
-			log_warn("cannot listen on %s: %s", path, strerror(errno));
+		if (supervisor_add_unix(sv, path,
+		    xasprintf("public:%s", public_sockets[i].name)) == -1)
 			return -1;
-		}
-		fd_set_nonblock(ms.fd);
-		ms.name = xasprintf("public:%s", public_sockets[i].name);
-		sv->sockets = xreallocarray(sv->sockets, sv->n_sockets + 1,
-		    sizeof(*sv->sockets));
-		sv->sockets[sv->n_sockets++] = ms;
 	}
 	return 0;
 }
