@@ -12,6 +12,12 @@ tests_unit_test_ipc_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_ipc_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test_config tests/unit/test_ipc
 
+check_PROGRAMS += tests/unit/test_log
+tests_unit_test_log_SOURCES = tests/unit/test_log.c
+tests_unit_test_log_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_log_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_log
+
 check_PROGRAMS += tests/unit/test_signer
 tests_unit_test_signer_SOURCES = tests/unit/test_signer.c \
 	src/signer/header_split.c src/signer/header_split.h

@@ -6,6 +6,7 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,10 +20,24 @@
 static char log_ident[64] = "tern";
 static enum log_target log_target = LOG_TARGET_STDERR;
 static bool log_verbose;
+/* getpid() once, not per line (a system call each time since glibc 2.25);
+ * a forked child takes its own. */
+static pid_t log_pid;
+
+static void
+log_after_fork(void)
+{
+	log_pid = getpid();
+}
 
 void
 log_init(const char *ident, enum log_target target, bool verbose)
 {
+	static bool registered;
+
+	if (!registered && pthread_atfork(NULL, NULL, log_after_fork) == 0)
+		registered = true;
+	log_pid = getpid();
 	snprintf(log_ident, sizeof(log_ident), "tern/%s", ident);
 	log_verbose = verbose;
 	log_set_target(target);
@@ -78,7 +93,8 @@ log_emit(int priority, const char *prefix, const char *fmt, va_list ap)
 		localtime_r(&now, &tm);
 		strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
 		n = snprintf(line, sizeof(line), "%s %s[%ld]: %s%s\n", stamp,
-		    log_ident, (long)getpid(), prefix, msg);
+		    log_ident, (long)(log_pid != 0 ? log_pid : getpid()), prefix,
+		    msg);
 		if (n > (int)sizeof(line) - 1)
 			n = (int)sizeof(line) - 1;
 		if (write(STDERR_FILENO, line, (size_t)n) < 0) {

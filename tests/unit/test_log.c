@@ -1,0 +1,86 @@
+/*
+ * test_log.c - the log line shape: "Mon dd hh:mm:ss tern/NAME[PID]: text",
+ * control characters replaced, and the pid of the process that writes
+ * (the pid is cached, so a forked child must not log its parent's).
+ */
+#include "autoconfig.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* Runs fn with stderr on a pipe; returns what it wrote. */
+static void
+capture(void (*fn)(void), char *buf, size_t size)
+{
+	int fds[2], saved = dup(STDERR_FILENO);
+	ssize_t n, got = 0;
+
+	assert_int_equal(pipe(fds), 0);
+	dup2(fds[1], STDERR_FILENO);
+	close(fds[1]);
+	fn();
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	while ((n = read(fds[0], buf + got, size - 1 - (size_t)got)) > 0)
+		got += n;
+	close(fds[0]);
+	buf[got] = '\0';
+}
+
+static void
+log_in_parent_and_child(void)
+{
+	pid_t pid;
+	int status;
+
+	log_info("parent line\x01");
+	pid = fork();
+	if (pid == 0) {
+		log_info("child line");
+		_exit(0);
+	}
+	waitpid(pid, &status, 0);
+	dprintf(STDERR_FILENO, "child=%ld\n", (long)pid);
+}
+
+static void
+test_pid_per_process(void **state)
+{
+	char out[4096], want[64];
+	const char *child_at;
+	long child;
+
+	(void)state;
+	log_init("test", LOG_TARGET_STDERR, false);
+	capture(log_in_parent_and_child, out, sizeof(out));
+	snprintf(want, sizeof(want), "tern/test[%ld]: parent line?\n",
+	    (long)getpid());
+	assert_non_null(strstr(out, want));
+	child_at = strstr(out, "child=");
+	assert_non_null(child_at);
+	child = strtol(child_at + 6, NULL, 10);
+	assert_true(child > 0 && child != (long)getpid());
+	snprintf(want, sizeof(want), "tern/test[%ld]: child line\n", child);
+	assert_non_null(strstr(out, want));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pid_per_process),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
