@@ -252,11 +252,14 @@ check_selector(struct ub_ctx *ctx, const char *domain, const char *selector,
 		    domain, selector, name, res->why_bogus ? res->why_bogus : "bogus");
 		goto out;
 	}
-	if (!res->havedata && res->answer_len >= 4 &&
+	/* Only an answer says the record is missing: a server that did not
+	 * answer (down, unreachable) is a failed lookup, not an absence. */
+	if (!res->havedata && (res->rcode == DNS_RCODE_SERVFAIL ||
+	    (res->answer_len >= 4 &&
 	    (((const unsigned char *)res->answer_packet)[3] & 0x0f) ==
-	    DNS_RCODE_SERVFAIL) {
-		printf("%s %s: lookup of %s failed: SERVFAIL\n", domain, selector,
-		    name);
+	    DNS_RCODE_SERVFAIL))) {
+		printf("%s %s: lookup of %s failed: SERVFAIL (the DNS server "
+		    "failed or did not answer)\n", domain, selector, name);
 		goto out;
 	}
 	for (int i = 0; res->havedata && res->data[i] != NULL; i++) {

@@ -636,3 +636,21 @@ def test_dkim_keygen_options(tern, test_dir):
     assert re.fullmatch(r'c1\._domainkey\.example\.test\. IN TXT '
                         r'"v=DKIM1; k=ed25519; p=[A-Za-z0-9+/]{43}="\n',
                         r.stdout)
+
+
+def test_dkim_check_with_dns_down(tern, test_dir):
+    """No DNS server answers: a failed lookup, never "missing record"
+    (which would send the operator to publish a key that is there)."""
+    t = tern()
+    key = os.path.join(test_dir, "k.pem")
+    keygen(t, "example.test", "s1", key)
+    t.sections["delivery"] = {
+        "dns_servers": f"127.0.0.1@{ternlib.free_port()}"}
+    t.sections["domain example.test"] = {"dkim_selector": "s1",
+                                         "dkim_key": key}
+    t.write_config()
+    r = t.ternctl("dkim", "check")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "example.test s1: lookup of s1._domainkey.example.test failed" \
+        in r.stdout, r.stdout
+    assert "missing record" not in r.stdout
