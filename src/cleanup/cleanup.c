@@ -36,11 +36,42 @@
 
 struct cleanup cleanup;
 
+/* A local user's connection may not sit idle: [smtpd] timeout, as an
+ * SMTP client gets. The sendmail command sends a whole message at once;
+ * only a connection left open holds a slot. */
+static void
+client_idle_restart(struct client *cl)
+{
+	struct timeval tv = { cleanup.d.cfg->smtpd.timeout, 0 };
+
+	evtimer_add(cl->idle, &tv);
+}
+
+static void
+client_idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *cl = arg;
+
+	(void)fd;
+	(void)what;
+	if (txn_client_waits_for_us(cl)) {
+		client_idle_restart(cl);
+		return;
+	}
+	ipc_conn_protocol_error(cl->conn, "sendmail socket: idle for %lld s "
+	    "(uid=%lu user=%s)", (long long)cleanup.d.cfg->smtpd.timeout,
+	    (unsigned long)cl->peer.uid, cl->peer.user);
+}
+
 static void
 client_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 {
+	struct client *cl = arg;
+
 	(void)c;
-	txn_dispatch(arg, m);
+	if (cl->idle != NULL)
+		client_idle_restart(cl);
+	txn_dispatch(cl, m);
 }
 
 static void
@@ -52,6 +83,8 @@ client_close_cb(struct ipc_conn *c, const char *why, void *arg)
 	txn_client_gone(cl);
 	if (cl->is_local_user)
 		cleanup.n_local_clients--;
+	if (cl->idle != NULL)
+		event_free(cl->idle);
 	ipc_conn_free(c);
 	free(cl);
 	cleanup.n_clients--;
@@ -94,6 +127,12 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	cl->conn = ipc_conn_new(cleanup.d.base, fd, "cleanup", client_msg_cb,
 	    client_close_cb, cl);
 	cleanup.n_clients++;
+	if (cl->is_local_user) {
+		cl->idle = evtimer_new(cleanup.d.base, client_idle_cb, cl);
+		if (cl->idle == NULL)
+			log_fatal("evtimer_new failed");
+		client_idle_restart(cl);
+	}
 }
 
 static void

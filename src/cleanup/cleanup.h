@@ -54,6 +54,7 @@ struct client {
 	 */
 	bool is_local_user;
 	struct peer_identity peer;
+	struct event *idle;		/* local users: [smtpd] timeout */
 };
 
 /* Handles one CLEANUP_* request of a client (txn.c). */
@@ -61,6 +62,9 @@ void txn_dispatch(struct client *cl, struct ipc_msg *m);
 /* The client went away: its transactions are forgotten, except those
  * already committing, which finish unanswered. */
 void txn_client_gone(struct client *cl);
+/* True while one of the client's messages is past END (signing or
+ * committing): the silence is ours, not the client's. */
+bool txn_client_waits_for_us(const struct client *cl);
 /* Answers the transactions whose commit finished (the ev_done event). */
 void txn_commits_done(evutil_socket_t fd, short what, void *arg);
 

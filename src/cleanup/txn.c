@@ -923,6 +923,15 @@ txn_dispatch(struct client *cl, struct ipc_msg *m)
 	}
 }
 
+bool
+txn_client_waits_for_us(const struct client *cl)
+{
+	for (const struct txn *t = cl->txns; t != NULL; t = t->next)
+		if (t->state == TXN_SIGNING || t->state == TXN_COMMITTING)
+			return true;
+	return false;
+}
+
 void
 txn_client_gone(struct client *cl)
 {

@@ -438,11 +438,11 @@ def test_user_without_access_to_keys_can_still_send(conf, double):
 CLIENT = os.path.join(BUILD_DIR, "tests/tools/cleanup_client")
 
 
-def start_tern(tern):
+def start_tern(tern, **sections):
     """ternd with the real daemons. The hostname is no [domain]: a local
     user's default sender (user@hostname) is accepted all the same."""
     from test_cleanup import _queue_ready
-    t = tern({"domain example.test": {}})
+    t = tern({"domain example.test": {}, **sections})
     os.chmod(t.dir, 0o755)
     t.start()
     md = os.path.join(t.queue_dir, "maildrop")
@@ -702,6 +702,31 @@ def test_a_local_client_gets_one_transaction_and_few_connections(tern):
     c.s.close()
     # Closed ones are counted out: a new client is served again.
     wait_for(lambda: _hello_ok(sock), what="a new connection served")
+
+
+def test_an_idle_local_connection_is_closed(tern):
+    """A connection left open on the sendmail socket holds one of the 256
+    slots: after [smtpd] timeout of silence from the client it is closed;
+    one that keeps talking is not."""
+    from test_cleanup import Raw
+    t = start_tern(tern, smtpd={"timeout": "2s"})
+    sock = os.path.join(t.run_dir, "public", "sendmail")
+    idle, busy = Raw(sock), Raw(sock)
+    start = time.monotonic()
+    busy.begin(1)
+    assert busy.reply()[1] == 250
+    for i in range(6):		# 3 s of activity, never 2 s of silence
+        time.sleep(0.5)
+        busy.rcpt(1, f"to{i}@example.net")
+        assert busy.reply()[1] == 250
+    idle.s.settimeout(10)
+    assert idle.s.recv(1) == b""	# closed by cleanup
+    assert time.monotonic() - start >= 1.5
+    t.wait_log(r"sendmail socket: idle for 2 s \(uid=\d+ user=\S+\)")
+    busy.data(1, b"Subject: still here\r\n\r\nhi\r\n")
+    busy.send(0x0104, 1)
+    r = busy.reply()
+    assert r[1] == 250 and r[4], r
 
 
 def _hello_ok(sock):
