@@ -703,8 +703,8 @@ feedback_work(struct work *w)
 		    "bounced" : "deferred", e->text);
 		if (it->kind == FEEDBACK_DELAYED)
 			continue;
-		bounce_policy_decide(&bn.policy, complaint, it->status,
-		    e->bounce_class, now, &v);
+		bounce_policy_decide(&bn.policy, complaint, it->code,
+		    it->status, e->bounce_class, now, &v);
 		if (!v.suppress && !v.count_soft)
 			continue;
 		/* A soft bounce is counted by qmgr in the queue, with the

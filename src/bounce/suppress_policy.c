@@ -71,8 +71,8 @@ bounce_class_is_about_mailbox(const char *bounce_class)
 
 void
 bounce_policy_decide(const struct bounce_policy *p, bool is_complaint,
-    const char *status, const char *bounce_class, int64_t now_ms,
-    struct suppression_verdict *out)
+    unsigned code, const char *status, const char *bounce_class,
+    int64_t now_ms, struct suppression_verdict *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (is_complaint) {
@@ -81,8 +81,20 @@ bounce_policy_decide(const struct bounce_policy *p, bool is_complaint,
 		out->expires_ms = expiry(now_ms, p->complaint_expiry_ms);
 		return;
 	}
-	out->severity = bounce_severity_of(p, status);
 	out->source = QUEUE_SUPP_BOUNCE;
+	/* A reply without an enhanced status code: a 5xx one is hard,
+	 * whatever its class (as tern has always judged it), a 4xx one
+	 * is judged as 4.0.0. */
+	if (status == NULL || status[0] == '\0') {
+		if (code >= 500 && code <= 599) {
+			out->severity = BOUNCE_HARD;
+			out->suppress = true;
+			out->expires_ms = expiry(now_ms, p->hard_expiry_ms);
+			return;
+		}
+		status = code >= 400 && code <= 499 ? "4.0.0" : "";
+	}
+	out->severity = bounce_severity_of(p, status);
 	switch (out->severity) {
 	case BOUNCE_HARD:
 		out->suppress = true;

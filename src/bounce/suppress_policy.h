@@ -8,6 +8,7 @@
  *          soft_bounce_limit different messages failed within
  *          soft_bounce_window (expiry soft_expiry), see
  *          queue_update_soft_failure()
+ *   a reply without an enhanced status: 5xx -> hard, 4xx -> as 4.0.0
  *   complaint -> suppress now (source complaint, expiry complaint_expiry)
  *   anything else, and soft failures whose class says nothing about the
  *   mailbox (dns, tls, rate-limited, policy, content: a destination that
@@ -63,12 +64,13 @@ enum bounce_severity bounce_severity_of(const struct bounce_policy *p,
 bool bounce_class_is_about_mailbox(const char *bounce_class);
 
 /*
- * Decides for a bounce (is_complaint false; its status and bounce class)
- * or a complaint (is_complaint true).
+ * Decides for a bounce (is_complaint false; its SMTP reply code, 0 none,
+ * its enhanced status, "" none, and its bounce class) or a complaint
+ * (is_complaint true).
  */
 void bounce_policy_decide(const struct bounce_policy *p, bool is_complaint,
-    const char *status, const char *bounce_class, int64_t now_ms,
-    struct suppression_verdict *out);
+    unsigned code, const char *status, const char *bounce_class,
+    int64_t now_ms, struct suppression_verdict *out);
 
 /* The queue operation that counts a soft bounce (strings borrowed). */
 void bounce_policy_soft_failure(const struct bounce_policy *p,

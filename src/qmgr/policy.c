@@ -1,5 +1,5 @@
 /*
- * policy.c - retry, expiry, delay-notice and suppression decisions of
+ * policy.c - retry, expiry and delay-notice decisions of
  * tern-qmgr as pure arithmetic (see policy.h); unit tested in
  * tests/unit/test_qmgr_policy.c.
  */
@@ -71,16 +71,4 @@ policy_delay_warning_due(const struct retry_policy *p, int64_t now_ms,
 	if (p->delay_warning_s <= 0 || already_warned)
 		return false;
 	return now_ms - arrival_ms >= p->delay_warning_s * 1000;
-}
-
-bool
-policy_should_suppress(uint16_t code, const char *status)
-{
-	if (code < 500 || code > 599)
-		return false;
-	if (status == NULL || status[0] == '\0')
-		return true;
-	if (strncmp(status, "5.1.", 4) == 0)
-		return true;
-	return strcmp(status, "5.2.1") == 0;
 }

@@ -52,11 +52,4 @@ bool policy_is_expired(const struct retry_policy *p, int64_t now_ms,
 bool policy_delay_warning_due(const struct retry_policy *p, int64_t now_ms,
     int64_t arrival_ms, bool already_warned);
 
-/* True when a permanent failure should suppress the address: 5xx with
- * an enhanced status of class 5.1.x (bad address) or 5.2.1 (mailbox
- * disabled), or 5xx without one. Policy and content rejections (5.7.x,
- * 5.6.x, 5.3.4) and full mailboxes (5.2.2) say nothing about the
- * address and do not suppress it. */
-bool policy_should_suppress(uint16_t code, const char *status);
-
 #endif

@@ -108,32 +108,23 @@ is_reply_about_recipient(const char *text)
 }
 
 /*
- * What a failure or deferral says about the address ([bounce] policy):
- * a hard bounce suppresses it now; a soft bounce is counted in the
- * queue, which suppresses once soft_bounce_limit different messages
- * failed within soft_bounce_window. A 5xx without an enhanced status
- * counts as hard, as it always has.
+ * What a failure or deferral says about the address ([bounce] policy,
+ * bounce_policy_decide()): a hard bounce suppresses it now; a soft
+ * bounce is counted in the queue, which suppresses once
+ * soft_bounce_limit different messages failed within soft_bounce_window.
  */
 static void
 note_failure(uint64_t qid, const char *address, const struct rcpt_result *res,
     const char *bounce_class, int64_t now_ms)
 {
-	const char *status = res->status;
 	struct suppression_verdict v;
 	struct queue_suppression s;
 	char *reason;
 
 	if (res->code < 400 || res->code > 599)
 		return;
-	if (status[0] == '\0')
-		status = res->code >= 500 ? "" : "4.0.0";
-	bounce_policy_decide(&qmgr.supp_policy, false, status, bounce_class,
-	    now_ms, &v);
-	if (status[0] == '\0' && policy_should_suppress(res->code, status)) {
-		v.suppress = true;
-		v.expires_ms = qmgr.supp_policy.hard_expiry_ms > 0 ?
-		    now_ms + qmgr.supp_policy.hard_expiry_ms : 0;
-	}
+	bounce_policy_decide(&qmgr.supp_policy, false, res->code, res->status,
+	    bounce_class, now_ms, &v);
 	if (!v.suppress && !(v.count_soft && is_reply_about_recipient(res->text)))
 		return;
 	reason = xasprintf("%u %s %s", res->code, res->status, res->text);

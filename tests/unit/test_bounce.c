@@ -755,24 +755,24 @@ test_policy(void **state)
 	struct queue_soft_failure f;
 
 	(void)state;
-	bounce_policy_decide(&p, false, "5.1.1", "bad-mailbox", now, &v);
+	bounce_policy_decide(&p, false, 0, "5.1.1", "bad-mailbox", now, &v);
 	assert_true(v.suppress);
 	assert_false(v.count_soft);
 	assert_int_equal(v.source, QUEUE_SUPP_BOUNCE);
 	assert_int_equal(v.expires_ms, 0);
 	assert_int_equal(v.severity, BOUNCE_HARD);
 
-	bounce_policy_decide(&p, true, "", "", now, &v);
+	bounce_policy_decide(&p, true, 0, "", "", now, &v);
 	assert_true(v.suppress);
 	assert_int_equal(v.source, QUEUE_SUPP_COMPLAINT);
 
-	bounce_policy_decide(&p, false, "5.7.1", "policy", now, &v);
+	bounce_policy_decide(&p, false, 0, "5.7.1", "policy", now, &v);
 	assert_false(v.suppress);
 	assert_false(v.count_soft);
 	assert_int_equal(v.severity, BOUNCE_IGNORED);
 
 	/* Soft: counted, never suppressed here (the queue counts). */
-	bounce_policy_decide(&p, false, "5.2.2", "mailbox-full", now, &v);
+	bounce_policy_decide(&p, false, 0, "5.2.2", "mailbox-full", now, &v);
 	assert_int_equal(v.severity, BOUNCE_SOFT);
 	assert_false(v.suppress);
 	assert_true(v.count_soft);
@@ -785,18 +785,72 @@ test_policy(void **state)
 	assert_true(f.expires_ms == now + 30 * 86400000LL);
 	/* A 4xx that is the destination's doing says nothing of the
 	 * mailbox: rate limits, DNS, TLS, blocks are not counted. */
-	bounce_policy_decide(&p, false, "4.7.0", "rate-limited", now, &v);
+	bounce_policy_decide(&p, false, 0, "4.7.0", "rate-limited", now, &v);
 	assert_false(v.count_soft);
 	assert_int_equal(v.severity, BOUNCE_IGNORED);
-	bounce_policy_decide(&p, false, "4.4.3", "dns", now, &v);
+	bounce_policy_decide(&p, false, 0, "4.4.3", "dns", now, &v);
 	assert_false(v.count_soft);
-	bounce_policy_decide(&p, false, "4.2.2", "mailbox-full", now, &v);
+	bounce_policy_decide(&p, false, 0, "4.2.2", "mailbox-full", now, &v);
 	assert_true(v.count_soft);
 	/* Hard wins over a soft pattern that also matches. */
 	assert_int_equal(bounce_severity_of(&p, "5.2.1"), BOUNCE_HARD);
 	assert_int_equal(bounce_severity_of(&p, ""), BOUNCE_IGNORED);
 	assert_true(bounce_class_is_about_mailbox("other"));
 	assert_false(bounce_class_is_about_mailbox("tls"));
+}
+
+/* A reply without an enhanced status code: 5xx is hard, in tern-qmgr
+ * and tern-bounce alike; 4xx counts as 4.0.0. */
+static void
+test_policy_reply_without_status(void **state)
+{
+	static const char *const hard[] = { "5.1.*", "5.2.1" };
+	static const char *const soft[] = { "4.*.*", "5.2.2" };
+	struct bounce_policy p = {
+		.hard_statuses = hard, .n_hard = 2,
+		.soft_statuses = soft, .n_soft = 2,
+		.soft_limit = 3, .soft_window_ms = 7 * 86400000LL,
+		.hard_expiry_ms = 90 * 86400000LL,
+		.soft_expiry_ms = 30 * 86400000LL,
+	};
+	int64_t now = 1000LL * 86400000LL;
+	struct suppression_verdict v;
+
+	(void)state;
+	bounce_policy_decide(&p, false, 550, "", "bad-mailbox", now, &v);
+	assert_true(v.suppress);
+	assert_false(v.count_soft);
+	assert_int_equal(v.severity, BOUNCE_HARD);
+	assert_int_equal(v.source, QUEUE_SUPP_BOUNCE);
+	assert_true(v.expires_ms == now + 90 * 86400000LL);
+	/* Whatever its class: without a status nothing tells it apart. */
+	bounce_policy_decide(&p, false, 554, "", "policy", now, &v);
+	assert_true(v.suppress);
+	assert_int_equal(v.severity, BOUNCE_HARD);
+	p.hard_expiry_ms = 0;
+	bounce_policy_decide(&p, false, 550, NULL, "", now, &v);
+	assert_true(v.suppress);
+	assert_int_equal(v.expires_ms, 0);
+	/* A status of the reply's class only ("5.0.0", as tern-smtp and the
+	 * report parser give one) is neither hard nor soft by default. */
+	bounce_policy_decide(&p, false, 550, "5.0.0", "bad-mailbox", now, &v);
+	assert_false(v.suppress);
+	assert_false(v.count_soft);
+	assert_int_equal(v.severity, BOUNCE_IGNORED);
+	/* 4xx without a status: soft as 4.0.0, unless its class is not the
+	 * mailbox's doing. */
+	bounce_policy_decide(&p, false, 451, "", "mailbox-full", now, &v);
+	assert_false(v.suppress);
+	assert_true(v.count_soft);
+	assert_int_equal(v.severity, BOUNCE_SOFT);
+	assert_true(v.expires_ms == now + 30 * 86400000LL);
+	bounce_policy_decide(&p, false, 451, "", "dns", now, &v);
+	assert_false(v.count_soft);
+	/* No reply at all says nothing. */
+	bounce_policy_decide(&p, false, 0, "", "", now, &v);
+	assert_false(v.suppress);
+	assert_false(v.count_soft);
+	assert_int_equal(v.severity, BOUNCE_IGNORED);
 }
 
 int
@@ -820,6 +874,7 @@ main(void)
 		cmocka_unit_test(test_shipped_classes_file),
 		cmocka_unit_test(test_bounce_config_section),
 		cmocka_unit_test(test_policy),
+		cmocka_unit_test(test_policy_reply_without_status),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,8 +2,9 @@
  * test_qmgr_policy.c - unit tests for tern-qmgr's pure decisions
  * (src/qmgr/policy.c): reply classes, the retry schedule with its
  * repeating last interval and bounded jitter, the clamp to the expiry,
- * expiry, the single delay notice and which bounces suppress; and the
- * decoder of DELIVERY_RESULT (src/qmgr/result_decode.c).
+ * expiry and the single delay notice (which bounces suppress is tested
+ * with the shared policy in test_bounce.c); and the decoder of
+ * DELIVERY_RESULT (src/qmgr/result_decode.c).
  */
 #include "autoconfig.h"
 
@@ -122,21 +123,6 @@ test_delay_warning_once(void **state)
 	p.delay_warning_s = 0;
 	assert_false(policy_delay_warning_due(&p, arrival + 10 * four_h, arrival,
 	    false));
-}
-
-static void
-test_should_suppress(void **state)
-{
-	(void)state;
-	assert_true(policy_should_suppress(550, "5.1.1"));
-	assert_true(policy_should_suppress(550, "5.1.10"));
-	assert_true(policy_should_suppress(550, "5.2.1"));
-	assert_true(policy_should_suppress(550, ""));
-	assert_false(policy_should_suppress(552, "5.2.2"));
-	assert_false(policy_should_suppress(554, "5.7.1"));
-	assert_false(policy_should_suppress(552, "5.3.4"));
-	assert_false(policy_should_suppress(451, "4.1.1"));
-	assert_false(policy_should_suppress(250, "2.0.0"));
 }
 
 /* ---- DELIVERY_RESULT decoding ---- */
@@ -263,7 +249,6 @@ main(void)
 		cmocka_unit_test(test_next_attempt_and_jitter),
 		cmocka_unit_test(test_next_attempt_clamped_to_expiry),
 		cmocka_unit_test(test_delay_warning_once),
-		cmocka_unit_test(test_should_suppress),
 		cmocka_unit_test(test_result_decode),
 		cmocka_unit_test(test_result_decode_rejects),
 	};
