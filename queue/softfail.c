@@ -54,6 +54,26 @@ qrec_encode_softfail(struct qbuf *b, const struct queue_softfail *list,
 	}
 }
 
+/* The header of a softfail record (version, count) checked against
+ * the record's length: the count of entries, or -1 when malformed. */
+static int
+softfail_header(const uint8_t *b, size_t len, size_t *count)
+{
+	if (len < 3 || b[0] != QREC_VERSION)
+		return -1;
+	*count = (size_t)b[1] << 8 | b[2];
+	if (*count > QUEUE_SOFTFAIL_MAX || len != 3 + *count * 16)
+		return -1;
+	return 0;
+}
+
+/* Entry i's time (ms) of a record whose header was checked. */
+static int64_t
+softfail_time(const uint8_t *b, size_t i)
+{
+	return (int64_t)qbe_get_u64(b + 3 + i * 16);
+}
+
 int
 qrec_decode_softfail(const void *p, size_t len, struct queue_softfail *list,
     size_t *n)
@@ -62,13 +82,10 @@ qrec_decode_softfail(const void *p, size_t len, struct queue_softfail *list,
 	size_t count;
 
 	*n = 0;
-	if (len < 3 || b[0] != QREC_VERSION)
-		return -1;
-	count = (size_t)b[1] << 8 | b[2];
-	if (count > QUEUE_SOFTFAIL_MAX || len != 3 + count * 16)
+	if (softfail_header(b, len, &count) == -1)
 		return -1;
 	for (size_t i = 0; i < count; i++) {
-		list[i].time_ms = (int64_t)qbe_get_u64(b + 3 + i * 16);
+		list[i].time_ms = softfail_time(b, i);
 		list[i].qid = qbe_get_u64(b + 3 + i * 16 + 8);
 		if (list[i].time_ms < 0)
 			return -1;
@@ -83,13 +100,11 @@ qsoftfail_is_stale(const void *p, size_t len, int64_t before_ms)
 	const uint8_t *b = p;
 	size_t count;
 
-	if (len < 3 || b[0] != QREC_VERSION)
-		return true;
-	count = (size_t)b[1] << 8 | b[2];
-	if (count > QUEUE_SOFTFAIL_MAX || len != 3 + count * 16)
+	/* A malformed record is of no use: purged with the stale ones. */
+	if (softfail_header(b, len, &count) == -1)
 		return true;
 	for (size_t i = 0; i < count; i++)
-		if ((int64_t)qbe_get_u64(b + 3 + i * 16) >= before_ms)
+		if (softfail_time(b, i) >= before_ms)
 			return false;
 	return true;
 }

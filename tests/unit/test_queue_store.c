@@ -869,6 +869,91 @@ test_soft_failures(void **state)
 	assert_int_equal(qtest_count(t->q, QDB_SOFTFAIL), 1);
 }
 
+/* A softfail record of count entries (qids 1, 2, ... at times t0,
+ * t0 + 1, ...), with room for one entry more to read past its end. */
+static uint8_t *
+softfail_record(size_t count, int64_t t0)
+{
+	uint8_t *b = calloc(1, 3 + (count + 1) * 16);
+
+	b[0] = QREC_VERSION;
+	b[1] = (uint8_t)(count >> 8);
+	b[2] = (uint8_t)count;
+	for (size_t i = 0; i < count; i++) {
+		uint64_t t = (uint64_t)(t0 + (int64_t)i);
+
+		for (int k = 0; k < 8; k++) {
+			b[3 + i * 16 + (size_t)k] = (uint8_t)(t >> (56 - 8 * k));
+			b[3 + i * 16 + 8 + (size_t)k] = k == 7 ? (uint8_t)(i + 1) : 0;
+		}
+	}
+	return b;
+}
+
+/* One decoder of the header serves the reader and the purge: short,
+ * mislabelled or mis-sized records are refused by both. */
+static void
+test_softfail_malformed(void **state)
+{
+	struct qtest *t = *state;
+	static struct queue_softfail list[QUEUE_SOFTFAIL_MAX + 1];
+	int64_t now = 5000000;
+	uint8_t *b;
+	size_t n;
+
+	b = softfail_record(2, now);
+	assert_int_equal(qrec_decode_softfail(b, 3 + 2 * 16, list, &n), 0);
+	assert_int_equal(n, 2);
+	assert_true(list[1].time_ms == now + 1);
+	assert_int_equal(list[1].qid, 2);
+	assert_false(qsoftfail_is_stale(b, 3 + 2 * 16, now + 1));
+	assert_true(qsoftfail_is_stale(b, 3 + 2 * 16, now + 2));
+	/* Shorter than the header, or than its count says; longer. */
+	for (size_t len = 0; len < 3 + 2 * 16 + 2; len++) {
+		if (len == 3 + 2 * 16)
+			continue;
+		n = 99;
+		assert_int_equal(qrec_decode_softfail(b, len, list, &n), -1);
+		assert_int_equal(n, 0);
+		assert_true(qsoftfail_is_stale(b, len, 0));
+	}
+	/* Another version. */
+	b[0] = QREC_VERSION + 1;
+	assert_int_equal(qrec_decode_softfail(b, 3 + 2 * 16, list, &n), -1);
+	assert_true(qsoftfail_is_stale(b, 3 + 2 * 16, 0));
+	free(b);
+	/* More entries than a list may hold, even with the bytes for them. */
+	b = softfail_record(QUEUE_SOFTFAIL_MAX + 1, now);
+	assert_int_equal(qrec_decode_softfail(b, 3 + (QUEUE_SOFTFAIL_MAX + 1) *
+	    16, list, &n), -1);
+	assert_true(qsoftfail_is_stale(b, 3 + (QUEUE_SOFTFAIL_MAX + 1) * 16, 0));
+	free(b);
+	/* A negative time is refused by the reader. */
+	b = softfail_record(1, -5);
+	assert_int_equal(qrec_decode_softfail(b, 3 + 16, list, &n), -1);
+	free(b);
+
+	/* In the store: a short record is corrupt to a reader, counted from
+	 * zero by the next soft failure, and purged whatever the time. */
+	qtest_raw_put(t->q, QDB_SOFTFAIL, "short@example.test", 18, "\1\0", 2);
+	qtest_raw_put(t->q, QDB_SOFTFAIL, "cut@example.test", 16, "\1\0\2\0",
+	    4);
+	assert_int_equal(queue_softfail_get(t->q, "short@example.test", list,
+	    &n), -1);
+	assert_int_equal(queue_last_error(), QUEUE_ERR_CORRUPT);
+	assert_int_equal(soft_fail(t->q, "short@example.test", 201, now), 0);
+	assert_int_equal(queue_softfail_get(t->q, "short@example.test", list,
+	    &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(list[0].qid, 201);
+	assert_int_equal(queue_softfail_purge(t->q, 0, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(qtest_count(t->q, QDB_SOFTFAIL), 1);
+	assert_int_equal(queue_softfail_get(t->q, "cut@example.test", list, &n),
+	    0);
+	assert_int_equal(n, 0);
+}
+
 /* ---- events ---- */
 
 static void
@@ -1369,6 +1454,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_suppression, setup,
 		    teardown),
 		cmocka_unit_test(test_softfail_note),
+		cmocka_unit_test_setup_teardown(test_softfail_malformed, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_soft_failures, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_events_retention, setup,
