@@ -31,6 +31,7 @@ struct op {
 	enum op_kind kind;
 	enum queue_err status;
 	bool removed;
+	bool suppressed;		/* OP_SOFT_FAILURE reached the limit */
 	uint64_t qid;
 	uint32_t rcpt;
 	int64_t due_ms;
@@ -498,15 +499,7 @@ apply_supp_remove(struct qtxn *t, struct op *o)
 static int
 apply_soft_failure(struct qtxn *t, struct op *o)
 {
-	bool suppressed;
-	int rc;
-
-	rc = qsoftfail_apply(t, &o->soft, o->due_ms, &suppressed);
-	if (rc == 0 && suppressed)
-		log_info("suppressed <%s>: %u different messages soft-bounced "
-		    "within %lld s", o->soft.address, o->soft.limit,
-		    (long long)(o->soft.window_ms / 1000));
-	return rc;
+	return qsoftfail_apply(t, &o->soft, o->due_ms, &o->suppressed);
 }
 
 static int
@@ -532,6 +525,7 @@ update_txn(struct qtxn *t, void *arg)
 		struct op *o = &u->ops[i];
 
 		o->removed = false;
+		o->suppressed = false;
 		/* Operations without a time of their own use the update's. */
 		if (o->kind != OP_UNCLAIM)
 			o->due_ms = u->now_ms;
@@ -567,8 +561,20 @@ queue_update_commit(struct queue *q, struct queue_update *u)
 		for (i = 0; i < u->n; i++) {
 			u->ops[i].status = e;
 			u->ops[i].removed = false;
+			u->ops[i].suppressed = false;
 		}
 		return -1;
+	}
+	/* Only now is it so: a transaction tried again after the map grew
+	 * applied its ops twice, and a failed one not at all. */
+	for (i = 0; i < u->n; i++) {
+		const struct op *o = &u->ops[i];
+
+		if (o->kind == OP_SOFT_FAILURE && o->status == QUEUE_OK &&
+		    o->suppressed)
+			log_info("suppressed <%s>: %u different messages "
+			    "soft-bounced within %lld s", o->soft.address,
+			    o->soft.limit, (long long)(o->soft.window_ms / 1000));
 	}
 	return 0;
 }

@@ -532,6 +532,9 @@ def test_soft_bounces_suppress_at_the_limit(tern, sinks, test_dir):
                  what="the fourth message deferred")
         time.sleep(1.5)
         assert not suppression_of(t, "full@dest.test")
+        # logged once, after the commit that suppressed
+        assert len(re.findall(r"suppressed <full@dest\.test>: ",
+                              t.log_text())) == 1, t.log_text()
     finally:
         dns.stop()
 

@@ -954,6 +954,101 @@ test_softfail_malformed(void **state)
 	assert_int_equal(n, 0);
 }
 
+/* Sends stderr (the log) to a file until stderr_end(). */
+static int
+stderr_begin(char *path)
+{
+	int saved, fd;
+
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	fd = mkstemp(path);
+	assert_true(saved != -1 && fd != -1);
+	dup2(fd, STDERR_FILENO);
+	close(fd);
+	return saved;
+}
+
+/* Restores stderr; how often needle was logged meanwhile. */
+static int
+stderr_end(int saved, const char *path, const char *needle)
+{
+	char buf[65536];
+	const char *p = buf;
+	ssize_t len;
+	int fd, n = 0;
+
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	fd = open(path, O_RDONLY);
+	assert_true(fd != -1);
+	len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	unlink(path);
+	assert_true(len >= 0);
+	buf[len] = '\0';
+	while ((p = strstr(p, needle)) != NULL) {
+		n++;
+		p += strlen(needle);
+	}
+	return n;
+}
+
+/* The soft failure that suppresses is logged once, after the commit,
+ * even when its transaction ran twice because the map had to grow. */
+static void
+test_softfail_logged_after_commit(void **state)
+{
+	struct qtest *t = qtest_new(1 * MB, 64 * MB);
+	static const char needle[] = "suppressed <full@example.test>: 3 "
+	    "different messages soft-bounced";
+	int64_t now = queue_now_ms();
+	char path[] = "/tmp/test_queue_store.log.XXXXXX";
+	char *text = malloc(QUEUE_TEXT_MAX + 1);
+	struct queue_soft_failure f;
+	struct queue_stats st;
+	struct queue_supp_hit hit;
+	const char *addr = "full@example.test";
+	struct queue_update *u;
+	struct queue_event e;
+	int saved;
+
+	(void)state;
+	memset(text, 'x', QUEUE_TEXT_MAX);
+	text[QUEUE_TEXT_MAX] = '\0';
+	assert_int_equal(soft_fail(t->q, addr, 301, now), 0);
+	assert_int_equal(soft_fail(t->q, addr, 302, now + 1), 0);
+	/* The third failure, then more events than the 1 MB map holds. */
+	u = queue_update_new(now + 2);
+	memset(&f, 0, sizeof(f));
+	f.address = addr;
+	f.qid = 303;
+	f.limit = 3;
+	f.window_ms = 86400000LL;
+	f.reason = "452 4.2.2 mailbox full";
+	queue_update_soft_failure(u, &f);
+	for (int i = 0; i < 400; i++) {
+		memset(&e, 0, sizeof(e));
+		e.type = QUEUE_EVENT_COMPLAINT;
+		e.qid = 303;
+		e.recipient = addr;
+		e.text = text;
+		queue_update_event(u, &e);
+	}
+	saved = stderr_begin(path);
+	assert_int_equal(queue_update_commit(t->q, u), 0);
+	assert_int_equal(stderr_end(saved, path, needle), 1);
+	assert_int_equal(queue_update_status(u, 0), QUEUE_OK);
+	queue_update_free(u);
+	queue_get_stats(t->q, &st);
+	assert_true(st.map_size > 1 * MB);
+	assert_int_equal(queue_suppress_check(t->q, &addr, 1, now + 3, &hit), 0);
+	assert_true(hit.found);
+	free(text);
+	qtest_free(t);
+}
+
 /* ---- events ---- */
 
 static void
@@ -1456,6 +1551,7 @@ main(void)
 		cmocka_unit_test(test_softfail_note),
 		cmocka_unit_test_setup_teardown(test_softfail_malformed, setup,
 		    teardown),
+		cmocka_unit_test(test_softfail_logged_after_commit),
 		cmocka_unit_test_setup_teardown(test_soft_failures, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_events_retention, setup,
