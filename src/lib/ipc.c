@@ -60,6 +60,23 @@ ipc_type_name(uint16_t type)
 	return NULL;
 }
 
+const char *
+delivery_stage_name(uint8_t stage)
+{
+	static const char *const names[] = {
+		[DELIVERY_STAGE_NONE] = "none",
+		[DELIVERY_STAGE_CONNECT] = "connect",
+		[DELIVERY_STAGE_HELO] = "helo",
+		[DELIVERY_STAGE_STARTTLS] = "starttls",
+		[DELIVERY_STAGE_MAIL] = "mail",
+		[DELIVERY_STAGE_RCPT] = "rcpt",
+		[DELIVERY_STAGE_DATA] = "data",
+		[DELIVERY_STAGE_DOT] = "dot",
+	};
+
+	return stage <= DELIVERY_STAGE_MAX ? names[stage] : NULL;
+}
+
 /* ---- frames ---- */
 
 static uint16_t

@@ -142,7 +142,11 @@ enum ipc_type {
 					 * u32 n, then n times:
 					 *   u32 recipient index, u16 SMTP code
 					 *   (0: no reply, e.g. connection or DNS
-					 *   failure), str enhanced status ("4.4.1"),
+					 *   failure), u8 stage (enum delivery_stage:
+					 *   the command the reply answered, or
+					 *   without one where the conversation
+					 *   stopped; qmgr decides on it, never on
+					 *   the text), str enhanced status ("4.4.1"),
 					 *   str reply or diagnostic text (cut so
 					 *   the frame fits),
 					 *   str remote host ("" none),
@@ -273,6 +277,20 @@ enum sign_status {
 	SIGN_TEMPFAIL = 2,		/* an error: try again later */
 };
 
+/* The stage of the SMTP conversation a DELIVERY_RESULT speaks of. */
+enum delivery_stage {
+	DELIVERY_STAGE_NONE = 0,	/* no conversation (DNS, a local
+					 * decision) or not known */
+	DELIVERY_STAGE_CONNECT = 1,	/* connecting, the greeting */
+	DELIVERY_STAGE_HELO = 2,	/* EHLO or HELO */
+	DELIVERY_STAGE_STARTTLS = 3,	/* STARTTLS and the TLS handshake */
+	DELIVERY_STAGE_MAIL = 4,	/* MAIL FROM */
+	DELIVERY_STAGE_RCPT = 5,	/* RCPT TO */
+	DELIVERY_STAGE_DATA = 6,	/* DATA, and the content before the dot */
+	DELIVERY_STAGE_DOT = 7,		/* end of DATA (the final dot) */
+};
+#define DELIVERY_STAGE_MAX	DELIVERY_STAGE_DOT
+
 /* DSN NOTIFY (RFC 3461); 0 means the default (FAILURE, DELAY). */
 #define CLEANUP_NOTIFY_SUCCESS	0x01
 #define CLEANUP_NOTIFY_FAILURE	0x02
@@ -281,6 +299,9 @@ enum sign_status {
 
 /* The name of a type for logs; NULL when the type is unknown. */
 const char *ipc_type_name(uint16_t type);
+/* "none", "connect", "helo", "starttls", "mail", "rcpt", "data", "dot";
+ * NULL when the stage is unknown. */
+const char *delivery_stage_name(uint8_t stage);
 
 /* ---- frames ---- */
 

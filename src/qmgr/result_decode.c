@@ -26,8 +26,8 @@ result_decode(struct ipc_msg *m, struct rcpt_result **out, size_t *n,
 		*why = "too many results";
 		return -1;
 	}
-	/* Each result takes at least 34 bytes: no huge allocation for a lie. */
-	if ((size_t)count > (m->len - m->pos) / 34 + 1) {
+	/* Each result takes at least 35 bytes: no huge allocation for a lie. */
+	if ((size_t)count > (m->len - m->pos) / 35 + 1) {
 		*why = "result count larger than the frame";
 		return -1;
 	}
@@ -38,6 +38,7 @@ result_decode(struct ipc_msg *m, struct rcpt_result **out, size_t *n,
 
 		if (ipc_get_u32(m, &r->index) == -1 ||
 		    ipc_get_u16(m, &r->code) == -1 ||
+		    ipc_get_u8(m, &r->stage) == -1 ||
 		    ipc_get_str(m, &r->status) == -1 ||
 		    ipc_get_str(m, &r->text) == -1 ||
 		    ipc_get_str(m, &r->remote_host) == -1 ||
@@ -50,6 +51,11 @@ result_decode(struct ipc_msg *m, struct rcpt_result **out, size_t *n,
 		}
 		if (r->code > 599 || (r->code != 0 && r->code < 200)) {
 			*why = "reply code out of range";
+			free(v);
+			return -1;
+		}
+		if (r->stage > DELIVERY_STAGE_MAX) {
+			*why = "unknown stage";
 			free(v);
 			return -1;
 		}

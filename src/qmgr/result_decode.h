@@ -16,6 +16,7 @@
 struct rcpt_result {
 	uint32_t index;			/* recipient index in the message */
 	uint16_t code;			/* SMTP reply code, 0 no reply */
+	uint8_t stage;			/* enum delivery_stage */
 	const char *status;		/* enhanced status */
 	const char *text;		/* reply or diagnostic */
 	const char *remote_host;
@@ -31,7 +32,8 @@ struct rcpt_result {
  * Decodes the payload of a DELIVERY_RESULT. On success *out holds *n
  * results (free() the array; the strings stay in the frame) and 0 is
  * returned; -1 and *why when the frame is malformed: a count over
- * RESULT_MAX, a field missing or invalid, a code over 599, bytes left.
+ * RESULT_MAX, a field missing or invalid, a code over 599, an unknown
+ * stage, bytes left.
  */
 int result_decode(struct ipc_msg *m, struct rcpt_result **out, size_t *n,
     const char **why);

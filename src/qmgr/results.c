@@ -97,14 +97,14 @@ add_result(const struct queue_result *r)
 	store_track(r->qid, n != NULL ? dsn_committed : NULL, n);
 }
 
-/* A reply about the recipient itself (tern-smtp says which command it
- * answered), not about the connection or the sender: only such a reply
- * may count against the address. */
+/* A reply about the recipient itself (to RCPT TO or at the end of
+ * DATA, as the agent says), not about the connection or the sender:
+ * only such a reply may count against the address. */
 static bool
-is_reply_about_recipient(const char *text)
+is_reply_about_recipient(const struct rcpt_result *res)
 {
-	return strstr(text, "(in reply to RCPT TO command)") != NULL ||
-	    strstr(text, "(in reply to end of DATA command)") != NULL;
+	return res->stage == DELIVERY_STAGE_RCPT ||
+	    res->stage == DELIVERY_STAGE_DOT;
 }
 
 /*
@@ -125,7 +125,7 @@ note_failure(uint64_t qid, const char *address, const struct rcpt_result *res,
 		return;
 	bounce_policy_decide(&qmgr.supp_policy, false, res->code, res->status,
 	    bounce_class, now_ms, &v);
-	if (!v.suppress && !(v.count_soft && is_reply_about_recipient(res->text)))
+	if (!v.suppress && !(v.count_soft && is_reply_about_recipient(res)))
 		return;
 	reason = xasprintf("%u %s %s", res->code, res->status, res->text);
 	if (v.suppress) {

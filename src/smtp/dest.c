@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ipc.h"
 #include "log.h"
 #include "smtp.h"
 #include "util.h"
@@ -95,15 +96,15 @@ is_mx_fresh(const struct dest *d)
 
 /* Every waiting job gets the same failure (DNS, or all hosts down). */
 static void
-dest_fail_waiting(struct dest *d, uint16_t code, const char *status,
-    const char *text)
+dest_fail_waiting(struct dest *d, uint8_t stage, uint16_t code,
+    const char *status, const char *text)
 {
 	struct job *j;
 
 	while ((j = TAILQ_FIRST(&d->waiting)) != NULL) {
 		TAILQ_REMOVE(&d->waiting, j, entry);
 		d->n_waiting--;
-		job_fail_rest(j, code, status, text);
+		job_fail_rest(j, stage, code, status, text);
 		job_finish(j);
 	}
 }
@@ -160,7 +161,8 @@ dest_run(struct dest *d)
 			return;
 		}
 		if (!d->mx->ok) {
-			dest_fail_waiting(d, 0, d->mx->status, d->mx->text);
+			dest_fail_waiting(d, DELIVERY_STAGE_NONE, 0, d->mx->status,
+			    d->mx->text);
 			return;
 		}
 		if (d->n_sessions >= d->max_conns)
@@ -211,13 +213,14 @@ dest_next_job(struct dest *d)
 }
 
 void
-dest_session_failed(struct dest *d, const char *status, const char *text)
+dest_session_failed(struct dest *d, uint8_t stage, const char *status,
+    const char *text)
 {
 	/* Every address failed just now: the waiting jobs would fare the
 	 * same; defer them rather than walk the list again for each. Not
 	 * while another connection works (the server may just limit us). */
 	if (!dest_has_established(d))
-		dest_fail_waiting(d, 0, status, text);
+		dest_fail_waiting(d, stage, 0, status, text);
 }
 
 void

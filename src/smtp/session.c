@@ -100,6 +100,34 @@ cmds_clear(struct session *s)
 	s->n_cmds = s->n_sent = s->n_replied = 0;
 }
 
+uint8_t
+session_stage(const struct session *s)
+{
+	switch (s->state) {
+	case SS_CONNECTING:
+	case SS_GREETING:
+		return DELIVERY_STAGE_CONNECT;
+	case SS_EHLO:
+	case SS_HELO:
+		return DELIVERY_STAGE_HELO;
+	case SS_STARTTLS:
+	case SS_HANDSHAKE:
+		return DELIVERY_STAGE_STARTTLS;
+	case SS_MAIL:
+		return DELIVERY_STAGE_MAIL;
+	case SS_DATA:
+	case SS_CONTENT:
+		return DELIVERY_STAGE_DATA;
+	case SS_DOT:
+		return DELIVERY_STAGE_DOT;
+	case SS_IDLE:
+	case SS_RSET:
+	case SS_QUIT:
+		break;
+	}
+	return DELIVERY_STAGE_NONE;
+}
+
 /* Closes the connection (not the session). */
 static void
 session_disconnect(struct session *s)
@@ -174,6 +202,7 @@ session_target_failed(struct session *s, const char *status, const char *fmt,
 {
 	va_list ap;
 
+	s->last_stage = session_stage(s);
 	tern_strlcpy(s->last_status, status, sizeof(s->last_status));
 	va_start(ap, fmt);
 	vsnprintf(s->last_text, sizeof(s->last_text), fmt, ap);
@@ -250,7 +279,7 @@ session_broken(struct session *s, const char *status, const char *fmt, ...)
 		session_connect_next(s);
 		return;
 	}
-	job_fail_rest(s->job, 0, status, why);
+	job_fail_rest(s->job, session_stage(s), 0, status, why);
 	job_finish(s->job);
 	s->job = NULL;
 	session_free(s);
@@ -263,6 +292,7 @@ session_give_up(struct session *s)
 	struct dest *d = s->dest;
 	char status[16];
 	char text[RESULT_TEXT_MAX];
+	uint8_t stage;
 
 	if (s->job == NULL) {
 		session_free(s);
@@ -274,10 +304,11 @@ session_give_up(struct session *s)
 	status[0] = '4';
 	tern_strlcpy(text, s->last_text[0] ? s->last_text : "no server to try",
 	    sizeof(text));
-	job_fail_rest(s->job, 0, status, text);
+	stage = s->last_text[0] ? s->last_stage : DELIVERY_STAGE_NONE;
+	job_fail_rest(s->job, stage, 0, status, text);
 	job_finish(s->job);
 	s->job = NULL;
-	dest_session_failed(d, status, text);
+	dest_session_failed(d, stage, status, text);
 	session_free(s);
 }
 
@@ -630,13 +661,13 @@ session_reply(struct session *s, const struct smtp_reply *r)
 			session_content_fill(s);
 			return;
 		}
-		session_result_accepted(s, r, "DATA");
+		session_result_accepted(s, r, DELIVERY_STAGE_DATA);
 		s->n_msgs++;
 		session_after_job(s);
 		return;
 	case SS_DOT:
 		bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
-		session_result_accepted(s, r, "end of DATA");
+		session_result_accepted(s, r, DELIVERY_STAGE_DOT);
 		s->n_msgs++;
 		session_after_job(s);
 		return;

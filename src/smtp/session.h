@@ -80,6 +80,7 @@ struct session {
 	uint32_t next_chunk;
 
 	/* Why the last target failed, for the job if all fail. */
+	uint8_t last_stage;		/* enum delivery_stage */
 	char last_status[16];
 	char last_text[RESULT_TEXT_MAX];
 };
@@ -94,6 +95,8 @@ void session_write(struct session *s, const char *line);
 void session_printf(struct session *s, const char *fmt, ...) TERN_PRINTF(2, 3);
 const struct mx_target *session_target(const struct session *s);
 void cmds_clear(struct session *s);
+/* The stage (enum delivery_stage) of the conversation, by state. */
+uint8_t session_stage(const struct session *s);
 /* The status of a reply: its own, else "N.0.0" of its class. */
 void reply_status(const struct smtp_reply *r, char *status, size_t size);
 /* "host mx[ip] said: ... (in reply to CMD command)" */
@@ -119,8 +122,9 @@ void session_tls_done(struct session *s);
 /* txn.c */
 void session_start_txn(struct session *s);
 void session_mail_reply(struct session *s, const struct smtp_reply *r);
+/* stage: DELIVERY_STAGE_DATA (a refused DATA) or _DOT. */
 void session_result_accepted(struct session *s, const struct smtp_reply *r,
-    const char *cmd);
+    uint8_t stage);
 void session_content_fill(struct session *s);
 
 #endif

@@ -76,8 +76,8 @@ fmt_delay(char *buf, size_t size, double secs)
 }
 
 void
-job_rcpt_result(struct job *j, struct job_rcpt *r, uint16_t code,
-    const char *status, const char *text)
+job_rcpt_result(struct job *j, struct job_rcpt *r, uint8_t stage,
+    uint16_t code, const char *status, const char *text)
 {
 	uint64_t now = tern_monotonic_usec();
 	double in_queue, before, setup, xfer, total;
@@ -88,6 +88,7 @@ job_rcpt_result(struct job *j, struct job_rcpt *r, uint16_t code,
 		return;
 	r->done = true;
 	r->code = code;
+	r->stage = stage;
 	tern_strlcpy(r->status, status, sizeof(r->status));
 	tern_strlcpy(r->text, text, sizeof(r->text));
 
@@ -126,11 +127,11 @@ job_rcpt_result(struct job *j, struct job_rcpt *r, uint16_t code,
 }
 
 void
-job_fail_rest(struct job *j, uint16_t code, const char *status,
-    const char *text)
+job_fail_rest(struct job *j, uint8_t stage, uint16_t code,
+    const char *status, const char *text)
 {
 	for (size_t i = 0; i < j->n_rcpts; i++)
-		job_rcpt_result(j, &j->rcpts[i], code, status, text);
+		job_rcpt_result(j, &j->rcpts[i], stage, code, status, text);
 }
 
 void
@@ -144,10 +145,11 @@ job_finish(struct job *j)
 		/* A bug, but never a lost recipient: defer what is left. */
 		log_warn("%s: job %u finished with recipients undecided",
 		    j->qid_text, j->id);
-		job_fail_rest(j, 0, "4.3.0", "internal error in the delivery agent");
+		job_fail_rest(j, DELIVERY_STAGE_NONE, 0, "4.3.0",
+		    "internal error in the delivery agent");
 	}
 	/* Each recipient's share of one frame bounds its text. */
-	fixed = 4 + 2 + 4 + 16 + 4 + 4 + strlen(j->relay_host) + 1 + 4 +
+	fixed = 4 + 2 + 1 + 4 + 16 + 4 + 4 + strlen(j->relay_host) + 1 + 4 +
 	    strlen(j->relay_addr) + 1 + 4 + strlen(j->tls) + 1 + 8;
 	share = (IPC_MAX_PAYLOAD - 64) / j->n_rcpts;
 	text_max = share > fixed + 1 ? share - fixed - 1 : 0;
@@ -160,6 +162,7 @@ job_finish(struct job *j)
 			r->text[text_max] = '\0';
 		ipc_put_u32(o, r->index);
 		ipc_put_u16(o, r->code);
+		ipc_put_u8(o, r->stage);
 		ipc_put_str(o, r->status);
 		ipc_put_str(o, r->text);
 		ipc_put_str(o, j->relay_host);
@@ -256,7 +259,8 @@ qmgr_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	log_debug("%s: job %u: %zu recipient(s) at %s", j->qid_text, j->id,
 	    j->n_rcpts, j->domain);
 	if (agent.d.draining) {
-		job_fail_rest(j, 0, "4.3.2", "delivery agent shutting down");
+		job_fail_rest(j, DELIVERY_STAGE_NONE, 0, "4.3.2",
+		    "delivery agent shutting down");
 		job_finish(j);
 		return;
 	}

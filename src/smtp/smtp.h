@@ -51,6 +51,7 @@ struct job_rcpt {
 	bool done;			/* has its result */
 	bool accepted;			/* 250 to RCPT in the current transaction */
 	uint16_t code;			/* 0: no reply */
+	uint8_t stage;			/* enum delivery_stage */
 	char status[16];
 	char text[RESULT_TEXT_MAX];
 };
@@ -128,12 +129,14 @@ struct agent {
 extern struct agent agent;
 
 /* ---- smtp.c ---- */
-/* Sets a recipient's result unless it has one; logs the Postfix line. */
-void job_rcpt_result(struct job *j, struct job_rcpt *r, uint16_t code,
-    const char *status, const char *text);
+/* Sets a recipient's result unless it has one; logs the Postfix line.
+ * stage (enum delivery_stage) is the command the reply answered, or
+ * where the conversation stopped without one. */
+void job_rcpt_result(struct job *j, struct job_rcpt *r, uint8_t stage,
+    uint16_t code, const char *status, const char *text);
 /* Every recipient without a result gets this one. */
-void job_fail_rest(struct job *j, uint16_t code, const char *status,
-    const char *text);
+void job_fail_rest(struct job *j, uint8_t stage, uint16_t code,
+    const char *status, const char *text);
 /* All recipients have results: send them to qmgr and free the job. */
 void job_finish(struct job *j);
 bool job_is_done(const struct job *j);
@@ -179,7 +182,8 @@ void dest_add_job(struct job *j);
 /* A session asks for its next job (NULL: none waiting). */
 struct job *dest_next_job(struct dest *d);
 /* Every address of d failed for a session: defer the waiting jobs too. */
-void dest_session_failed(struct dest *d, const char *status, const char *text);
+void dest_session_failed(struct dest *d, uint8_t stage, const char *status,
+    const char *text);
 /* A new session of d. */
 void dest_session_add(struct dest *d, struct session *s);
 /* A session of d got through greeting, EHLO and TLS: more may open. */

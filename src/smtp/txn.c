@@ -99,8 +99,8 @@ session_start_txn(struct session *s)
 	tern_strlcpy(j->tls, s->tls_desc, sizeof(j->tls));
 	j->reused = s->n_msgs > 0;
 	if (!is_command_safe(j->sender) || !is_command_safe(j->envid)) {
-		job_fail_rest(j, 0, "5.1.7", "envelope sender has control "
-		    "characters");
+		job_fail_rest(j, DELIVERY_STAGE_NONE, 0, "5.1.7", "envelope "
+		    "sender has control characters");
 		session_after_job(s);
 		return;
 	}
@@ -111,28 +111,28 @@ session_start_txn(struct session *s)
 		    "limit %llu of server %s[%s]", (unsigned long long)j->size,
 		    (unsigned long long)s->size_limit, session_target(s)->host,
 		    session_target(s)->addr);
-		job_fail_rest(j, 0, "5.3.4", text);
+		job_fail_rest(j, DELIVERY_STAGE_NONE, 0, "5.3.4", text);
 		session_after_job(s);
 		return;
 	}
 	if (j->smtputf8 && !s->smtputf8) {
-		job_fail_rest(j, 0, "5.6.7", "SMTPUTF8 is required, but was not "
-		    "offered by the server");
+		job_fail_rest(j, DELIVERY_STAGE_NONE, 0, "5.6.7", "SMTPUTF8 is "
+		    "required, but was not offered by the server");
 		session_after_job(s);
 		return;
 	}
 	if (j->body == CLEANUP_BODY_BINARYMIME) {
 		/* BINARYMIME needs BDAT (RFC 3030), which we do not speak. */
-		job_fail_rest(j, 0, "4.6.3", "binary message (BINARYMIME), but "
-		    "this delivery agent does not send BDAT");
+		job_fail_rest(j, DELIVERY_STAGE_NONE, 0, "4.6.3", "binary message "
+		    "(BINARYMIME), but this delivery agent does not send BDAT");
 		session_after_job(s);
 		return;
 	}
 	if (j->body != CLEANUP_BODY_7BIT && !s->eightbitmime) {
 		/* RFC 6152: never send 8-bit data to a server that did not
 		 * ask for it; another server (or a later try) may take it. */
-		job_fail_rest(j, 0, "4.6.3", "8-bit message, but the server does "
-		    "not offer 8BITMIME");
+		job_fail_rest(j, DELIVERY_STAGE_NONE, 0, "4.6.3", "8-bit message, "
+		    "but the server does not offer 8BITMIME");
 		session_after_job(s);
 		return;
 	}
@@ -164,8 +164,8 @@ session_start_txn(struct session *s)
 		if (r->done)
 			continue;
 		if (!is_command_safe(r->address) || !is_command_safe(r->orcpt)) {
-			job_rcpt_result(j, r, 0, "5.1.3", "recipient address has "
-			    "control characters");
+			job_rcpt_result(j, r, DELIVERY_STAGE_NONE, 0, "5.1.3",
+			    "recipient address has control characters");
 			continue;
 		}
 		params = xstrdup("");
@@ -236,7 +236,8 @@ session_mail_reply(struct session *s, const struct smtp_reply *r)
 			for (size_t i = 0; i < s->n_cmds; i++)
 				if (s->cmds[i].kind == CMD_RCPT)
 					job_rcpt_result(j, &j->rcpts[s->cmds[i].rcpt],
-					    (uint16_t)r->code, status, diag);
+					    DELIVERY_STAGE_MAIL, (uint16_t)r->code,
+					    status, diag);
 		}
 	} else if (!s->mail_failed) {
 		struct job_rcpt *rc = &j->rcpts[c->rcpt];
@@ -246,7 +247,8 @@ session_mail_reply(struct session *s, const struct smtp_reply *r)
 			s->n_accepted++;
 		} else {
 			reply_diag(s, r, "RCPT TO", diag, sizeof(diag));
-			job_rcpt_result(j, rc, (uint16_t)r->code, status, diag);
+			job_rcpt_result(j, rc, DELIVERY_STAGE_RCPT,
+			    (uint16_t)r->code, status, diag);
 		}
 	}
 	/* Without PIPELINING, no RCPT follows a refused MAIL. */
@@ -266,8 +268,9 @@ session_mail_reply(struct session *s, const struct smtp_reply *r)
 /* Applies a reply to every accepted recipient. */
 void
 session_result_accepted(struct session *s, const struct smtp_reply *r,
-    const char *cmd)
+    uint8_t stage)
 {
+	const char *cmd = stage == DELIVERY_STAGE_DOT ? "end of DATA" : "DATA";
 	struct job *j = s->job;
 	char status[16], diag[RESULT_TEXT_MAX];
 
@@ -278,8 +281,8 @@ session_result_accepted(struct session *s, const struct smtp_reply *r,
 		reply_diag(s, r, cmd, diag, sizeof(diag));
 	for (size_t i = 0; i < j->n_rcpts; i++)
 		if (j->rcpts[i].accepted)
-			job_rcpt_result(j, &j->rcpts[i], (uint16_t)r->code, status,
-			    diag);
+			job_rcpt_result(j, &j->rcpts[i], stage,
+			    (uint16_t)r->code, status, diag);
 }
 
 static int

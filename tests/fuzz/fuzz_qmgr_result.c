@@ -32,7 +32,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t i = 0; i < n; i++) {
 			/* Every string ends inside the frame. */
 			if (strlen(r[i].status) >= size || strlen(r[i].text) >= size ||
-			    strlen(r[i].remote_host) >= size || r[i].code > 599)
+			    strlen(r[i].remote_host) >= size || r[i].code > 599 ||
+			    r[i].stage > DELIVERY_STAGE_MAX)
 				__builtin_trap();
 		}
 		free(r);

@@ -51,6 +51,7 @@ def test_mx_down_falls_back_to_next_mx(tern, sinks, dns, port):
     res = q.wait_results(1)
     r, = rcpt_results(res)
     assert r["code"] == 250 and r["status"] == "2.0.0", r
+    assert r["stage"] == "dot", r
     assert r["host"] == "mx2.example.test" and r["addr"] == "127.0.0.3"
     msg, = sink.wait_messages(1)
     assert msg["to"] == ["alice@example.test"]
@@ -111,6 +112,7 @@ def test_permanent_dns_failures(tern, dns, port, domain, status, pattern):
     q.job(qid, domain)
     r, = rcpt_results(q.wait_results(1))
     assert r["code"] == 0 and r["status"] == status, r
+    assert r["stage"] == "none", r
     assert pattern in r["text"]
     assert r["host"] == ""
     t.wait_log(r"%s: to=<dave@%s>, relay=none, .*dsn=%s, status=bounced"
@@ -177,6 +179,8 @@ def test_per_recipient_outcomes(tern, sinks, dns, port):
     assert res[1]["code"] == 451 and res[1]["status"] == "4.2.1"
     assert res[2]["code"] == 550 and res[2]["status"] == "5.1.1"
     assert "in reply to RCPT TO command" in res[2]["text"]
+    # qmgr decides on the stage, not on the wording
+    assert [res[i]["stage"] for i in range(3)] == ["dot", "rcpt", "rcpt"]
     assert sink.wait_messages(1)[0]["to"] == ["ok@example.test"]
 
 
@@ -191,6 +195,7 @@ def test_data_rejection_applies_to_accepted(tern, sinks, dns, port):
     res = rcpt_results(q.wait_results(1))
     assert [r["code"] for r in res] == [554, 554]
     assert all(r["status"] == "5.7.1" for r in res)
+    assert all(r["stage"] == "dot" for r in res), res
 
 
 def tls_sink(sinks, test_dir, port, host="127.0.0.2", cn="mx1.example.test"):
@@ -249,6 +254,7 @@ def test_required_tls_without_starttls_defers(tern, sinks, dns, port):
     r, = rcpt_results(q.wait_results(1))
     assert r["code"] == 0 and r["status"] == "4.7.4", r
     assert "TLS is required, but was not offered" in r["text"]
+    assert r["stage"] == "helo", r
     time.sleep(0.3)
     assert sink.messages == []
 
@@ -451,6 +457,7 @@ def test_mail_rejection_fails_transaction(tern, dns, port, hostile,
     res = rcpt_results(q.wait_results(1))
     assert [r["code"] for r in res] == [553, 553], res
     assert all("MAIL FROM" in r["text"] for r in res)
+    assert all(r["stage"] == "mail" for r in res), res
     # Without PIPELINING no RCPT follows the refused MAIL; RSET cleans up.
     sent = [l[:4] for l in h.received]
     if not pipelining:
@@ -552,6 +559,7 @@ def test_all_mx_down_defers(tern, dns, port):
     res = rcpt_results(q.wait_results(3))
     assert all(r["code"] == 0 and r["status"] == "4.4.1" for r in res), res
     assert all("Connection refused" in r["text"] for r in res)
+    assert all(r["stage"] == "connect" for r in res), res
     t.wait_log(r"%s: to=<down@example.test>, relay=none, .*status=deferred "
                r"\(connect to mx2.example.test\[127.0.0.3\]:%d: Connection "
                r"refused\)" % (qids[0], port))
@@ -682,6 +690,7 @@ def test_silent_destination_probed_by_one_connection(tern, dns, port,
     res = rcpt_results(q.wait_results(5))
     assert all(r["code"] == 0 and r["status"].startswith("4.") for r in res)
     assert all("timed out while greeting" in r["text"] for r in res), res
+    assert all(r["stage"] == "connect" for r in res), res
     assert h.connections == 1
 
 

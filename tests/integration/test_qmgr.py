@@ -18,7 +18,10 @@ def start(tern, verbose=False, **delivery):
     keys = {"retry_schedule": "1s 2s", "max_queue_lifetime": "1h"}
     keys.update(delivery)
     extra = keys.pop("extra", "")
+    bounce = keys.pop("bounce", None)
     sections = {"delivery": keys}
+    if bounce:
+        sections["bounce"] = bounce
     if verbose:
         sections["server"] = {"verbose": "yes"}
     t = tern(sections, extra=extra)
@@ -150,6 +153,36 @@ def test_hard_bounce_suppresses_the_address(tern):
         q3, = qmgr_fill(t, ["gone@hard.test"])
         wait_for(lambda: "delivered" in rcpt_events(t, q3, "gone@hard.test"), 10,
                  what="delivery after removal")
+    finally:
+        agent.stop()
+
+
+def test_soft_bounce_counted_by_stage_not_wording(tern):
+    """A soft bounce counts against the address when the agent's result
+    says it answered RCPT TO (stage rcpt); what its text says plays no
+    part: a reply to MAIL FROM that claims RCPT TO in its text, or one
+    with no stage, is never counted."""
+    t = start(tern, bounce={"soft_bounce_limit": "2"})
+    agent = FakeAgent(t, {"domains": {
+        "rcpt.test": "rcpt:452 4.2.2 mailbox full",
+        "mail.test": "mail:452 4.2.2 mailbox full (in reply to RCPT TO "
+                     "command)",
+        "none.test": "452 4.2.2 mailbox full (in reply to end of DATA "
+                     "command)"}})
+    rcpts = ["full@rcpt.test", "full@mail.test", "full@none.test"]
+    try:
+        qids = [qmgr_fill(t, rcpts)[0] for _ in range(2)]
+        wait_for(lambda: "full@rcpt.test" in
+                 t.ternctl("suppression", "list").stdout, 15,
+                 what="the address suppressed after two messages")
+        for qid in qids:
+            for r in rcpts[1:]:
+                wait_for(lambda: "deferred" in rcpt_events(t, qid, r), 10,
+                         what=f"{r} deferred")
+        lst = t.ternctl("suppression", "list", check=True).stdout
+        assert "full@mail.test" not in lst and "full@none.test" not in lst, lst
+        assert len(re.findall(r"suppressed <full@rcpt\.test>: 2 different "
+                              r"messages soft-bounced", t.log_text())) == 1
     finally:
         agent.stop()
 

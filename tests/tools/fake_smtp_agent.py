@@ -11,8 +11,11 @@ a rules file, re-read for every job (so a test can change its mind):
                "boom.test": "crash"}}        # exits at once (agent crash)
 
 A list gives the reply for the 1st, 2nd, ... attempt at an address (the
-last repeats; counted by this process). Every job is appended to the
-jobs file as a JSON line. Usage:
+last repeats; counted by this process). A reply may start with the stage
+it answers, as "rcpt:452 4.2.2 full" (none, connect, helo, starttls,
+mail, rcpt, data, dot: enum delivery_stage); without one it is "none",
+a reply qmgr does not count against the address. Every job is appended
+to the jobs file as a JSON line. Usage:
   fake_smtp_agent.py SOCKET RULES JOBS_LOG [CREDITS]
 """
 import json
@@ -26,6 +29,8 @@ IPC_HELLO = 0x0001
 IPC_DELIVERY_READY = 0x0401
 IPC_DELIVERY_JOB = 0x0402
 IPC_DELIVERY_RESULT = 0x0403
+STAGES = ["none", "connect", "helo", "starttls", "mail", "rcpt", "data",
+          "dot"]
 
 
 def frame(typ, reqid, payload):
@@ -135,8 +140,12 @@ def main():
                 attempts[rc["address"]] = n + 1
                 reply = rule[min(n, len(rule) - 1)] if isinstance(rule, list) \
                     else rule
+                stage = "none"
+                if reply.split(" ", 1)[0].split(":")[0] in STAGES:
+                    stage, reply = reply.split(":", 1)
                 code, status, text = (reply.split(" ", 2) + ["", ""])[:3]
-                out += struct.pack(">IH", rc["index"], int(code))
+                out += struct.pack(">IHB", rc["index"], int(code),
+                                   STAGES.index(stage))
                 out += put_str(status) + put_str(text)
                 out += put_str("mx." + job["domain"] + "[127.0.0.1]:25")
                 out += put_str("127.0.0.1") + put_str("") + struct.pack(">Q", 5)

@@ -10,7 +10,8 @@
  *   ret, envid, arrival_ms default to the queued message's own)
  * Every DELIVERY_RESULT is written as one JSON line to
  * qmgr-results.jsonl: {"job": N, "qid": "...", "results": [{"index": 0,
- * "code": 250, "status": "2.0.0", "text": "...", "host": "...",
+ * "code": 250, "stage": "dot", "status": "2.0.0", "text": "...",
+ * "host": "...",
  * "addr": "...", "tls": "...", "ms": 12}]}. It writes nothing to the queue.
  */
 #include "autoconfig.h"
@@ -249,9 +250,12 @@ agent_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 		const char *status, *text, *host, *addr, *tls;
 		uint32_t index;
 		uint16_t code;
+		uint8_t stage;
 		uint64_t ms;
 
 		if (ipc_get_u32(m, &index) == -1 || ipc_get_u16(m, &code) == -1 ||
+		    ipc_get_u8(m, &stage) == -1 ||
+		    delivery_stage_name(stage) == NULL ||
 		    ipc_get_str(m, &status) == -1 || ipc_get_str(m, &text) == -1 ||
 		    ipc_get_str(m, &host) == -1 || ipc_get_str(m, &addr) == -1 ||
 		    ipc_get_str(m, &tls) == -1 || ipc_get_u64(m, &ms) == -1) {
@@ -260,9 +264,9 @@ agent_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 			return;
 		}
 		json_array_append_new(arr, json_pack("{s:i,s:i,s:s,s:s,s:s,s:s,s:s,"
-		    "s:I}", "index", (int)index, "code", (int)code, "status", status,
-		    "text", text, "host", host, "addr", addr, "tls", tls, "ms",
-		    (json_int_t)ms));
+		    "s:s,s:I}", "index", (int)index, "code", (int)code, "stage",
+		    delivery_stage_name(stage), "status", status, "text", text,
+		    "host", host, "addr", addr, "tls", tls, "ms", (json_int_t)ms));
 	}
 	if (ipc_msg_end(m) == -1) {
 		json_decref(arr);

@@ -146,16 +146,24 @@ msg_of(struct ipc_out *o)
 }
 
 static void
-put_result(struct ipc_out *o, uint32_t index, uint16_t code)
+put_result_at(struct ipc_out *o, uint32_t index, uint16_t code, uint8_t stage)
 {
 	ipc_put_u32(o, index);
 	ipc_put_u16(o, code);
+	ipc_put_u8(o, stage);
 	ipc_put_str(o, "2.0.0");
 	ipc_put_str(o, "ok");
 	ipc_put_str(o, "mx.example.test[192.0.2.1]:25");
 	ipc_put_str(o, "192.0.2.1");
 	ipc_put_str(o, "TLSv1.3 TLS_AES_256_GCM_SHA384");
 	ipc_put_u64(o, 123);
+}
+
+static void
+put_result(struct ipc_out *o, uint32_t index, uint16_t code)
+{
+	put_result_at(o, index, code, code != 0 ? DELIVERY_STAGE_DOT :
+	    DELIVERY_STAGE_CONNECT);
 }
 
 static void
@@ -177,6 +185,8 @@ test_result_decode(void **state)
 	assert_int_equal(r[0].code, 250);
 	assert_int_equal(r[1].index, 3);
 	assert_int_equal(r[1].code, 0);
+	assert_int_equal(r[0].stage, DELIVERY_STAGE_DOT);
+	assert_int_equal(r[1].stage, DELIVERY_STAGE_CONNECT);
 	assert_string_equal(r[0].remote_host, "mx.example.test[192.0.2.1]:25");
 	assert_int_equal(r[0].delivery_ms, 123);
 	free(r);
@@ -214,6 +224,14 @@ test_result_decode_rejects(void **state)
 	assert_int_equal(result_decode(&m, &r, &n, &why), -1);
 	assert_string_equal(why, "reply code out of range");
 	ipc_out_free(o);
+	/* A stage out of range. */
+	o = ipc_out_new(IPC_DELIVERY_RESULT, 1);
+	ipc_put_u32(o, 1);
+	put_result_at(o, 0, 550, DELIVERY_STAGE_MAX + 1);
+	m = msg_of(o);
+	assert_int_equal(result_decode(&m, &r, &n, &why), -1);
+	assert_string_equal(why, "unknown stage");
+	ipc_out_free(o);
 	/* Truncated. */
 	o = ipc_out_new(IPC_DELIVERY_RESULT, 1);
 	ipc_put_u32(o, 2);
@@ -230,6 +248,11 @@ test_result_decode_rejects(void **state)
 	assert_int_equal(result_decode(&m, &r, &n, &why), -1);
 	assert_string_equal(why, "bytes left over");
 	ipc_out_free(o);
+	/* Every stage has a name; past the last, none. */
+	for (unsigned st = 0; st <= DELIVERY_STAGE_MAX; st++)
+		assert_non_null(delivery_stage_name((uint8_t)st));
+	assert_string_equal(delivery_stage_name(DELIVERY_STAGE_RCPT), "rcpt");
+	assert_null(delivery_stage_name(DELIVERY_STAGE_MAX + 1));
 	/* Empty is fine (a job with no recipient never exists, but the
 	 * frame is well formed). */
 	o = ipc_out_new(IPC_DELIVERY_RESULT, 1);
