@@ -447,7 +447,10 @@ void queue_update_suppress_remove(struct queue_update *u, const char *address);
 /* Counts a soft bounce of an address (see "soft failures" below); when
  * f->limit different messages failed within f->window_ms the address is
  * suppressed (source bounce) in the same transaction and its count
- * starts again. Removing a suppression entry forgets the count too. */
+ * starts again. Removing a suppression entry forgets the count too.
+ * When the queue is full (QUEUE_ERR_FULL, QUEUE_ERR_NOSPACE) the update
+ * is committed without its soft-bounce counts, whose status says why:
+ * a lost count only delays a suppression; the results must not wait. */
 void queue_update_soft_failure(struct queue_update *u,
     const struct queue_soft_failure *f);
 /* Appends an event (e.g. a complaint); seq is assigned. */

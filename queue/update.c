@@ -47,6 +47,8 @@ struct queue_update {
 	struct op *ops;
 	size_t n;
 	size_t cap;
+	enum queue_err soft_dropped;	/* QUEUE_OK, or why the soft-failure
+					 * ops were left out of the commit */
 };
 
 static char *
@@ -526,6 +528,10 @@ update_txn(struct qtxn *t, void *arg)
 
 		o->removed = false;
 		o->suppressed = false;
+		if (o->kind == OP_SOFT_FAILURE && u->soft_dropped != QUEUE_OK) {
+			o->status = u->soft_dropped;
+			continue;
+		}
 		/* Operations without a time of their own use the update's. */
 		if (o->kind != OP_UNCLAIM)
 			o->due_ms = u->now_ms;
@@ -548,16 +554,41 @@ update_txn(struct qtxn *t, void *arg)
 	return 0;
 }
 
+static bool
+has_soft_failure(const struct queue_update *u)
+{
+	for (size_t i = 0; i < u->n; i++)
+		if (u->ops[i].kind == OP_SOFT_FAILURE)
+			return true;
+	return false;
+}
+
 int
 queue_update_commit(struct queue *q, struct queue_update *u)
 {
+	enum queue_err e;
 	size_t i;
+	int rc;
 
 	if (u->n == 0)
 		return 0;
-	if (qtxn_write(q, update_txn, u) == -1) {
-		enum queue_err e = queue_last_error();
-
+	u->soft_dropped = QUEUE_OK;
+	rc = qtxn_write(q, update_txn, u);
+	/*
+	 * A full queue (map at map_size_max, disk full): a soft-bounce count
+	 * is the one change that may be lost (it delays a suppression, never
+	 * mails anyone by mistake); the results it came with may not. Try
+	 * again without the counts: they need room of their own (a list of
+	 * up to 16 KB each), which the results may not.
+	 */
+	if (rc == -1 && ((e = queue_last_error()) == QUEUE_ERR_FULL ||
+	    e == QUEUE_ERR_NOSPACE) && has_soft_failure(u) &&
+	    !queue_is_broken(q)) {
+		u->soft_dropped = e;
+		rc = qtxn_write(q, update_txn, u);
+	}
+	if (rc == -1) {
+		e = queue_last_error();
 		for (i = 0; i < u->n; i++) {
 			u->ops[i].status = e;
 			u->ops[i].removed = false;
@@ -570,11 +601,15 @@ queue_update_commit(struct queue *q, struct queue_update *u)
 	for (i = 0; i < u->n; i++) {
 		const struct op *o = &u->ops[i];
 
-		if (o->kind == OP_SOFT_FAILURE && o->status == QUEUE_OK &&
-		    o->suppressed)
+		if (o->kind != OP_SOFT_FAILURE)
+			continue;
+		if (o->status == QUEUE_OK && o->suppressed)
 			log_info("suppressed <%s>: %u different messages "
 			    "soft-bounced within %lld s", o->soft.address,
 			    o->soft.limit, (long long)(o->soft.window_ms / 1000));
+		else if (u->soft_dropped != QUEUE_OK)
+			log_warn("soft bounce of <%s> not counted: %s",
+			    o->soft.address, queue_strerror(u->soft_dropped));
 	}
 	return 0;
 }

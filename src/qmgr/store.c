@@ -34,6 +34,8 @@ struct work {
 	struct tracked *tr;
 	size_t n_tr;
 	int update_rc;
+	enum queue_err update_err;	/* why it failed (the error is the
+					 * writer thread's own) */
 	bool flush;
 	uint64_t flush_qid;
 	store_flush_cb flush_cb;
@@ -177,8 +179,9 @@ writer_main(void *arg)
 		pthread_mutex_unlock(&st.lock);
 
 		w->now_ms = queue_now_ms();
-		if (w->u != NULL && queue_update_count(w->u) > 0)
-			w->update_rc = queue_update_commit(qmgr.q, w->u);
+		if (w->u != NULL && queue_update_count(w->u) > 0 &&
+		    (w->update_rc = queue_update_commit(qmgr.q, w->u)) == -1)
+			w->update_err = queue_last_error();
 		if (w->update_rc == 0 && w->flush) {
 			w->flush_rc = queue_flush(qmgr.q, w->flush_qid,
 			    queue_now_ms(), &w->flushed);
@@ -232,13 +235,11 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	st.busy = false;
 
 	if (w->update_rc != 0) {
-		enum queue_err e = queue_last_error();
-
 		/* Nothing of the group was committed; start over from the
 		 * store after a restart rather than guess. */
 		log_fatal("queue commit of %zu change(s) failed: %s; restarting "
 		    "so in-flight recipients are requeued",
-		    queue_update_count(w->u), queue_strerror(e));
+		    queue_update_count(w->u), queue_strerror(w->update_err));
 	}
 	for (size_t i = 0; i < w->n_tr; i++) {
 		struct tracked *t = &w->tr[i];

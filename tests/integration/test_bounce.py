@@ -9,8 +9,10 @@ import os
 import json
 import re
 import smtplib
+import struct
 import time
 
+import lmdb
 import pytest
 
 from ternlib import Dns, free_port_on, wait_for
@@ -20,7 +22,7 @@ SENDER_HOST = "127.0.0.4"	# MX of example.test, the sender's domain
 
 
 def pipeline(tern, sinks, test_dir, rcpt_reply=None, delivery=None,
-             bounce=None):
+             bounce=None, queue=None):
     port = free_port_on([DEST_HOST, SENDER_HOST])
     dest = sinks(host=DEST_HOST, port=port, rcpt_reply=rcpt_reply)
     home = sinks(host=SENDER_HOST, port=port)
@@ -34,6 +36,7 @@ def pipeline(tern, sinks, test_dir, rcpt_reply=None, delivery=None,
                      **(delivery or {})},
         "domain example.test": {},
         **({"bounce": bounce} if bounce else {}),
+        **({"queue": queue} if queue else {}),
     })
     sub = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
     t.start()
@@ -535,6 +538,78 @@ def test_soft_bounces_suppress_at_the_limit(tern, sinks, test_dir):
         # logged once, after the commit that suppressed
         assert len(re.findall(r"suppressed <full@dest\.test>: ",
                               t.log_text())) == 1, t.log_text()
+    finally:
+        dns.stop()
+
+
+MB = 1024 * 1024
+
+
+def softfail_list(n, now_ms):
+    """A softfail record (queue/SCHEMA.md) of n recent failures."""
+    return struct.pack(">BH", 1, n) + b"".join(
+        struct.pack(">qQ", now_ms - n + i, 0x1000 + i) for i in range(n))
+
+
+def test_soft_bounce_counts_not_kept_when_the_queue_is_full(tern, sinks,
+                                                            test_dir):
+    """The map is at [queue] map_size_max and 50 recipients soft-bounce at
+    RCPT, each with a long list of earlier soft bounces: the counts (16 KB
+    each, below soft_bounce_limit) have no room, the results do. The
+    counts are not kept; every recipient is deferred as the reply says;
+    tern-qmgr goes on."""
+    rcpts = ["full%02d@dest.test" % i for i in range(50)]
+    t, port, dest, home, dns = pipeline(
+        tern, sinks, test_dir,
+        rcpt_reply=lambda a: "452 4.2.2 mailbox full"
+        if a.startswith("full") else None,
+        bounce={"soft_bounce_limit": "1000"},
+        queue={"map_size": "4M", "map_size_max": "4M"})
+    try:
+        t.wait_log(r"queue manager started")
+        now_ms = int(time.time() * 1000)
+        env = lmdb.open(t.queue_dir, map_size=4 * MB, max_dbs=20,
+                        subdir=True, lock=True)
+        try:
+            db = env.open_db(b"softfail", create=False)
+            with env.begin(write=True, db=db) as txn:
+                for r in rcpts:
+                    txn.put(r.encode(), softfail_list(998, now_ms))
+            # ballast (more such lists) until less than 400 KB is left
+            i = 0
+            while True:
+                info, psize = env.info(), env.stat()["psize"]
+                if 4 * MB - (info["last_pgno"] + 1) * psize < 400 * 1024:
+                    break
+                with env.begin(write=True, db=db) as txn:
+                    txn.put(b"ballast%04d@else.test" % i,
+                            softfail_list(999, now_ms))
+                i += 1
+        finally:
+            env.close()
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+            s.sendmail("app@example.test", rcpts,
+                       b"From: app@example.test\r\nSubject: s\r\n\r\nb\r\n")
+        wait_for(lambda: sum(1 for e in events(t) if e.get("type") ==
+                             "deferred") >= 50, 30,
+                 what="every recipient deferred")
+        ev = [e for e in events(t) if e.get("type") == "deferred"]
+        assert {e["recipient"] for e in ev} == set(rcpts)
+        assert all(e["status"] == "4.2.2" for e in ev), ev
+        log = t.log_text()
+        assert len(re.findall(r"soft bounce of <full\d\d@dest\.test> not "
+                              r"counted: queue map full", log)) >= 50, log
+        assert not re.search(r"queue commit of \d+ change\(s\) failed", log)
+        assert len(re.findall(r"queue manager started", log)) == 1, log
+        env = lmdb.open(t.queue_dir, readonly=True, max_dbs=20, subdir=True,
+                        lock=True)
+        try:
+            with env.begin() as txn:
+                v = txn.get(b"full00@dest.test",
+                            db=env.open_db(b"softfail", txn=txn, create=False))
+        finally:
+            env.close()
+        assert struct.unpack(">BH", v[:3]) == (1, 998)
     finally:
         dns.stop()
 

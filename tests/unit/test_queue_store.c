@@ -954,7 +954,8 @@ test_softfail_malformed(void **state)
 	assert_int_equal(n, 0);
 }
 
-/* Sends stderr (the log) to a file until stderr_end(). */
+/* Sends stderr (the log) to a file until stderr_end() (call it before
+ * any assertion, which would leave stderr there). */
 static int
 stderr_begin(char *path)
 {
@@ -1012,7 +1013,7 @@ test_softfail_logged_after_commit(void **state)
 	const char *addr = "full@example.test";
 	struct queue_update *u;
 	struct queue_event e;
-	int saved;
+	int saved, rc, logged;
 
 	(void)state;
 	memset(text, 'x', QUEUE_TEXT_MAX);
@@ -1037,8 +1038,10 @@ test_softfail_logged_after_commit(void **state)
 		queue_update_event(u, &e);
 	}
 	saved = stderr_begin(path);
-	assert_int_equal(queue_update_commit(t->q, u), 0);
-	assert_int_equal(stderr_end(saved, path, needle), 1);
+	rc = queue_update_commit(t->q, u);
+	logged = stderr_end(saved, path, needle);
+	assert_int_equal(rc, 0);
+	assert_int_equal(logged, 1);
 	assert_int_equal(queue_update_status(u, 0), QUEUE_OK);
 	queue_update_free(u);
 	queue_get_stats(t->q, &st);
@@ -1046,6 +1049,96 @@ test_softfail_logged_after_commit(void **state)
 	assert_int_equal(queue_suppress_check(t->q, &addr, 1, now + 3, &hit), 0);
 	assert_true(hit.found);
 	free(text);
+	qtest_free(t);
+}
+
+/* Bytes of the map not yet handed out to pages (free pages aside). */
+static uint64_t
+map_unused(struct queue *q)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+
+	assert_int_equal(mdb_env_info(q->env, &info), 0);
+	assert_int_equal(mdb_env_stat(q->env, &st), 0);
+	return (uint64_t)info.me_mapsize -
+	    ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+}
+
+/* A full queue takes a delivery result without the soft-bounce counts
+ * that came with it: the counts are lost, the result is not. */
+static void
+test_softfail_queue_full(void **state)
+{
+	struct qtest *t = qtest_new(4 * MB, 4 * MB);
+	int64_t now = queue_now_ms() + 60000;
+	static struct queue_softfail list[QUEUE_SOFTFAIL_MAX];
+	char path[] = "/tmp/test_queue_store.log.XXXXXX";
+	struct queue_loaded_msg *l;
+	struct queue_soft_failure f;
+	struct queue_claim *c;
+	struct queue_result r;
+	struct queue_update *u;
+	char addr[50][32];
+	uint8_t *rec;
+	uint64_t qid;
+	size_t n;
+	int saved, rc, logged;
+
+	(void)state;
+	/* 50 addresses with long lists: counting each once more rewrites
+	 * 16 KB, 800 KB in all. */
+	rec = softfail_record(QUEUE_SOFTFAIL_MAX - 1, now - 100000);
+	for (int i = 0; i < 50; i++) {
+		snprintf(addr[i], sizeof(addr[i]), "full%02d@example.test", i);
+		qtest_raw_put(t->q, QDB_SOFTFAIL, addr[i], strlen(addr[i]), rec,
+		    3 + (QUEUE_SOFTFAIL_MAX - 1) * 16);
+	}
+	free(rec);
+	qid = qtest_commit1(t->q, qtest_msg(1, 100, "x.test"));
+	c = claim_all(t->q, now + 10, 10);
+	assert_int_equal(c->n_rcpts, 1);
+	queue_claim_free(c);
+	/* Fill the map (it cannot grow) until less than 400 KB is left:
+	 * room for a result, not for the counts. */
+	while (map_unused(t->q) >= 400 * 1024)
+		qtest_commit1(t->q, qtest_msg(1, 100 * 1024, "x.test"));
+
+	u = queue_update_new(now);
+	r = result(qid, 0, QUEUE_RCPT_DEFERRED, 452, now + 60000);
+	r.status = "4.2.2";
+	r.text = "mailbox full";
+	queue_update_result(u, &r);
+	for (int i = 0; i < 50; i++) {
+		memset(&f, 0, sizeof(f));
+		f.address = addr[i];
+		f.qid = qid;
+		f.limit = 2 * QUEUE_SOFTFAIL_MAX;	/* count only */
+		f.window_ms = 86400000LL;
+		f.reason = "452 4.2.2 mailbox full";
+		queue_update_soft_failure(u, &f);
+	}
+	saved = stderr_begin(path);
+	rc = queue_update_commit(t->q, u);
+	logged = stderr_end(saved, path, "not counted: queue map full");
+	assert_int_equal(rc, 0);
+	assert_int_equal(logged, 50);
+	assert_int_equal(queue_update_status(u, 0), QUEUE_OK);
+	for (size_t i = 1; i <= 50; i++)
+		assert_int_equal(queue_update_status(u, i), QUEUE_ERR_FULL);
+	queue_update_free(u);
+	/* The result is in: deferred, due again as it said. */
+	assert_int_equal(queue_load(t->q, qid, &l), 0);
+	assert_int_equal(l->rcpts[0].state, QUEUE_RCPT_DEFERRED);
+	assert_int_equal(l->rcpts[0].last_code, 452);
+	assert_int_equal(l->rcpts[0].attempts, 1);
+	assert_true(l->rcpts[0].next_attempt_ms == now + 60000);
+	queue_loaded_free(l);
+	/* The counts are as they were. */
+	assert_int_equal(queue_softfail_get(t->q, addr[0], list, &n), 0);
+	assert_int_equal(n, QUEUE_SOFTFAIL_MAX - 1);
+	assert_int_not_equal(list[n - 1].qid, qid);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
 	qtest_free(t);
 }
 
@@ -1552,6 +1645,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_softfail_malformed, setup,
 		    teardown),
 		cmocka_unit_test(test_softfail_logged_after_commit),
+		cmocka_unit_test(test_softfail_queue_full),
 		cmocka_unit_test_setup_teardown(test_soft_failures, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_events_retention, setup,
