@@ -81,7 +81,7 @@ req_done(void *arg, enum queue_err e, bool removed)
 }
 
 static void
-flush_done(void *arg, int rc, size_t n)
+flush_done(void *arg, int rc, enum queue_err e, size_t n)
 {
 	struct ctl_req *r = arg;
 	char *text;
@@ -90,8 +90,6 @@ flush_done(void *arg, int rc, size_t n)
 		text = xstrdup("a flush is already under way; try again");
 		ctl_reply(r->conn, r->reqid, CTL_FAILED, 0, text);
 	} else if (rc == -1) {
-		enum queue_err e = queue_last_error();
-
 		text = xasprintf("%s: %s", r->what, queue_strerror(e));
 		ctl_reply(r->conn, r->reqid, status_of(e), 0, text);
 	} else {

@@ -153,7 +153,8 @@ void conn_unref(struct conn *c);
 
 /* store.c: every write goes through the writer thread, in groups */
 typedef void (*store_op_cb)(void *arg, enum queue_err status, bool removed);
-typedef void (*store_flush_cb)(void *arg, int rc, size_t n);
+typedef void (*store_flush_cb)(void *arg, int rc, enum queue_err err,
+    size_t n);
 void store_start(void);
 void store_stop(void);
 bool store_busy(void);

@@ -41,6 +41,7 @@ struct work {
 	store_flush_cb flush_cb;
 	void *flush_arg;
 	int flush_rc;
+	enum queue_err flush_err;
 	size_t flushed;
 	size_t claim_max;
 	struct queue_claim *claim;
@@ -111,7 +112,7 @@ store_want_flush(uint64_t qid, store_flush_cb cb, void *arg)
 
 	/* One flush per group; a second waits for the next group. */
 	if (w->flush) {
-		cb(arg, -2, 0);
+		cb(arg, -2, QUEUE_OK, 0);
 		return;
 	}
 	w->flush = true;
@@ -185,6 +186,8 @@ writer_main(void *arg)
 		if (w->update_rc == 0 && w->flush) {
 			w->flush_rc = queue_flush(qmgr.q, w->flush_qid,
 			    queue_now_ms(), &w->flushed);
+			if (w->flush_rc == -1)
+				w->flush_err = queue_last_error();
 		}
 		if (w->update_rc == 0 && w->claim_max > 0) {
 			w->claim_rc = queue_claim_due(qmgr.q, queue_now_ms(),
@@ -255,7 +258,8 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 			t->cb(t->arg, queue_update_status(w->u, t->op), removed);
 	}
 	if (w->flush && w->flush_cb != NULL)
-		w->flush_cb(w->flush_arg, w->flush_rc, w->flushed);
+		w->flush_cb(w->flush_arg, w->flush_rc, w->flush_err,
+		    w->flushed);
 	if (w->claim_max > 0) {
 		if (w->claim_rc == -1) {
 			log_warn("claiming due work: %s",
