@@ -60,6 +60,7 @@ struct signer_selector {
 
 struct signer_domain {
 	const char *name;
+	dkim_canon_t body_canon;	/* headers: always relaxed */
 	struct signer_selector *selectors;
 	size_t n_selectors;
 	size_t n_loaded;
@@ -178,6 +179,8 @@ signer_load_keys(struct daemon *d)
 		struct signer_domain *sd = &signer.domains[i];
 
 		sd->name = cd->name;
+		sd->body_canon = cd->dkim_canonicalization == CANON_RELAXED_SIMPLE
+		    ? DKIM_CANON_SIMPLE : DKIM_CANON_RELAXED;
 		sd->n_selectors = cd->n_dkim;
 		sd->selectors = xcalloc(cd->n_dkim + 1, sizeof(*sd->selectors));
 		for (size_t k = 0; k < cd->n_dkim; k++) {
@@ -429,7 +432,7 @@ job_start(struct signer_job *job)
 		dkim = dkim_sign(signer.lib, (const u_char *)"tern-signer", NULL,
 		    (dkim_sigkey_t)s->key.pem, (const u_char *)s->selector,
 		    (const u_char *)sd->name, DKIM_CANON_RELAXED,
-		    DKIM_CANON_RELAXED, s->key.alg == DKIM_KEY_ED25519
+		    sd->body_canon, s->key.alg == DKIM_KEY_ED25519
 		    ? DKIM_SIGN_ED25519SHA256 : DKIM_SIGN_RSASHA256, -1, &stat);
 		if (dkim == NULL) {
 			job_fail(job, "dkim_sign for selector %s: %s", s->selector,
