@@ -17,8 +17,10 @@ bench-queue: bench/queue-commit
 noinst_PROGRAMS += bench/smtp-load
 bench_smtp_load_SOURCES = bench/smtp-load.c
 bench_smtp_load_LDADD = $(PTHREAD_LIBS)
+noinst_PROGRAMS += bench/smtp-sink-lite
+bench_smtp_sink_lite_SOURCES = bench/smtp-sink-lite.c
 EXTRA_DIST += bench/compare-postfix
-bench-compare: bench/smtp-load all
+bench-compare: bench/smtp-load bench/smtp-sink-lite all
 	$(top_srcdir)/bench/compare-postfix --build $(abs_builddir) $(BENCH_ARGS)
 .PHONY: bench-compare
 

@@ -39,6 +39,7 @@ struct load {
 	unsigned messages;
 	size_t size;
 	int reconnect;
+	long pid;			/* in each Message-ID; getpid() is a system call */
 	atomic_uint next;		/* next message number to send */
 	atomic_uint ok;
 	atomic_uint failed;
@@ -176,7 +177,7 @@ send_message(struct conn *c, struct load *ld, unsigned n)
 	    "Message-ID: <load.%u.%ld@bench.test>\r\n"
 	    "Date: Thu, 26 Nov 2026 00:00:00 +0000\r\n"
 	    "MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n",
-	    ld->from, ld->to, n, n, (long)getpid());
+	    ld->from, ld->to, n, n, ld->pid);
 	if (send_all(c, head, (size_t)hl) < 0 ||
 	    send_all(c, ld->body, ld->body_len) < 0)
 		return -1;
@@ -257,7 +258,7 @@ main(int argc, char **argv)
 {
 	struct load ld = {
 		.from = "load@bench.test", .to = "sink@sink.test",
-		.messages = 1000, .size = 4096,
+		.messages = 1000, .size = 4096, .pid = (long)getpid(),
 	};
 	unsigned sessions = 20;
 	int opt;

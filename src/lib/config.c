@@ -72,6 +72,9 @@ enum key_type {
 static const char *const log_names[] = { "stderr", "syslog", NULL };
 static const char *const mode_names[] = { "submission", "smtps", "inbound", NULL };
 static const char *const tls_names[] = { "none", "opportunistic", "required", NULL };
+/* In the order of enum dkim_canonicalization. */
+static const char *const canon_names[] = { "relaxed/relaxed", "relaxed/simple",
+	NULL };
 
 /* offset is into struct tern_config for plain sections, else into the
  * section's own struct; count is the offset of a list's size_t count. */
@@ -154,6 +157,7 @@ static const struct key_spec key_specs[] = {
 	{ SECT_DOMAIN, "dkim_selector", K_STRING_LIST, DF(dkim_selectors), DF(n_dkim), 0, 0, NULL, NULL },
 	{ SECT_DOMAIN, "dkim_key", K_PATH_LIST, DF(dkim_keys), DF(n_dkim_keys), 0, 0, NULL, NULL },
 	{ SECT_DOMAIN, "return_path", K_HOSTNAME, DF(return_path), 0, 0, 0, NULL, NULL },
+	{ SECT_DOMAIN, "dkim_canonicalization", K_ENUM, DF(dkim_canonicalization), 0, 0, 0, canon_names, NULL },
 
 	{ SECT_DESTINATION, "max_connections", K_UINT, XF(max_connections), 0, 1, 100000, NULL, NULL },
 	{ SECT_DESTINATION, "rate", K_RATE, XF(rate_count), XF(rate_period), 0, 0, NULL, NULL },

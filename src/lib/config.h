@@ -56,6 +56,15 @@ struct cfg_listener {
 	size_t n_trusted_networks;
 };
 
+/* DKIM canonicalization, header/body (RFC 6376 3.4); zero is the default.
+ * Headers are always relaxed: with simple header canonicalization the second
+ * of two signatures did not verify in testing (the DKIM-Signature fields
+ * are folded by libopendkim and added after signing), so it is not offered. */
+enum dkim_canonicalization {
+	CANON_RELAXED_RELAXED,
+	CANON_RELAXED_SIMPLE,
+};
+
 /* [domain NAME]: a sending domain; mail from it is accepted and signed. */
 struct cfg_domain {
 	char *name;			/* lower case */
@@ -64,6 +73,7 @@ struct cfg_domain {
 	size_t n_dkim;
 	char **dkim_keys;		/* private key paths (PEM) */
 	size_t n_dkim_keys;		/* equals n_dkim once validated */
+	enum dkim_canonicalization dkim_canonicalization;
 	char *return_path;		/* bounce domain, or NULL */
 };
 

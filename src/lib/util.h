@@ -43,6 +43,7 @@ int parse_uint64(const char *s, uint64_t max, uint64_t *out);
 /* Sets O_NONBLOCK and FD_CLOEXEC on a descriptor. */
 int fd_set_nonblock(int fd);
 int fd_set_cloexec(int fd, bool on);
+void fd_set_tcp_nodelay(int fd);
 
 /* Creates a directory (and its parents) with the given mode when missing. */
 int mkdir_p(const char *path, unsigned mode);

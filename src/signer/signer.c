@@ -34,7 +34,7 @@
 #define ED25519_RECYCLE_DEFAULT	50000
 #define MAX_HEADER_FIELD	(256 * 1024)
 #define MAX_JOBS_PER_CONN	10000	/* a client with more is broken */
-#define MAX_WORKERS		8
+#define MAX_WORKERS		16
 /* A job goes to a worker at its END or once this much waits, so a small
  * message is one pass. */
 #define JOB_BATCH		(64 * 1024)
@@ -60,6 +60,7 @@ struct signer_selector {
 
 struct signer_domain {
 	const char *name;
+	dkim_canon_t body_canon;	/* headers: always relaxed */
 	struct signer_selector *selectors;
 	size_t n_selectors;
 	size_t n_loaded;
@@ -178,6 +179,8 @@ signer_load_keys(struct daemon *d)
 		struct signer_domain *sd = &signer.domains[i];
 
 		sd->name = cd->name;
+		sd->body_canon = cd->dkim_canonicalization == CANON_RELAXED_SIMPLE
+		    ? DKIM_CANON_SIMPLE : DKIM_CANON_RELAXED;
 		sd->n_selectors = cd->n_dkim;
 		sd->selectors = xcalloc(cd->n_dkim + 1, sizeof(*sd->selectors));
 		for (size_t k = 0; k < cd->n_dkim; k++) {
@@ -429,7 +432,7 @@ job_start(struct signer_job *job)
 		dkim = dkim_sign(signer.lib, (const u_char *)"tern-signer", NULL,
 		    (dkim_sigkey_t)s->key.pem, (const u_char *)s->selector,
 		    (const u_char *)sd->name, DKIM_CANON_RELAXED,
-		    DKIM_CANON_RELAXED, s->key.alg == DKIM_KEY_ED25519
+		    sd->body_canon, s->key.alg == DKIM_KEY_ED25519
 		    ? DKIM_SIGN_ED25519SHA256 : DKIM_SIGN_RSASHA256, -1, &stat);
 		if (dkim == NULL) {
 			job_fail(job, "dkim_sign for selector %s: %s", s->selector,
@@ -731,13 +734,20 @@ workers_done_cb(evutil_socket_t fd, short what, void *arg)
 	signer_maybe_exit();
 }
 
-/* One worker per CPU (at least 2), before the loop runs. */
+/*
+ * Two workers per CPU (at least 4), before the loop runs. Signing is the
+ * slowest stage of the pipeline and the scheduler shares a CPU among
+ * runnable threads: with two threads per CPU the signer gets a larger
+ * share when everything is busy (4 KiB messages with rsa-sha256 on 2 CPUs:
+ * 1,293 against 1,206 msg/s end to end, medians of 3 alternated runs).
+ */
 static void
 workers_start(struct event_base *base)
 {
 	struct signer_workers *w = &signer.w;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	size_t n = cpus < 2 ? 2 : cpus > MAX_WORKERS ? MAX_WORKERS : (size_t)cpus;
+	size_t n = cpus < 2 ? 4 : 2 * (size_t)cpus > MAX_WORKERS ? MAX_WORKERS
+	    : 2 * (size_t)cpus;
 
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);

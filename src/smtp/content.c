@@ -26,22 +26,19 @@ dot_stuff(struct dot_state *st, const void *data, size_t len,
 	const char *p = data, *end = p + len;
 
 	st->bytes += len;
+	/* Whole runs up to the next line that starts with a dot: one
+	 * evbuffer_add per run, not per line (1,250 lines in 100 KiB). */
 	while (p < end) {
-		const char *nl;
+		const char *dot, *stop;
 
 		if (st->at_line_start && *p == '.')
 			evbuffer_add(out, ".", 1);
-		nl = memchr(p, '\n', (size_t)(end - p));
-		if (nl == NULL) {
-			evbuffer_add(out, p, (size_t)(end - p));
-			st->at_line_start = false;
-			st->last_cr = end[-1] == '\r';
-			return;
-		}
-		evbuffer_add(out, p, (size_t)(nl + 1 - p));
-		st->at_line_start = true;
-		st->last_cr = false;
-		p = nl + 1;
+		dot = memmem(p, (size_t)(end - p), "\n.", 2);
+		stop = dot != NULL ? dot + 1 : end;
+		evbuffer_add(out, p, (size_t)(stop - p));
+		st->at_line_start = stop[-1] == '\n';
+		st->last_cr = stop[-1] == '\r';
+		p = stop;
 	}
 }
 

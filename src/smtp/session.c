@@ -345,6 +345,8 @@ session_connect_next(struct session *s)
 		session_target_failed(s, "4.4.1", "connect to %s[%s]:%u: %s",
 		    t->host, t->addr, agent.cfg->delivery.smtp_port,
 		    strerror(errno));
+	else
+		fd_set_tcp_nodelay(bufferevent_getfd(s->bev));
 }
 
 /*

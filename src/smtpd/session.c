@@ -294,6 +294,7 @@ session_accept(struct listener *l, int fd, struct sockaddr *sa, int salen)
 		s->counted = true;
 
 	s->ev_timer = evtimer_new(smtpd.d.base, session_timer_cb, s);
+	fd_set_tcp_nodelay(fd);
 	if (smtps && refuse == NULL) {
 		s->bev = tls_socket_new(l, fd);
 	} else {

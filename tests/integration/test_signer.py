@@ -162,6 +162,44 @@ def test_rsa_and_ed25519_signatures_verify(signing, test_dir):
                      r"signed", t.log_text())
 
 
+@pytest.mark.parametrize("canon", ["relaxed/simple", "relaxed/relaxed"])
+def test_configured_canonicalization_signs_and_verifies(signing, test_dir,
+                                                        canon):
+    """dkim_canonicalization sets c= for both keys, and dkimpy verifies the
+    result; with a simple body a changed trailing space breaks it, with a
+    relaxed one it does not."""
+    t, dns = signing(start=False)
+    t.sections["domain example.test"]["dkim_canonicalization"] = canon
+    t.write_config()
+    t.start()
+    t.wait_log(r"domain=example\.test selector=s2 .*: loaded")
+    rc, out, jobs = sign(t, "example.test", write(
+        os.path.join(test_dir, "m.eml"), MESSAGE))
+    assert rc == 0 and jobs == [("0", "0", "", "2")], jobs
+    tags = verify_all(out, dns, 2)
+    assert [x[b"c"] for x in tags] == [canon.encode()] * 2
+    # The body ends "the numbers are in.  ": relaxed ignores the spaces.
+    changed = out.replace(b"are in.  \r\n", b"are in.\r\n", 1)
+    assert changed != out
+    try:
+        ok = dkim.DKIM(changed).verify(
+            idx=0, dnsfunc=lambda n, timeout=5: txt_lookup(dns.port, n.decode()))
+    except dkim.ValidationError:	# dkimpy raises on a body hash mismatch
+        ok = False
+    assert ok == canon.endswith("/relaxed")
+
+
+def test_unknown_canonicalization_is_a_config_error(signing, test_dir):
+    t, dns = signing(start=False)
+    # Simple header canonicalization is not offered (tern.conf(5)).
+    t.sections["domain example.test"]["dkim_canonicalization"] = "simple/simple"
+    t.write_config()
+    r = t.ternctl("check-config")
+    assert r.returncode != 0
+    assert re.search(r"tern\.conf:\d+: .*'simple/simple' is not one of: "
+                     r"relaxed/relaxed relaxed/simple", r.stderr + r.stdout), r.stderr
+
+
 def test_signer_reads_keys_then_drops_privileges(signing, test_dir):
     """Keys readable by root only are loaded; the signer then serves as the
     unprivileged user inside run_dir (as root), or as the invoking user."""

@@ -12,6 +12,8 @@
 #include <cmocka.h>
 #include <arpa/nameser.h>
 #include <event2/buffer.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +65,66 @@ test_dot_stuffing(void **state)
 			assert_string_equal(got, cases[i].out);
 			free(got);
 		}
+}
+
+/* The line-at-a-time rule of RFC 5321 4.5.2, for comparison. */
+static char *
+stuff_reference(const char *in, size_t len, size_t *out_len)
+{
+	char *out = malloc(2 * len + 8), *o = out;
+	bool at_start = true;
+
+	for (size_t i = 0; i < len; i++) {
+		if (at_start && in[i] == '.')
+			*o++ = '.';
+		*o++ = in[i];
+		at_start = in[i] == '\n';
+	}
+	if (!at_start)
+		o += sprintf(o, "%s", len > 0 && in[len - 1] == '\r' ? "\n" : "\r\n");
+	o += sprintf(o, ".\r\n");
+	*out_len = (size_t)(o - out);
+	return out;
+}
+
+/* Random text of dots, CRs, LFs and letters, cut in random pieces. */
+static void
+test_dot_stuffing_matches_reference(void **state)
+{
+	static const char alphabet[] = "..\r\n\r\na";
+	char in[200];
+
+	(void)state;
+	srand(1);
+	for (int round = 0; round < 20000; round++) {
+		size_t len = (size_t)rand() % sizeof(in), want_len, got_len;
+
+		for (size_t i = 0; i < len; i++)
+			in[i] = alphabet[rand() % (sizeof(alphabet) - 1)];
+		char *want = stuff_reference(in, len, &want_len);
+		struct evbuffer *out = evbuffer_new();
+		struct dot_state st;
+
+		dot_state_init(&st);
+		for (size_t off = 0; off < len;) {
+			size_t piece = 1 + (size_t)rand() % 40;
+
+			if (piece > len - off)
+				piece = len - off;
+			dot_stuff(&st, in + off, piece, out);
+			off += piece;
+		}
+		dot_finish(&st, out);
+		got_len = evbuffer_get_length(out);
+		char *got = malloc(got_len + 1);
+
+		evbuffer_remove(out, got, got_len);
+		assert_int_equal(got_len, want_len);
+		assert_memory_equal(got, want, want_len);
+		free(got);
+		free(want);
+		evbuffer_free(out);
+	}
 }
 
 /* example.test MX: 10 mx1.example.test (ttl 300), 20 mx2 (ttl 60). */
@@ -147,6 +209,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dot_stuffing),
+		cmocka_unit_test(test_dot_stuffing_matches_reference),
 		cmocka_unit_test(test_dns_parse_mx),
 		cmocka_unit_test(test_dns_parse_null_mx_and_nxdomain),
 	};
