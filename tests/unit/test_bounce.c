@@ -832,11 +832,28 @@ test_policy_reply_without_status(void **state)
 	assert_true(v.suppress);
 	assert_int_equal(v.expires_ms, 0);
 	/* A status of the reply's class only ("5.0.0", as tern-smtp and the
-	 * report parser give one) is neither hard nor soft by default. */
+	 * report parser give one) is hard when the words name a bad mailbox
+	 * or domain, else neither hard nor soft by default. */
 	bounce_policy_decide(&p, false, 550, "5.0.0", "bad-mailbox", now, &v);
+	assert_true(v.suppress);
+	assert_int_equal(v.severity, BOUNCE_HARD);
+	assert_int_equal(v.expires_ms, 0);
+	bounce_policy_decide(&p, false, 0, "5.0.0", "bad-domain", now, &v);
+	assert_true(v.suppress);
+	bounce_policy_decide(&p, false, 550, "5.0.0", "other", now, &v);
 	assert_false(v.suppress);
 	assert_false(v.count_soft);
 	assert_int_equal(v.severity, BOUNCE_IGNORED);
+	bounce_policy_decide(&p, false, 554, "5.0.0", "policy", now, &v);
+	assert_false(v.suppress);
+	/* A specific status keeps its own verdict, whatever the words. */
+	bounce_policy_decide(&p, false, 550, "5.7.1", "bad-mailbox", now, &v);
+	assert_false(v.suppress);
+	assert_int_equal(v.severity, BOUNCE_IGNORED);
+	/* Temporary: counted as soft, not hard. */
+	bounce_policy_decide(&p, false, 450, "4.0.0", "bad-mailbox", now, &v);
+	assert_false(v.suppress);
+	assert_true(v.count_soft);
 	/* 4xx without a status: soft as 4.0.0, unless its class is not the
 	 * mailbox's doing. */
 	bounce_policy_decide(&p, false, 451, "", "mailbox-full", now, &v);
