@@ -119,7 +119,7 @@ tests_fuzz_fuzz_dns_answer_LDADD = $(TERN_LIBS) $(UNBOUND_LIBS) -lresolv
 noinst_PROGRAMS += tests/tools/qmgr_fill
 tests_tools_qmgr_fill_SOURCES = tests/tools/qmgr_fill.c
 tests_tools_qmgr_fill_LDADD = $(TERNQ_LIBS)
-EXTRA_DIST += tests/tools/fake_smtp_agent.py
+EXTRA_DIST += tests/tools/fake_smtp_agent.py tests/tools/ipcdefs.py
 
 # tern-smtpd's parsers of untrusted input.
 FUZZ_TARGETS += tests/fuzz/fuzz_smtp_command tests/fuzz/fuzz_smtp_address \

@@ -95,6 +95,15 @@ bounce_policy_decide(const struct bounce_policy *p, bool is_complaint,
 		status = code >= 400 && code <= 499 ? "4.0.0" : "";
 	}
 	out->severity = bounce_severity_of(p, status);
+	/* A permanent failure with no specific status says what it is only
+	 * in words: "550 No such user here" from a server without enhanced
+	 * codes (tern-smtp reports it as 5.0.0), or a report by mail whose
+	 * status was made from its action. When the words name the mailbox
+	 * or the domain as bad (the classifier), it is a hard bounce. */
+	if (out->severity != BOUNCE_HARD && strcmp(status, "5.0.0") == 0 &&
+	    bounce_class != NULL && (strcmp(bounce_class, "bad-mailbox") == 0 ||
+	    strcmp(bounce_class, "bad-domain") == 0))
+		out->severity = BOUNCE_HARD;
 	switch (out->severity) {
 	case BOUNCE_HARD:
 		out->suppress = true;

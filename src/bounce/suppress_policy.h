@@ -9,6 +9,8 @@
  *          soft_bounce_window (expiry soft_expiry), see
  *          queue_update_soft_failure()
  *   a reply without an enhanced status: 5xx -> hard, 4xx -> as 4.0.0
+ *   status 5.0.0 (no specific one) and class bad-mailbox or bad-domain
+ *          (the reply's words) -> hard
  *   complaint -> suppress now (source complaint, expiry complaint_expiry)
  *   anything else, and soft failures whose class says nothing about the
  *   mailbox (dns, tls, rate-limited, policy, content: a destination that

@@ -32,7 +32,8 @@
 
 struct event_base;
 
-#define IPC_VERSION		1
+/* 2: DELIVERY_RESULT carries the SMTP stage of each result. */
+#define IPC_VERSION		2
 #define IPC_HEADER_SIZE		12
 #define IPC_MAX_PAYLOAD		(1024 * 1024)
 #define IPC_DATA_CHUNK		(64 * 1024)	/* message content per frame */

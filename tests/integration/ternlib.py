@@ -14,6 +14,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -22,6 +23,8 @@ BUILD_DIR = os.path.abspath(os.environ.get(
     "TERN_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build")))
 SRC_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 IS_ROOT = os.geteuid() == 0
+sys.path.insert(0, os.path.join(SRC_DIR, "tests", "tools"))
+from ipcdefs import IPC_VERSION  # noqa: E402  (the doubles' shared module)
 # Lines that mean a daemon hit a bug, whatever the test itself checked.
 BUG_PATTERNS = re.compile(
     r"ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer|panic: ")

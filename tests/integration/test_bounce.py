@@ -542,6 +542,38 @@ def test_soft_bounces_suppress_at_the_limit(tern, sinks, test_dir):
         dns.stop()
 
 
+def test_user_unknown_without_enhanced_status_suppresses(tern, sinks,
+                                                         test_dir):
+    """A server without enhanced status codes: "550 No such user here" is
+    a hard bounce by its words (5.0.0, class bad-mailbox); a 554 that says
+    nothing about the mailbox fails the message but suppresses nothing."""
+    def reply(address):
+        if address.startswith("gone@"):
+            return "550 No such user here"
+        if address.startswith("spam@"):
+            return "554 Transaction failed: message looks like spam"
+        return None
+
+    t, port, dest, home, dns = pipeline(tern, sinks, test_dir,
+                                        rcpt_reply=reply)
+    try:
+        gone = submit(port, "gone@dest.test")
+        spam = submit(port, "spam@dest.test")
+        wait_for(lambda: suppression_of(t, "gone@dest.test"), 20,
+                 what="the unknown user suppressed")
+        line = suppression_of(t, "gone@dest.test")[0]
+        assert "550 5.0.0" in line and "No such user" in line, line
+        wait_for(lambda: any(e.get("type") == "bounced" and
+                             e.get("queue_id") == spam for e in events(t)),
+                 20, what="the spam-rejected message bounced")
+        ev = [e for e in events(t) if e.get("queue_id") == gone and
+              e.get("type") == "bounced"]
+        assert ev and ev[0].get("bounce_class") == "bad-mailbox", ev
+        assert not suppression_of(t, "spam@dest.test")
+    finally:
+        dns.stop()
+
+
 MB = 1024 * 1024
 
 

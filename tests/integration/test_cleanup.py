@@ -585,7 +585,8 @@ class Raw:
         self.s.settimeout(10)
         self.s.connect(path)
         self.buf = b""
-        self.send(0x0001, 0, struct.pack(">I", 1) + self.str("raw"))
+        self.send(0x0001, 0, struct.pack(">I", ternlib.IPC_VERSION) +
+                  self.str("raw"))
         assert self.recv()[0] == 0x0001
 
     @staticmethod

@@ -407,7 +407,8 @@ def test_malformed_result_closes_agent_and_defers(tern):
 
     def frame(typ, reqid, payload):
         return struct.pack(">IHHI", len(payload), typ, 0, reqid) + payload
-    s.sendall(frame(1, 0, struct.pack(">I", 1) + struct.pack(">I", 5) + b"smtp\0"))
+    s.sendall(frame(1, 0, struct.pack(">I", ternlib.IPC_VERSION) +
+                    struct.pack(">I", 5) + b"smtp\0"))
     s.sendall(frame(0x0401, 0, struct.pack(">I", 1)))
     qid, = qmgr_fill(t, ["m@ok.test"])
     buf = b""

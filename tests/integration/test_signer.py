@@ -469,7 +469,8 @@ def ipc_str(s):
 
 
 def hello():
-    return frame(IPC_HELLO, 0, struct.pack(">I", 1) + ipc_str("test"))
+    return frame(IPC_HELLO, 0, struct.pack(">I", ternlib.IPC_VERSION) +
+                 ipc_str("test"))
 
 
 def read_frames(sock, want_type, timeout=5):

@@ -20,7 +20,7 @@ import socket
 import struct
 import threading
 
-IPC_VERSION = 1
+from ipcdefs import IPC_VERSION
 HELLO = 0x0001
 BEGIN, RCPT, DATA, END, ABORT, REPLY = 0x0101, 0x0102, 0x0103, 0x0104, 0x0105, 0x0106
 MAX_PAYLOAD = 1024 * 1024

@@ -20,6 +20,8 @@ import socket
 import struct
 import sys
 
+from ipcdefs import IPC_VERSION
+
 HELLO, BEGIN, DATA, END, ABORT, REPLY = 0x0001, 0x0201, 0x0202, 0x0203, \
     0x0204, 0x0205
 
@@ -63,7 +65,7 @@ class Conn:
         self.sock = sock
         self.buf = b""
         self.jobs = {}
-        sock.sendall(frame(HELLO, 0, struct.pack(">I", 1) +
+        sock.sendall(frame(HELLO, 0, struct.pack(">I", IPC_VERSION) +
                            put_str("signer")))
 
     def handle(self, ftype, reqid, p):

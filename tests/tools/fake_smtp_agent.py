@@ -25,6 +25,8 @@ import struct
 import sys
 import time
 
+from ipcdefs import IPC_VERSION
+
 IPC_HELLO = 0x0001
 IPC_DELIVERY_READY = 0x0401
 IPC_DELIVERY_JOB = 0x0402
@@ -107,7 +109,7 @@ def main():
             time.sleep(0.1)
     else:
         sys.exit("cannot connect to " + sock_path)
-    s.sendall(frame(IPC_HELLO, 0, struct.pack(">I", 1) + put_str("smtp")))
+    s.sendall(frame(IPC_HELLO, 0, struct.pack(">I", IPC_VERSION) + put_str("smtp")))
     s.sendall(frame(IPC_DELIVERY_READY, 0, struct.pack(">I", credits)))
     buf = b""
     while True:

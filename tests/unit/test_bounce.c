@@ -738,8 +738,9 @@ test_bounce_config_section(void **state)
 
 /* ---- suppression policy ---- */
 
-static void
-test_policy(void **state)
+/* The default [bounce] policy, with a window of 7 days and a limit of 3. */
+static struct bounce_policy
+default_policy(void)
 {
 	static const char *const hard[] = { "5.1.*", "5.2.1" };
 	static const char *const soft[] = { "4.*.*", "5.2.2" };
@@ -750,6 +751,14 @@ test_policy(void **state)
 		.hard_expiry_ms = 0, .soft_expiry_ms = 30 * 86400000LL,
 		.complaint_expiry_ms = 0,
 	};
+
+	return p;
+}
+
+static void
+test_policy(void **state)
+{
+	struct bounce_policy p = default_policy();
 	int64_t now = 1000LL * 86400000LL;
 	struct suppression_verdict v;
 	struct queue_soft_failure f;
@@ -804,19 +813,12 @@ test_policy(void **state)
 static void
 test_policy_reply_without_status(void **state)
 {
-	static const char *const hard[] = { "5.1.*", "5.2.1" };
-	static const char *const soft[] = { "4.*.*", "5.2.2" };
-	struct bounce_policy p = {
-		.hard_statuses = hard, .n_hard = 2,
-		.soft_statuses = soft, .n_soft = 2,
-		.soft_limit = 3, .soft_window_ms = 7 * 86400000LL,
-		.hard_expiry_ms = 90 * 86400000LL,
-		.soft_expiry_ms = 30 * 86400000LL,
-	};
+	struct bounce_policy p = default_policy();
 	int64_t now = 1000LL * 86400000LL;
 	struct suppression_verdict v;
 
 	(void)state;
+	p.hard_expiry_ms = 90 * 86400000LL;
 	bounce_policy_decide(&p, false, 550, "", "bad-mailbox", now, &v);
 	assert_true(v.suppress);
 	assert_false(v.count_soft);
@@ -832,11 +834,28 @@ test_policy_reply_without_status(void **state)
 	assert_true(v.suppress);
 	assert_int_equal(v.expires_ms, 0);
 	/* A status of the reply's class only ("5.0.0", as tern-smtp and the
-	 * report parser give one) is neither hard nor soft by default. */
+	 * report parser give one) is hard when the words name a bad mailbox
+	 * or domain, else neither hard nor soft by default. */
 	bounce_policy_decide(&p, false, 550, "5.0.0", "bad-mailbox", now, &v);
+	assert_true(v.suppress);
+	assert_int_equal(v.severity, BOUNCE_HARD);
+	assert_int_equal(v.expires_ms, 0);
+	bounce_policy_decide(&p, false, 0, "5.0.0", "bad-domain", now, &v);
+	assert_true(v.suppress);
+	bounce_policy_decide(&p, false, 550, "5.0.0", "other", now, &v);
 	assert_false(v.suppress);
 	assert_false(v.count_soft);
 	assert_int_equal(v.severity, BOUNCE_IGNORED);
+	bounce_policy_decide(&p, false, 554, "5.0.0", "policy", now, &v);
+	assert_false(v.suppress);
+	/* A specific status keeps its own verdict, whatever the words. */
+	bounce_policy_decide(&p, false, 550, "5.7.1", "bad-mailbox", now, &v);
+	assert_false(v.suppress);
+	assert_int_equal(v.severity, BOUNCE_IGNORED);
+	/* Temporary: counted as soft, not hard. */
+	bounce_policy_decide(&p, false, 450, "4.0.0", "bad-mailbox", now, &v);
+	assert_false(v.suppress);
+	assert_true(v.count_soft);
 	/* 4xx without a status: soft as 4.0.0, unless its class is not the
 	 * mailbox's doing. */
 	bounce_policy_decide(&p, false, 451, "", "mailbox-full", now, &v);
