@@ -4,10 +4,12 @@ it, it is committed to the queue, tern-qmgr schedules it, tern-smtp looks
 up the MX (dnsmasq) and delivers it to an aiosmtpd sink, where dkimpy
 verifies the signature. No test doubles."""
 import base64
+import ctypes
 import json
 import os
 import re
 import smtplib
+import socket
 import subprocess
 
 import dkim
@@ -94,6 +96,68 @@ def test_submitted_message_is_signed_and_delivered(tern, sinks, test_dir):
         assert "delivered" in trace and "user@dest.test" in trace, trace
         t.wait_log(rf"{qid}: to=<user@dest.test>, relay=mx\.dest\.test\[{SINK_HOST}\]"
                    rf":{sink.port}.*status=sent")
+    finally:
+        dns.stop()
+
+
+def tcp_nodelay_of(pid, wanted):
+    """TCP_NODELAY of the IPv4 TCP sockets of process pid whose (local
+    port, remote port) wanted() accepts, read on copies of its descriptors
+    (pidfd_getfd: root, or the daemons' own user)."""
+    ports = {}
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            x = line.split()
+            ports[x[9]] = (int(x[1].split(":")[1], 16),
+                           int(x[2].split(":")[1], 16))
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    found = []
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            m = re.fullmatch(r"socket:\[(\d+)\]", link)
+            if not m or m.group(1) not in ports or \
+                    not wanted(*ports[m.group(1)]):
+                continue
+            copy = libc.syscall(438, pidfd, int(fd), 0)	# pidfd_getfd
+            if copy < 0:
+                raise OSError(ctypes.get_errno(), "pidfd_getfd")
+            with socket.socket(fileno=copy) as sock:
+                found.append(sock.getsockopt(socket.IPPROTO_TCP,
+                                             socket.TCP_NODELAY))
+    finally:
+        os.close(pidfd)
+    return found
+
+
+def test_smtp_connections_send_small_writes_at_once(tern, sinks, test_dir):
+    """tern-smtpd's client connections and tern-smtp's connections to a
+    server have TCP_NODELAY: a reply or the last bytes of a message are
+    not held back for the peer's delayed ACK (bench/README.md)."""
+    t, port, sink, dns, record = pipeline(
+        tern, sinks, test_dir, delivery={"connection_idle_timeout": "60s"})
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+            s.ehlo("app.example.test")
+            refused = s.sendmail("app@example.test", ["user@dest.test"],
+                                 b"From: <app@example.test>\r\n"
+                                 b"Subject: hi\r\n\r\nhello\r\n")
+            assert refused == {}, refused
+            sink.wait_messages(1, timeout=30)
+            # the client's session is still open, and so is the delivery
+            # connection, cached for the next message
+            server = [v for pid in t.pids_of("smtpd")
+                      for v in tcp_nodelay_of(
+                          pid, lambda lp, rp: lp == port and rp != 0)]
+            client = [v for pid in t.pids_of("smtp")
+                      for v in tcp_nodelay_of(
+                          pid, lambda lp, rp: rp == sink.port)]
+        assert server and all(server), server
+        assert client and all(client), client
     finally:
         dns.stop()
 
