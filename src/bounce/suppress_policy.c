@@ -74,6 +74,8 @@ bounce_policy_decide(const struct bounce_policy *p, bool is_complaint,
     unsigned code, const char *status, const char *bounce_class,
     int64_t now_ms, struct suppression_verdict *out)
 {
+	bool hard_without_status = false;
+
 	memset(out, 0, sizeof(*out));
 	if (is_complaint) {
 		out->suppress = true;
@@ -86,15 +88,11 @@ bounce_policy_decide(const struct bounce_policy *p, bool is_complaint,
 	 * whatever its class (as tern has always judged it), a 4xx one
 	 * is judged as 4.0.0. */
 	if (status == NULL || status[0] == '\0') {
-		if (code >= 500 && code <= 599) {
-			out->severity = BOUNCE_HARD;
-			out->suppress = true;
-			out->expires_ms = expiry(now_ms, p->hard_expiry_ms);
-			return;
-		}
+		hard_without_status = code >= 500 && code <= 599;
 		status = code >= 400 && code <= 499 ? "4.0.0" : "";
 	}
-	out->severity = bounce_severity_of(p, status);
+	out->severity = hard_without_status ? BOUNCE_HARD :
+	    bounce_severity_of(p, status);
 	/* A permanent failure with no specific status says what it is only
 	 * in words: "550 No such user here" from a server without enhanced
 	 * codes (tern-smtp reports it as 5.0.0), or a report by mail whose

@@ -1065,50 +1065,40 @@ map_unused(struct queue *q)
 	    ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
 }
 
-/* A full queue takes a delivery result without the soft-bounce counts
- * that came with it: the counts are lost, the result is not. */
-static void
-test_softfail_queue_full(void **state)
+/* A queue whose map cannot grow, left with less than 400 KB: one claimed
+ * message (*qid) and 50 addresses (addr) with long soft-failure lists,
+ * so that counting each once more rewrites 16 KB, 800 KB in all. */
+static struct qtest *
+softfail_full_queue(int64_t now, char addr[50][32], uint64_t *qid)
 {
 	struct qtest *t = qtest_new(4 * MB, 4 * MB);
-	int64_t now = queue_now_ms() + 60000;
-	static struct queue_softfail list[QUEUE_SOFTFAIL_MAX];
-	char path[] = "/tmp/test_queue_store.log.XXXXXX";
-	struct queue_loaded_msg *l;
-	struct queue_soft_failure f;
 	struct queue_claim *c;
-	struct queue_result r;
-	struct queue_update *u;
-	char addr[50][32];
 	uint8_t *rec;
-	uint64_t qid;
-	size_t n;
-	int saved, rc, logged;
 
-	(void)state;
-	/* 50 addresses with long lists: counting each once more rewrites
-	 * 16 KB, 800 KB in all. */
 	rec = softfail_record(QUEUE_SOFTFAIL_MAX - 1, now - 100000);
 	for (int i = 0; i < 50; i++) {
-		snprintf(addr[i], sizeof(addr[i]), "full%02d@example.test", i);
+		snprintf(addr[i], 32, "full%02d@example.test", i);
 		qtest_raw_put(t->q, QDB_SOFTFAIL, addr[i], strlen(addr[i]), rec,
 		    3 + (QUEUE_SOFTFAIL_MAX - 1) * 16);
 	}
 	free(rec);
-	qid = qtest_commit1(t->q, qtest_msg(1, 100, "x.test"));
+	*qid = qtest_commit1(t->q, qtest_msg(1, 100, "x.test"));
 	c = claim_all(t->q, now + 10, 10);
 	assert_int_equal(c->n_rcpts, 1);
 	queue_claim_free(c);
-	/* Fill the map (it cannot grow) until less than 400 KB is left:
-	 * room for a result, not for the counts. */
+	/* Fill the map until less than 400 KB is left: room for a result,
+	 * not for the counts. */
 	while (map_unused(t->q) >= 400 * 1024)
 		qtest_commit1(t->q, qtest_msg(1, 100 * 1024, "x.test"));
+	return t;
+}
 
-	u = queue_update_new(now);
-	r = result(qid, 0, QUEUE_RCPT_DEFERRED, 452, now + 60000);
-	r.status = "4.2.2";
-	r.text = "mailbox full";
-	queue_update_result(u, &r);
+/* Counts one soft failure of qid for each of the 50 addresses. */
+static void
+update_soft_failures(struct queue_update *u, char addr[50][32], uint64_t qid)
+{
+	struct queue_soft_failure f;
+
 	for (int i = 0; i < 50; i++) {
 		memset(&f, 0, sizeof(f));
 		f.address = addr[i];
@@ -1118,6 +1108,32 @@ test_softfail_queue_full(void **state)
 		f.reason = "452 4.2.2 mailbox full";
 		queue_update_soft_failure(u, &f);
 	}
+}
+
+/* A full queue takes a delivery result without the soft-bounce counts
+ * that came with it: the counts are lost, the result is not. */
+static void
+test_softfail_queue_full(void **state)
+{
+	int64_t now = queue_now_ms() + 60000;
+	static struct queue_softfail list[QUEUE_SOFTFAIL_MAX];
+	char path[] = "/tmp/test_queue_store.log.XXXXXX";	/* mkstemp */
+	struct queue_loaded_msg *l;
+	struct queue_result r;
+	struct queue_update *u;
+	char addr[50][32];
+	uint64_t qid;
+	size_t n;
+	int saved, rc, logged;
+	struct qtest *t = softfail_full_queue(now, addr, &qid);
+
+	(void)state;
+	u = queue_update_new(now);
+	r = result(qid, 0, QUEUE_RCPT_DEFERRED, 452, now + 60000);
+	r.status = "4.2.2";
+	r.text = "mailbox full";
+	queue_update_result(u, &r);
+	update_soft_failures(u, addr, qid);
 	saved = stderr_begin(path);
 	rc = queue_update_commit(t->q, u);
 	logged = stderr_end(saved, path, "not counted: queue map full");
@@ -1139,6 +1155,58 @@ test_softfail_queue_full(void **state)
 	assert_int_equal(n, QUEUE_SOFTFAIL_MAX - 1);
 	assert_int_not_equal(list[n - 1].qid, qid);
 	assert_int_equal(qtest_check_invariants(t->q), 0);
+	qtest_free(t);
+}
+
+/* When even the results do not fit without the counts, nothing is
+ * committed: every operation carries the error, the recipient stays as
+ * it was claimed, and no count is said to be dropped. */
+static void
+test_softfail_queue_full_results_too(void **state)
+{
+	int64_t now = queue_now_ms() + 60000;
+	char path[] = "/tmp/test_queue_store.log.XXXXXX";	/* mkstemp */
+	char *text = malloc(QUEUE_TEXT_MAX + 1);
+	struct queue_loaded_msg *l;
+	struct queue_result r;
+	struct queue_update *u;
+	struct queue_event e;
+	char addr[50][32];
+	uint64_t qid;
+	int saved, rc, logged;
+	struct qtest *t = softfail_full_queue(now, addr, &qid);
+
+	(void)state;
+	memset(text, 'x', QUEUE_TEXT_MAX);
+	text[QUEUE_TEXT_MAX] = '\0';
+	u = queue_update_new(now);
+	r = result(qid, 0, QUEUE_RCPT_DEFERRED, 452, now + 60000);
+	queue_update_result(u, &r);
+	update_soft_failures(u, addr, qid);
+	/* 800 KB of events: more than the room left, counts or not. */
+	for (int i = 0; i < 200; i++) {
+		memset(&e, 0, sizeof(e));
+		e.type = QUEUE_EVENT_COMPLAINT;
+		e.qid = qid;
+		e.recipient = addr[0];
+		e.text = text;
+		queue_update_event(u, &e);
+	}
+	saved = stderr_begin(path);
+	rc = queue_update_commit(t->q, u);
+	logged = stderr_end(saved, path, "not counted");
+	assert_int_equal(rc, -1);
+	assert_int_equal(queue_last_error(), QUEUE_ERR_FULL);
+	assert_int_equal(logged, 0);
+	for (size_t i = 0; i < queue_update_count(u); i++)
+		assert_int_equal(queue_update_status(u, i), QUEUE_ERR_FULL);
+	queue_update_free(u);
+	assert_int_equal(queue_load(t->q, qid, &l), 0);
+	assert_int_equal(l->rcpts[0].attempts, 0);
+	assert_int_not_equal(l->rcpts[0].state, QUEUE_RCPT_DEFERRED);
+	queue_loaded_free(l);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+	free(text);
 	qtest_free(t);
 }
 
@@ -1646,6 +1714,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test(test_softfail_logged_after_commit),
 		cmocka_unit_test(test_softfail_queue_full),
+		cmocka_unit_test(test_softfail_queue_full_results_too),
 		cmocka_unit_test_setup_teardown(test_soft_failures, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_events_retention, setup,
