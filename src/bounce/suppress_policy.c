@@ -74,8 +74,6 @@ bounce_policy_decide(const struct bounce_policy *p, bool is_complaint,
     unsigned code, const char *status, const char *bounce_class,
     int64_t now_ms, struct suppression_verdict *out)
 {
-	bool hard_without_status = false;
-
 	memset(out, 0, sizeof(*out));
 	if (is_complaint) {
 		out->suppress = true;
@@ -84,20 +82,19 @@ bounce_policy_decide(const struct bounce_policy *p, bool is_complaint,
 		return;
 	}
 	out->source = QUEUE_SUPP_BOUNCE;
-	/* A reply without an enhanced status code: a 5xx one is hard,
-	 * whatever its class (as tern has always judged it), a 4xx one
-	 * is judged as 4.0.0. */
-	if (status == NULL || status[0] == '\0') {
-		hard_without_status = code >= 500 && code <= 599;
-		status = code >= 400 && code <= 499 ? "4.0.0" : "";
-	}
-	out->severity = hard_without_status ? BOUNCE_HARD :
-	    bounce_severity_of(p, status);
+	/* A reply without an enhanced status code says as much as the
+	 * status of its class only: judge it as 4.0.0 or 5.0.0, as
+	 * tern-smtp reports it. */
+	if (status == NULL || status[0] == '\0')
+		status = code >= 400 && code <= 499 ? "4.0.0" :
+		    code >= 500 && code <= 599 ? "5.0.0" : "";
+	out->severity = bounce_severity_of(p, status);
 	/* A permanent failure with no specific status says what it is only
 	 * in words: "550 No such user here" from a server without enhanced
-	 * codes (tern-smtp reports it as 5.0.0), or a report by mail whose
-	 * status was made from its action. When the words name the mailbox
-	 * or the domain as bad (the classifier), it is a hard bounce. */
+	 * codes, or a report by mail whose status was made from its action.
+	 * When the words name the mailbox or the domain as bad (the
+	 * classifier), it is a hard bounce; a policy or content refusal is
+	 * not the address's fault. */
 	if (out->severity != BOUNCE_HARD && strcmp(status, "5.0.0") == 0 &&
 	    bounce_class != NULL && (strcmp(bounce_class, "bad-mailbox") == 0 ||
 	    strcmp(bounce_class, "bad-domain") == 0))

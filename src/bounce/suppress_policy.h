@@ -68,7 +68,8 @@ bool bounce_class_is_about_mailbox(const char *bounce_class);
 /*
  * Decides for a bounce (is_complaint false; its SMTP reply code, 0 none,
  * its enhanced status, "" none, and its bounce class) or a complaint
- * (is_complaint true).
+ * (is_complaint true). A reply without a status is judged as 4.0.0 or
+ * 5.0.0; 5.0.0 is hard when the class is bad-mailbox or bad-domain.
  */
 void bounce_policy_decide(const struct bounce_policy *p, bool is_complaint,
     unsigned code, const char *status, const char *bounce_class,

@@ -808,8 +808,8 @@ test_policy(void **state)
 	assert_false(bounce_class_is_about_mailbox("tls"));
 }
 
-/* A reply without an enhanced status code: 5xx is hard, in tern-qmgr
- * and tern-bounce alike; 4xx counts as 4.0.0. */
+/* A reply without an enhanced status code is judged as its class's
+ * status only (4.0.0, 5.0.0), in tern-qmgr and tern-bounce alike. */
 static void
 test_policy_reply_without_status(void **state)
 {
@@ -825,14 +825,20 @@ test_policy_reply_without_status(void **state)
 	assert_int_equal(v.severity, BOUNCE_HARD);
 	assert_int_equal(v.source, QUEUE_SUPP_BOUNCE);
 	assert_true(v.expires_ms == now + 90 * 86400000LL);
-	/* Whatever its class: without a status nothing tells it apart. */
+	/* A policy refusal is not the address's fault, with or without a
+	 * status: the same verdict as "5.0.0". */
 	bounce_policy_decide(&p, false, 554, "", "policy", now, &v);
-	assert_true(v.suppress);
-	assert_int_equal(v.severity, BOUNCE_HARD);
+	assert_false(v.suppress);
+	assert_false(v.count_soft);
+	assert_int_equal(v.severity, BOUNCE_IGNORED);
 	p.hard_expiry_ms = 0;
-	bounce_policy_decide(&p, false, 550, NULL, "", now, &v);
+	bounce_policy_decide(&p, false, 550, NULL, "bad-domain", now, &v);
 	assert_true(v.suppress);
 	assert_int_equal(v.expires_ms, 0);
+	/* Without words that name the mailbox, nothing makes it hard. */
+	bounce_policy_decide(&p, false, 550, NULL, NULL, now, &v);
+	assert_false(v.suppress);
+	assert_int_equal(v.severity, BOUNCE_IGNORED);
 	/* A status of the reply's class only ("5.0.0", as tern-smtp and the
 	 * report parser give one) is hard when the words name a bad mailbox
 	 * or domain, else neither hard nor soft by default. */
