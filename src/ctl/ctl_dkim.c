@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "dkim_key.h"
+#include "resolver.h"
 #include "util.h"
 
 int cmd_dkim(const char *config_path, int argc, char **argv);
@@ -187,12 +188,21 @@ resolver_new(const struct tern_config *cfg)
 
 	if (ctx == NULL)
 		return NULL;
-	for (size_t i = 0; i < cfg->delivery.n_dns_servers && rc == 0; i++)
-		rc = ub_ctx_set_fwd(ctx, cfg->delivery.dns_servers[i]);
-	if (cfg->delivery.n_dns_servers > 0 && rc == 0)
-		/* unbound answers test. itself (NXDOMAIN) unless told not to. */
-		rc = ub_ctx_set_option(ctx, "local-zone:", "test. transparent");
-	else if (rc == 0)
+	for (size_t i = 0; i < cfg->delivery.n_dns_servers && rc == 0; i++) {
+		char fwd[300];
+
+		/* check-config refuses what this cannot read. */
+		if (!resolver_forwarder_text(cfg->delivery.dns_servers[i], fwd,
+		    sizeof(fwd)))
+			rc = UB_SYNTAX;
+		else
+			rc = ub_ctx_set_fwd(ctx, fwd);
+	}
+	for (size_t i = 0; i < resolver_n_transparent_zones && rc == 0 &&
+	    cfg->delivery.n_dns_servers > 0; i++)
+		rc = ub_ctx_set_option(ctx, "local-zone:",
+		    resolver_transparent_zones[i]);
+	if (cfg->delivery.n_dns_servers == 0 && rc == 0)
 		rc = ub_ctx_resolvconf(ctx, NULL);
 	if (rc != 0) {
 		fprintf(stderr, "ternctl: resolver setup: %s\n", ub_strerror(rc));

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "resolver.h"
 #include "util.h"
 
 enum section_kind {
@@ -1100,6 +1101,17 @@ config_validate(struct parse_state *st)
 			    "[bounce] %s: '%s' is not a status pattern (like 5.1.1, "
 			    "5.1.* or *.2.2)", i < cfg->bounce.n_hard_statuses ?
 			    "hard_statuses" : "soft_statuses", p);
+	}
+	for (size_t i = 0; i < cfg->delivery.n_dns_servers; i++) {
+		char fwd[300];
+
+		if (!resolver_forwarder_text(cfg->delivery.dns_servers[i], fwd,
+		    sizeof(fwd)))
+			config_error_add(st->errs, st->file,
+			    st->sect_line[SECT_DELIVERY],
+			    "[delivery] dns_servers: '%s' is not a resolver address "
+			    "(an IP address, optionally with @port or :port)",
+			    cfg->delivery.dns_servers[i]);
 	}
 	if (cfg->queue.map_size > cfg->queue.map_size_max)
 		config_error_add(st->errs, st->file, st->sect_line[SECT_QUEUE],

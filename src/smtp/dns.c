@@ -19,6 +19,7 @@
 #include <unbound.h>
 
 #include "log.h"
+#include "resolver.h"
 #include "smtp.h"
 #include "util.h"
 
@@ -219,27 +220,17 @@ dns_init(void)
 	}
 	for (size_t i = 0; i < cfg->delivery.n_dns_servers; i++) {
 		char fwd[300];
-		char *colon;
 
-		/* "127.0.0.1:5353" is taken as unbound's "127.0.0.1@5353". */
-		tern_strlcpy(fwd, cfg->delivery.dns_servers[i], sizeof(fwd));
-		colon = strchr(fwd, ':');
-		if (colon != NULL && strchr(colon + 1, ':') == NULL &&
-		    strchr(fwd, '@') == NULL)
-			*colon = '@';
+		if (!resolver_forwarder_text(cfg->delivery.dns_servers[i], fwd,
+		    sizeof(fwd)))
+			log_fatal("dns_servers %s: not an address[@port]",
+			    cfg->delivery.dns_servers[i]);
 		rc = ub_ctx_set_fwd(agent.ub, fwd);
 		if (rc != 0)
 			log_fatal("dns_servers %s: %s", cfg->delivery.dns_servers[i],
 			    ub_strerror(rc));
 	}
-	/*
-	 * unbound answers the special-use names (test., invalid., ...) from
-	 * built-in local zones without asking: a forwarder we are pointed
-	 * at (a test resolver, a split-horizon server) must see them.
-	 */
-	static const char *const zones[] = { "test. transparent",
-	    "invalid. transparent", "localhost. transparent",
-	    "local. transparent", "onion. transparent" };
-	for (size_t i = 0; i < TERN_ARRAY_LEN(zones); i++)
-		ub_ctx_set_option(agent.ub, "local-zone:", zones[i]);
+	for (size_t i = 0; i < resolver_n_transparent_zones; i++)
+		ub_ctx_set_option(agent.ub, "local-zone:",
+		    resolver_transparent_zones[i]);
 }

@@ -619,6 +619,24 @@ def test_dkim_check_ok(signing):
     assert t.ternctl("dkim", "check", "example.test").returncode == 0
 
 
+def test_dkim_check_reads_dns_servers_as_the_daemons_do(signing):
+    """"127.0.0.1:5353" is read as "127.0.0.1@5353" by tern-smtp, and
+    by ternctl dkim check too; a value that is no address is refused by
+    check-config, with its line, before any daemon trips over it."""
+    t, dns = signing(start=False)
+    t.sections["delivery"] = {"dns_servers": f"127.0.0.1:{dns.port}"}
+    t.write_config()
+    r = t.ternctl("dkim", "check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "example.test s1: ok (rsa-sha256, 2048 bits)" in r.stdout
+    t.sections["delivery"] = {"dns_servers": f"127.0.0.1:{dns.port} garbage!!"}
+    t.write_config()
+    r = t.ternctl("check-config")
+    assert r.returncode != 0
+    assert re.search(r"tern\.conf:\d+: \[delivery\] dns_servers: 'garbage!!' "
+                     r"is not a resolver address", r.stderr), r.stderr
+
+
 def test_dkim_check_mismatch_missing_and_bad_key(tern, test_dir):
     t = tern()
     keys = os.path.join(test_dir, "keys")

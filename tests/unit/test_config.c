@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "resolver.h"
 
 static char tmpdir[] = "/tmp/tern-config-test-XXXXXX";
 
@@ -334,6 +335,46 @@ test_value_parsers(void **state)
 	assert_int_equal(config_parse_sockaddr("127.0.0.1:0", &sa), -1);
 }
 
+/* dns_servers: what tern-smtp, ternctl and check-config all read. */
+static void
+test_dns_servers(void **state)
+{
+	struct config_errors errs;
+	struct tern_config *cfg;
+	char out[64];
+
+	(void)state;
+	assert_true(resolver_forwarder_text("127.0.0.1", out, sizeof(out)));
+	assert_string_equal(out, "127.0.0.1");
+	assert_true(resolver_forwarder_text("127.0.0.1:5353", out, sizeof(out)));
+	assert_string_equal(out, "127.0.0.1@5353");
+	assert_true(resolver_forwarder_text("127.0.0.1@5353", out, sizeof(out)));
+	assert_string_equal(out, "127.0.0.1@5353");
+	assert_true(resolver_forwarder_text("2001:db8::1", out, sizeof(out)));
+	assert_string_equal(out, "2001:db8::1");
+	assert_true(resolver_forwarder_text("2001:db8::1@53", out, sizeof(out)));
+	assert_string_equal(out, "2001:db8::1@53");
+	assert_false(resolver_forwarder_text("ns.example.com", out, sizeof(out)));
+	assert_false(resolver_forwarder_text("127.0.0.1:0", out, sizeof(out)));
+	assert_false(resolver_forwarder_text("127.0.0.1@65536", out, sizeof(out)));
+	assert_false(resolver_forwarder_text("127.0.0.1:53x", out, sizeof(out)));
+	assert_false(resolver_forwarder_text("@53", out, sizeof(out)));
+	assert_false(resolver_forwarder_text("", out, sizeof(out)));
+	assert_false(resolver_forwarder_text("127.0.0.1@5353", out, 8));
+
+	cfg = load_text("[server]\nhostname = mx.example.test\n"
+	    "[delivery]\ndns_servers = 127.0.0.1:5353 ::1\n", &errs);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->delivery.n_dns_servers, 2);
+	config_free(cfg);
+	cfg = load_text("[server]\nhostname = mx.example.test\n\n"
+	    "[delivery]\nsmtp_port = 2525\ndns_servers = 127.0.0.1 garbage!!\n",
+	    &errs);
+	assert_null(cfg);
+	assert_true(has_error(&errs, 4, "'garbage!!' is not a resolver address"));
+	config_errors_free(&errs);
+}
+
 static int
 setup(void **state)
 {
@@ -365,6 +406,7 @@ main(void)
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_missing_dkim_key_is_allowed),
 		cmocka_unit_test(test_value_parsers),
+		cmocka_unit_test(test_dns_servers),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
