@@ -377,6 +377,7 @@ on_rcpt(struct client *cl, struct ipc_msg *m)
 	struct queue_supp_hit hit;
 	char label[300];
 	struct txn_rcpt *r;
+	char qualified[300];
 
 	if (ipc_get_str(m, &address) == -1 || ipc_get_str(m, &orcpt) == -1 ||
 	    ipc_get_u8(m, &notify) == -1 || ipc_msg_end(m) == -1 ||
@@ -391,6 +392,13 @@ on_rcpt(struct client *cl, struct ipc_msg *m)
 	if (t->state != TXN_ENVELOPE) {
 		reply(cl, m->reqid, 503, "5.5.1", "Recipient after content", "");
 		return;
+	}
+	/* RFC 5321 4.5.1: "postmaster" alone must be taken; it is this
+	 * host's. */
+	if (is_ascii_strcaseeq(address, "postmaster")) {
+		snprintf(qualified, sizeof(qualified), "postmaster@%s",
+		    cleanup.d.cfg->server.hostname);
+		address = qualified;
 	}
 	if (validate_recipient(address, t->smtputf8, &a, &v) == -1) {
 		log_info("NOQUEUE: reject: RCPT from %s: %u %s %s; from=<%s>",

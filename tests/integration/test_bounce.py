@@ -421,6 +421,14 @@ def test_unrecognized_inbound_mail_is_kept(tern, sinks, test_dir):
         t.wait_log(rf"{fid2}: unrecognized feedback kept for the operator "
                    r"\(held\): a report to no return path", timeout=20)
         assert not any(e.get("type") == "bounced" for e in events(t))
+        # "postmaster" alone must be taken (RFC 5321 4.5.1): this host's
+        fid3 = send_inbound(inb, "postmaster", "From: someone@else.test\r\n"
+                            "Subject: hi\r\n\r\nHello, postmaster.\r\n",
+                            sender="someone@else.test")
+        t.wait_log(rf"{fid3}: unrecognized feedback kept for the operator",
+                   timeout=20)
+        show = t.ternctl("queue", "show", fid3, check=True).stdout
+        assert "postmaster@mail.tern.test" in show, show
     finally:
         dns.stop()
 
