@@ -56,7 +56,9 @@ usage(void)
 	fprintf(stderr, "usage: ternctl suppression list [--reason TEXT] "
 	    "[--source bounce|complaint|manual]\n"
 	    "       ternctl suppression add ADDRESS [REASON] [--expires DURATION]\n"
-	    "       ternctl suppression remove ADDRESS\n");
+	    "       ternctl suppression remove ADDRESS\n"
+	    "       ternctl suppression import FILE|-\n"
+	    "       ternctl suppression export\n");
 }
 
 int

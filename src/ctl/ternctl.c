@@ -55,18 +55,25 @@ static const struct ctl_command commands[] = {
 	    "[--bits N] [--out FILE]\n  dkim check [DOMAIN]", cmd_dkim },
 	{ "user", "user add NAME (password on stdin)", ctl_user },
 	{ "queue", "queue [list] | show ID | flush [ID] | delete ID | hold ID | release ID", cmd_queue },
-	{ "suppression", "suppression list [--reason R] | add ADDRESS [REASON] | remove ADDRESS\n  suppression import FILE|- | export (CSV)", cmd_suppression },
+	{ "suppression", "suppression list [--reason TEXT] "
+	    "[--source bounce|complaint|manual]\n"
+	    "  suppression add ADDRESS [REASON] [--expires DURATION] | "
+	    "remove ADDRESS\n"
+	    "  suppression import FILE|- | export (CSV)", cmd_suppression },
 	{ "events", "events [--follow] [--since SEQ|DURATION|TIME]", cmd_events },
 	{ "trace", "trace ID", cmd_trace },
 };
 
-static void
-usage(void)
+/* Asked for (-h, --help): to stdout, exit 0; else a usage error. */
+static TERN_NORETURN void
+usage(bool asked)
 {
-	fprintf(stderr, "usage: ternctl [-c config] command [args]\ncommands:\n");
+	FILE *out = asked ? stdout : stderr;
+
+	fprintf(out, "usage: ternctl [-c config] command [args]\ncommands:\n");
 	for (size_t i = 0; i < TERN_ARRAY_LEN(commands); i++)
-		fprintf(stderr, "  %s\n", commands[i].usage);
-	exit(2);
+		fprintf(out, "  %s\n", commands[i].usage);
+	exit(asked ? 0 : 2);
 }
 
 int
@@ -93,19 +100,22 @@ main(int argc, char **argv)
 			return cmd_queue(config_default_path(config_path), 1, qargv);
 		}
 	}
+	if (argc > 1 && strcmp(argv[1], "--help") == 0)
+		usage(true);
 	while ((ch = getopt(argc, argv, "+c:h")) != -1) {
 		switch (ch) {
 		case 'c': config_path = optarg; break;
-		default: usage();
+		case 'h': usage(true); break;
+		default: usage(false);
 		}
 	}
 	argc -= optind;
 	argv += optind;
 	if (argc < 1)
-		usage();
+		usage(false);
 	for (size_t i = 0; i < TERN_ARRAY_LEN(commands); i++)
 		if (strcmp(argv[0], commands[i].name) == 0)
 			return commands[i].run(config_default_path(config_path), argc, argv);
 	fprintf(stderr, "ternctl: unknown command '%s'\n", argv[0]);
-	usage();
+	usage(false);
 }

@@ -86,3 +86,21 @@ def test_configure_names_missing_package(test_dir):
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
     assert "install the Debian package libssl-dev" in r.stderr, r.stderr[-2000:]
+
+
+def test_ternctl_help_names_every_documented_option():
+    """-h and --help print the usage to stdout and exit 0; it names every
+    option that ternctl(8) documents. A usage error exits 2."""
+    with open(os.path.join(SRC_DIR, "man/ternctl.8")) as f:
+        documented = set(re.findall(r"\\-\\-([a-z]+)", f.read()))
+    assert {"source", "expires", "since", "bits"} <= documented, documented
+    ternctl = os.path.join(BUILD_DIR, "src/ctl/ternctl")
+    for flag in ("-h", "--help"):
+        r = subprocess.run([ternctl, flag], capture_output=True, text=True)
+        assert r.returncode == 0, (flag, r.stderr)
+        assert r.stdout.startswith("usage: ternctl"), r.stdout
+        missing = [o for o in documented if f"--{o}" not in r.stdout]
+        assert not missing, f"ternctl {flag} does not name {missing}"
+    r = subprocess.run([ternctl, "no-such-command"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "usage: ternctl" in r.stderr
