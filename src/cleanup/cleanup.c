@@ -86,8 +86,29 @@ client_close_cb(struct ipc_conn *c, const char *why, void *arg)
 	if (cl->idle != NULL)
 		event_free(cl->idle);
 	ipc_conn_free(c);
-	free(cl);
 	cleanup.n_clients--;
+	cl->conn = NULL;
+	/* The look-up thread still holds it: freed when it hands it back. */
+	if (!cl->naming)
+		free(cl);
+}
+
+/* A local user's name is known (local_user.c): its requests are read. */
+static void
+local_user_named(struct client *cl)
+{
+	cl->naming = false;
+	if (cl->conn == NULL) {
+		free(cl);
+		return;
+	}
+	log_debug("sendmail connection from uid=%lu user=%s pid=%ld",
+	    (unsigned long)cl->peer.uid, cl->peer.user, (long)cl->peer.pid);
+	ipc_conn_set_reading(cl->conn, true);
+	cl->idle = evtimer_new(cleanup.d.base, client_idle_cb, cl);
+	if (cl->idle == NULL)
+		log_fatal("evtimer_new failed");
+	client_idle_restart(cl);
 }
 
 /* arg is non-NULL for the public sendmail socket. */
@@ -118,9 +139,6 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		}
 		cl->is_local_user = true;
 		cleanup.n_local_clients++;
-		log_debug("sendmail connection from uid=%lu user=%s pid=%ld",
-		    (unsigned long)cl->peer.uid, cl->peer.user,
-		    (long)cl->peer.pid);
 	}
 	fd_set_nonblock(fd);
 	fd_set_cloexec(fd, true);
@@ -128,10 +146,11 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	    client_close_cb, cl);
 	cleanup.n_clients++;
 	if (cl->is_local_user) {
-		cl->idle = evtimer_new(cleanup.d.base, client_idle_cb, cl);
-		if (cl->idle == NULL)
-			log_fatal("evtimer_new failed");
-		client_idle_restart(cl);
+		/* Greeted at once, read once named: the name may take a
+		 * while (a directory service), and the loop serves everyone. */
+		ipc_conn_set_reading(cl->conn, false);
+		cl->naming = true;
+		local_user_lookup(cl);
 	}
 }
 
@@ -254,6 +273,7 @@ main(int argc, char **argv)
 		    &cleanup, LEV_OPT_CLOSE_ON_FREE, -1, fd);
 		if (cleanup.public_listener == NULL)
 			log_fatal("cannot accept on the sendmail socket");
+		local_user_lookup_start(d->base, local_user_named);
 	}
 	log_debug("ready");
 

@@ -55,7 +55,17 @@ struct client {
 	bool is_local_user;
 	struct peer_identity peer;
 	struct event *idle;		/* local users: [smtpd] timeout */
+	/* Local users: being named off the loop (local_user.c). */
+	bool naming;
+	struct client *lookup_next;
 };
+
+/* Starts the thread that names local users; ready(cl) runs in the loop
+ * once cl->peer.user is set. */
+void local_user_lookup_start(struct event_base *base,
+    void (*ready)(struct client *));
+/* Looks up cl->peer.user (from cl->peer.uid) off the loop. */
+void local_user_lookup(struct client *cl);
 
 /* Handles one CLEANUP_* request of a client (txn.c). */
 void txn_dispatch(struct client *cl, struct ipc_msg *m);

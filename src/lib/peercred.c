@@ -32,7 +32,6 @@ peercred_from_socket(int fd, struct peer_identity *id)
 	id->pid = uc.pid;
 	id->uid = uc.uid;
 	id->gid = uc.gid;
-	peercred_lookup_user(id);
 	return 0;
 }
 

@@ -27,7 +27,9 @@ struct peer_identity {
 	char user[PEER_USER_MAX];	/* login name, or "#UID" when it has none */
 };
 
-/* Reads the peer of a connected AF_UNIX socket; 0 or -1 (errno set). */
+/* Reads the peer of a connected AF_UNIX socket; 0 or -1 (errno set).
+ * id->user stays empty: peercred_lookup_user() may be slow (a directory
+ * service), so the caller chooses where it runs. */
 int peercred_from_socket(int fd, struct peer_identity *id);
 /* The identity of a file's owner (a maildrop file); 0 or -1. */
 int peercred_from_file(int fd, struct peer_identity *id);

@@ -50,4 +50,4 @@ tests_fuzz_fuzz_maildrop_SOURCES = tests/fuzz/fuzz_maildrop.c
 tests_fuzz_fuzz_maildrop_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS) -I$(top_srcdir)/src/sendmail
 tests_fuzz_fuzz_maildrop_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_maildrop_LDADD = $(SENDMAIL_LIBS) $(TERNQ_LIBS)
-EXTRA_DIST += tests/tools/cleanup_double.py
+EXTRA_DIST += tests/tools/cleanup_double.py tests/tools/slow_nss.c

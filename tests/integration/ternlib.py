@@ -145,7 +145,7 @@ class Tern:
 
     # -- running --
 
-    def start(self, wait=True, args=()):
+    def start(self, wait=True, args=(), extra_env=None):
         self.write_config()
         daemon_dir = self.sections["server"]["daemon_dir"]
         if daemon_dir == BUILD_DIR:
@@ -154,7 +154,8 @@ class Tern:
         self.proc = subprocess.Popen(
             [os.path.join(BUILD_DIR, "src/master/ternd"), "-f", "-c",
              self.config_path, *args],
-            stdout=self.log, stderr=subprocess.STDOUT, env=daemon_env(),
+            stdout=self.log, stderr=subprocess.STDOUT,
+            env={**daemon_env(), **(extra_env or {})},
             start_new_session=True)
         if wait:
             for name, port in self.ports.items():

@@ -755,3 +755,58 @@ def test_bs_through_the_real_cleanup_is_the_users_submission(tern):
     assert b"pretend.smtpd" not in m["content"]
     t.wait_log(r"listener=sendmail, uid=65534 user=nobody, from=<app@example\.test>")
     t.wait_log(r"sender=<app@example\.test> set by uid=65534 user=nobody")
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to become another user")
+def test_a_slow_user_name_look_up_does_not_stall_other_submissions(tern):
+    """tern-cleanup names a local user with getpwuid_r, which may wait on
+    a directory service. While that look-up hangs (a stand-in library
+    holds it until the test opens a gate), a daemon's submission on
+    private/cleanup is still answered; then the user's message is queued
+    under the right name."""
+    t = tern({"domain example.test": {}})
+    shim = os.path.join(t.dir, "slow_nss.so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", shim,
+                    os.path.join(ternlib.SRC_DIR, "tests/tools/slow_nss.c"),
+                    "-ldl"], check=True)
+    gates = os.path.join(t.dir, "gates")
+    os.mkdir(gates)
+    os.chmod(gates, 0o777)  # tern-cleanup (the tern user) marks it
+    gate = os.path.join(gates, "nss-gate")
+    env = ternlib.daemon_env()
+    from test_cleanup import _queue_ready
+    os.chmod(t.dir, 0o755)
+    t.start(extra_env={
+        "LD_PRELOAD": shim, "SLOW_NSS_GATE": gate,
+        # the stand-in comes before the sanitizer runtime
+        "ASAN_OPTIONS": env["ASAN_OPTIONS"] + ":verify_asan_link_order=0"})
+    wait_for(lambda: _queue_ready(t.queue_dir), what="the queue")
+    os.chmod(t.config_path, 0o644)
+    user = subprocess.Popen(
+        as_user([SENDMAIL, "-C", t.config_path, "-i", "to@example.net"],
+                "nobody"),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env)
+    try:
+        user.stdin.write(b"Subject: slow directory\n\nhello\n")
+        user.stdin.close()
+        wait_for(lambda: os.path.exists(gate + ".waiting") or
+                 user.poll() is not None, 30,
+                 what="tern-cleanup's look-up to hang")
+        assert user.poll() is None, user.stderr.read()
+        msg = os.path.join(t.dir, "daemon.eml")
+        with open(msg, "wb") as f:
+            f.write(b"From: app@example.test\r\nTo: a@dest.test\r\n"
+                    b"Subject: from a daemon\r\n\r\nnot held up\r\n")
+        r = subprocess.run([CLIENT, "-f", "app@example.test", "-r",
+                            "a@dest.test",
+                            os.path.join(t.run_dir, "private", "cleanup"), msg],
+                           capture_output=True, timeout=20, env=env)
+        assert r.returncode == 0, r.stderr
+        assert b"250" in r.stdout, r.stdout
+        assert user.poll() is None, "sendmail finished before the gate opened"
+    finally:
+        open(gate, "w").close()
+    assert user.wait(30) == EX_OK, user.stderr.read()
+    t.wait_log(r"listener=sendmail, uid=65534 user=nobody, "
+               r"from=<nobody@mail\.tern\.test>")

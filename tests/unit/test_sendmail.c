@@ -327,6 +327,9 @@ test_peercred(void **state)
 	assert_int_equal(peercred_from_socket(sv[0], &id), 0);
 	assert_int_equal(id.uid, getuid());
 	assert_int_equal(id.pid, getpid());
+	/* The name is looked up apart (it may be slow). */
+	assert_true(id.user[0] == '\0');
+	peercred_lookup_user(&id);
 	assert_true(id.user[0] != '\0');
 	assert_true(is_peer_privileged(&id, getuid()));
 	close(sv[0]);
