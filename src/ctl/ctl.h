@@ -28,9 +28,21 @@ void ctl_format_reply(char *buf, size_t size, uint16_t code,
 /* "2026-11-26 23:40:01.123" in UTC. */
 void ctl_format_time(int64_t ms, char *buf, size_t size);
 
+struct ub_ctx;
+/* A libunbound context for the configured dns_servers (else the system's
+ * resolvers); NULL after printing why. */
+struct ub_ctx *ctl_resolver_new(const struct tern_config *cfg);
+/* One TXT rdata as the text its character-strings join to (caller frees). */
+char *ctl_txt_join(const unsigned char *rdata, size_t len, size_t *out_len);
+/* Checks one DKIM selector and prints one line, "DOMAIN LABELSELECTOR:
+ * verdict"; 0 when it is all right. */
+int ctl_dkim_check_selector(struct ub_ctx *ctx, const char *label,
+    const char *domain, const char *selector, const char *key_path);
+
 int cmd_queue(const char *config_path, int argc, char **argv);
 int cmd_suppression(const char *config_path, int argc, char **argv);
 int cmd_events(const char *config_path, int argc, char **argv);
 int cmd_trace(const char *config_path, int argc, char **argv);
+int cmd_domain(const char *config_path, int argc, char **argv);
 
 #endif

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctl.h"
 #include "dkim_key.h"
 #include "resolver.h"
 #include "util.h"
@@ -180,8 +181,8 @@ dkim_keygen(const char *config_path, int argc, char **argv)
 
 /* ---- check ---- */
 
-static struct ub_ctx *
-resolver_new(const struct tern_config *cfg)
+struct ub_ctx *
+ctl_resolver_new(const struct tern_config *cfg)
 {
 	struct ub_ctx *ctx = ub_ctx_create();
 	int rc = 0;
@@ -212,9 +213,8 @@ resolver_new(const struct tern_config *cfg)
 	return ctx;
 }
 
-/* One TXT rdata as the text its character-strings join to (caller frees). */
-static char *
-txt_join(const unsigned char *rdata, size_t len, size_t *out_len)
+char *
+ctl_txt_join(const unsigned char *rdata, size_t len, size_t *out_len)
 {
 	char *s = xmalloc(len + 1);
 	size_t n = 0;
@@ -233,10 +233,9 @@ txt_join(const unsigned char *rdata, size_t len, size_t *out_len)
 	return s;
 }
 
-/* Checks one selector; prints one line; returns 0 when it is all right. */
-static int
-check_selector(struct ub_ctx *ctx, const char *domain, const char *selector,
-    const char *key_path)
+int
+ctl_dkim_check_selector(struct ub_ctx *ctx, const char *label,
+    const char *domain, const char *selector, const char *key_path)
 {
 	char *name = xasprintf("%s._domainkey.%s", selector, domain);
 	struct ub_result *res = NULL;
@@ -246,20 +245,21 @@ check_selector(struct ub_ctx *ctx, const char *domain, const char *selector,
 	const char *problem = NULL;
 
 	if (dkim_key_load(key_path, &key, &why) == -1) {
-		printf("%s %s: key problem: %s\n", domain, selector, why);
+		printf("%s %s%s: key problem: %s\n", domain, label, selector, why);
 		free(why);
 		free(name);
 		return 1;
 	}
 	rc = ub_resolve(ctx, name, 16 /* TXT */, 1 /* IN */, &res);
 	if (rc != 0) {
-		printf("%s %s: lookup of %s failed: %s\n", domain, selector, name,
-		    ub_strerror(rc));
+		printf("%s %s%s: lookup of %s failed: %s\n", domain, label,
+		    selector, name, ub_strerror(rc));
 		goto out;
 	}
 	if (res->bogus) {
-		printf("%s %s: lookup of %s failed: DNSSEC validation: %s\n",
-		    domain, selector, name, res->why_bogus ? res->why_bogus : "bogus");
+		printf("%s %s%s: lookup of %s failed: DNSSEC validation: %s\n",
+		    domain, label, selector, name,
+		    res->why_bogus ? res->why_bogus : "bogus");
 		goto out;
 	}
 	/* Only an answer says the record is missing: a server that did not
@@ -268,13 +268,13 @@ check_selector(struct ub_ctx *ctx, const char *domain, const char *selector,
 	    (res->answer_len >= 4 &&
 	    (((const unsigned char *)res->answer_packet)[3] & 0x0f) ==
 	    DNS_RCODE_SERVFAIL))) {
-		printf("%s %s: lookup of %s failed: SERVFAIL (the DNS server "
-		    "failed or did not answer)\n", domain, selector, name);
+		printf("%s %s%s: lookup of %s failed: SERVFAIL (the DNS server "
+		    "failed or did not answer)\n", domain, label, selector, name);
 		goto out;
 	}
 	for (int i = 0; res->havedata && res->data[i] != NULL; i++) {
 		size_t len;
-		char *text = txt_join((unsigned char *)res->data[i],
+		char *text = ctl_txt_join((unsigned char *)res->data[i],
 		    (size_t)res->len[i], &len);
 		char *k, *p;
 		const char *perr;
@@ -293,20 +293,20 @@ check_selector(struct ub_ctx *ctx, const char *domain, const char *selector,
 		free(text);
 	}
 	if (n_records == 0 && problem != NULL)
-		printf("%s %s: malformed record at %s: %s\n", domain, selector,
-		    name, problem);
+		printf("%s %s%s: malformed record at %s: %s\n", domain, label,
+		    selector, name, problem);
 	else if (n_records == 0)
-		printf("%s %s: missing record %s (publish the line ternctl dkim "
-		    "keygen printed)\n", domain, selector, name);
+		printf("%s %s%s: missing record %s (publish the line ternctl dkim "
+		    "keygen printed)\n", domain, label, selector, name);
 	else if (n_records > 1)
-		printf("%s %s: %d DKIM records at %s; there must be one\n", domain,
-		    selector, n_records, name);
+		printf("%s %s%s: %d DKIM records at %s; there must be one\n",
+		    domain, label, selector, n_records, name);
 	else if (n_match == 0)
-		printf("%s %s: mismatch: the record at %s is not the public key "
-		    "of %s\n", domain, selector, name, key_path);
+		printf("%s %s%s: mismatch: the record at %s is not the public key "
+		    "of %s\n", domain, label, selector, name, key_path);
 	else {
-		printf("%s %s: ok (%s-sha256, %d bits)\n", domain, selector,
-		    dkim_key_alg_name(key.alg), key.bits);
+		printf("%s %s%s: ok (%s-sha256, %d bits)\n", domain, label,
+		    selector, dkim_key_alg_name(key.alg), key.bits);
 		status = 0;
 	}
 out:
@@ -340,7 +340,7 @@ dkim_check(const char *config_path, int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
-	ctx = resolver_new(cfg);
+	ctx = ctl_resolver_new(cfg);
 	if (ctx == NULL) {
 		config_free(cfg);
 		return 1;
@@ -357,8 +357,8 @@ dkim_check(const char *config_path, int argc, char **argv)
 			status = 1;
 		}
 		for (size_t k = 0; k < d->n_dkim; k++)
-			if (check_selector(ctx, d->name, d->dkim_selectors[k],
-			    d->dkim_keys[k]) != 0)
+			if (ctl_dkim_check_selector(ctx, "", d->name,
+			    d->dkim_selectors[k], d->dkim_keys[k]) != 0)
 				status = 1;
 	}
 	if (checked == 0)

@@ -53,6 +53,7 @@ static const struct ctl_command commands[] = {
 	{ "check-config", "check-config", cmd_check_config },
 	{ "dkim", "dkim keygen DOMAIN SELECTOR [--algorithm rsa|ed25519] "
 	    "[--bits N] [--out FILE]\n  dkim check [DOMAIN]", cmd_dkim },
+	{ "domain", "domain check [DOMAIN] [--ip ADDRESS]...", cmd_domain },
 	{ "user", "user add NAME (password on stdin)", ctl_user },
 	{ "queue", "queue [list] | show ID | flush [ID] | delete ID | hold ID | release ID", cmd_queue },
 	{ "suppression", "suppression list [--reason TEXT] "
