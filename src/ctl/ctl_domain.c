@@ -45,7 +45,8 @@ domain_usage(void)
 
 /* ---- DNS answers ---- */
 
-enum answer { ANSWER_DATA, ANSWER_NONE, ANSWER_FAILED };
+/* NONE: the name has no such record; NXDOMAIN: there is no such name. */
+enum answer { ANSWER_DATA, ANSWER_NONE, ANSWER_NXDOMAIN, ANSWER_FAILED };
 
 /* Asks for name/type; *res is set for ANSWER_DATA (caller frees). Only
  * an answer says there is nothing: a server that failed or did not
@@ -69,7 +70,7 @@ ask(struct ub_ctx *ctx, const char *name, int type, struct ub_result **res)
 	if (!(*res)->havedata) {
 		ub_resolve_free(*res);
 		*res = NULL;
-		return ANSWER_NONE;
+		return rcode == 3 ? ANSWER_NXDOMAIN : ANSWER_NONE;
 	}
 	return ANSWER_DATA;
 }
@@ -113,6 +114,7 @@ txt_records(struct ub_ctx *ctx, const char *name, const char *prefix,
 	case ANSWER_FAILED:
 		return -1;
 	case ANSWER_NONE:
+	case ANSWER_NXDOMAIN:
 		return 0;
 	case ANSWER_DATA:
 		break;
@@ -155,6 +157,8 @@ spf_dns_lookup(SPF_dns_server_t *server, const char *domain, ns_type type,
 	case ANSWER_FAILED:
 		return SPF_dns_rr_new_init(server, domain, type, 0, TRY_AGAIN);
 	case ANSWER_NONE:
+		return SPF_dns_rr_new_init(server, domain, type, 0, NO_DATA);
+	case ANSWER_NXDOMAIN:
 		return SPF_dns_rr_new_init(server, domain, type, 0,
 		    HOST_NOT_FOUND);
 	case ANSWER_DATA:
@@ -430,6 +434,7 @@ check_return_path(struct ub_ctx *ctx, const struct cfg_domain *d)
 		    "failed or did not answer)\n", d->name, d->return_path);
 		return 1;
 	case ANSWER_NONE:
+	case ANSWER_NXDOMAIN:
 		printf("%s return-path: %s has no MX record: asynchronous "
 		    "bounces and complaints cannot come back to tern's inbound "
 		    "listener\n", d->name, d->return_path);
