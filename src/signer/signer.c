@@ -492,6 +492,8 @@ job_sign(struct signer_job *job)
 		/* The leak is per signature computed, sent or not. */
 		if (job->sel[i]->key.alg == DKIM_KEY_ED25519)
 			job->n_ed25519++;
+		/* The width of "DKIM-Signature: ", as at dkim_eom's hashing:
+		 * the field is sent as folded for exactly that prefix. */
 		if (stat == DKIM_STAT_OK)
 			stat = dkim_getsighdr_d(job->dkim[i],
 			    strlen(DKIM_SIGNHEADER) + 2, &sig, &len);
