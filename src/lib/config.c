@@ -75,7 +75,7 @@ static const char *const mode_names[] = { "submission", "smtps", "inbound", NULL
 static const char *const tls_names[] = { "none", "opportunistic", "required", NULL };
 /* In the order of enum dkim_canonicalization. */
 static const char *const canon_names[] = { "relaxed/relaxed", "relaxed/simple",
-	NULL };
+	"simple/simple", "simple/relaxed", NULL };
 
 /* offset is into struct tern_config for plain sections, else into the
  * section's own struct; count is the offset of a list's size_t count. */

@@ -56,13 +56,12 @@ struct cfg_listener {
 	size_t n_trusted_networks;
 };
 
-/* DKIM canonicalization, header/body (RFC 6376 3.4); zero is the default.
- * Headers are always relaxed: with simple header canonicalization the second
- * of two signatures did not verify in testing (the DKIM-Signature fields
- * are folded by libopendkim and added after signing), so it is not offered. */
+/* DKIM canonicalization, header/body (RFC 6376 3.4); zero is the default. */
 enum dkim_canonicalization {
 	CANON_RELAXED_RELAXED,
 	CANON_RELAXED_SIMPLE,
+	CANON_SIMPLE_SIMPLE,
+	CANON_SIMPLE_RELAXED,
 };
 
 /* [domain NAME]: a sending domain; mail from it is accepted and signed. */

@@ -4,7 +4,8 @@
  * start (ternd replaces it on reload), then chroots into run_dir and runs
  * unprivileged. Messages are streamed through libopendkim chunk by chunk
  * (IPC_SIGN_* in ipc.h) and never held whole; one signature per selector
- * of the sending [domain], rsa-sha256 or ed25519-sha256, relaxed/relaxed.
+ * of the sending [domain], rsa-sha256 or ed25519-sha256, with its
+ * dkim_canonicalization.
  * The event loop only moves frames: all of libopendkim's work runs on a
  * pool of worker threads, one job on one thread at a time.
  */
@@ -60,7 +61,8 @@ struct signer_selector {
 
 struct signer_domain {
 	const char *name;
-	dkim_canon_t body_canon;	/* headers: always relaxed */
+	dkim_canon_t header_canon;
+	dkim_canon_t body_canon;
 	struct signer_selector *selectors;
 	size_t n_selectors;
 	size_t n_loaded;
@@ -167,6 +169,16 @@ static void signer_maybe_exit(void);
 
 /* ---- keys: loaded before the privilege drop ---- */
 
+/* libopendkim's header and body canonicalizations for a configured pair. */
+static void
+canon_of(enum dkim_canonicalization c, dkim_canon_t *header, dkim_canon_t *body)
+{
+	*header = c == CANON_SIMPLE_SIMPLE || c == CANON_SIMPLE_RELAXED
+	    ? DKIM_CANON_SIMPLE : DKIM_CANON_RELAXED;
+	*body = c == CANON_SIMPLE_SIMPLE || c == CANON_RELAXED_SIMPLE
+	    ? DKIM_CANON_SIMPLE : DKIM_CANON_RELAXED;
+}
+
 static void
 signer_load_keys(struct daemon *d)
 {
@@ -179,8 +191,8 @@ signer_load_keys(struct daemon *d)
 		struct signer_domain *sd = &signer.domains[i];
 
 		sd->name = cd->name;
-		sd->body_canon = cd->dkim_canonicalization == CANON_RELAXED_SIMPLE
-		    ? DKIM_CANON_SIMPLE : DKIM_CANON_RELAXED;
+		canon_of(cd->dkim_canonicalization, &sd->header_canon,
+		    &sd->body_canon);
 		sd->n_selectors = cd->n_dkim;
 		sd->selectors = xcalloc(cd->n_dkim + 1, sizeof(*sd->selectors));
 		for (size_t k = 0; k < cd->n_dkim; k++) {
@@ -431,12 +443,30 @@ job_start(struct signer_job *job)
 			continue;
 		dkim = dkim_sign(signer.lib, (const u_char *)"tern-signer", NULL,
 		    (dkim_sigkey_t)s->key.pem, (const u_char *)s->selector,
-		    (const u_char *)sd->name, DKIM_CANON_RELAXED,
+		    (const u_char *)sd->name, sd->header_canon,
 		    sd->body_canon, s->key.alg == DKIM_KEY_ED25519
 		    ? DKIM_SIGN_ED25519SHA256 : DKIM_SIGN_RSASHA256, -1, &stat);
 		if (dkim == NULL) {
 			job_fail(job, "dkim_sign for selector %s: %s", s->selector,
 			    dkim_getresultstr(stat));
+			break;
+		}
+		/*
+		 * libopendkim folds the DKIM-Signature field twice: with an
+		 * empty b= when it hashes the field at dkim_eom, with the
+		 * signature in dkim_getsighdr_d. Whether "b=" starts a new
+		 * line is decided from the length of b='s value, which it
+		 * predicts from the key size for RSA only: for ed25519 it
+		 * hashes "...; b=" and returns "...;\r\n\tb=...", so the field
+		 * sent is not the one signed. Relaxed header canonicalization
+		 * hides that, simple does not. Unfolded (margin 0) the two
+		 * are the same bytes; an ed25519 field stays far below 998.
+		 */
+		if (s->key.alg == DKIM_KEY_ED25519 &&
+		    (stat = dkim_set_margin(dkim, 0)) != DKIM_STAT_OK) {
+			dkim_free(dkim);
+			job_fail(job, "dkim_set_margin for selector %s: %s",
+			    s->selector, dkim_getresultstr(stat));
 			break;
 		}
 		job->sel[job->n_dkim] = s;
@@ -462,6 +492,8 @@ job_sign(struct signer_job *job)
 		/* The leak is per signature computed, sent or not. */
 		if (job->sel[i]->key.alg == DKIM_KEY_ED25519)
 			job->n_ed25519++;
+		/* The width of "DKIM-Signature: ", as at dkim_eom's hashing:
+		 * the field is sent as folded for exactly that prefix. */
 		if (stat == DKIM_STAT_OK)
 			stat = dkim_getsighdr_d(job->dkim[i],
 			    strlen(DKIM_SIGNHEADER) + 2, &sig, &len);

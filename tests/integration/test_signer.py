@@ -162,12 +162,25 @@ def test_rsa_and_ed25519_signatures_verify(signing, test_dir):
                      r"signed", t.log_text())
 
 
-@pytest.mark.parametrize("canon", ["relaxed/simple", "relaxed/relaxed"])
+def verifies(message, dns, idx):
+    """dkimpy's verdict on one signature (a body hash mismatch raises)."""
+    try:
+        return dkim.DKIM(message).verify(
+            idx=idx, dnsfunc=lambda n, timeout=5: txt_lookup(dns.port,
+                                                             n.decode()))
+    except dkim.ValidationError:
+        return False
+
+
+@pytest.mark.parametrize("canon", ["relaxed/relaxed", "relaxed/simple",
+                                   "simple/simple", "simple/relaxed"])
 def test_configured_canonicalization_signs_and_verifies(signing, test_dir,
                                                         canon):
-    """dkim_canonicalization sets c= for both keys, and dkimpy verifies the
-    result; with a simple body a changed trailing space breaks it, with a
-    relaxed one it does not."""
+    """dkim_canonicalization sets c= for both keys, and dkimpy verifies both
+    signatures; what each one tolerates: a simple header breaks when a
+    signed field is refolded or its whitespace changes, a relaxed one does
+    not; a simple body breaks when trailing spaces go, a relaxed one does
+    not; all survive an unsigned field being added."""
     t, dns = signing(start=False)
     t.sections["domain example.test"]["dkim_canonicalization"] = canon
     t.write_config()
@@ -178,26 +191,36 @@ def test_configured_canonicalization_signs_and_verifies(signing, test_dir,
     assert rc == 0 and jobs == [("0", "0", "", "2")], jobs
     tags = verify_all(out, dns, 2)
     assert [x[b"c"] for x in tags] == [canon.encode()] * 2
+    header, body = canon.split("/")
+
+    def after(old, new):
+        changed = out.replace(old, new, 1)
+        assert changed != out, old
+        return [verifies(changed, dns, i) for i in range(2)]
+
     # The body ends "the numbers are in.  ": relaxed ignores the spaces.
-    changed = out.replace(b"are in.  \r\n", b"are in.\r\n", 1)
-    assert changed != out
-    try:
-        ok = dkim.DKIM(changed).verify(
-            idx=0, dnsfunc=lambda n, timeout=5: txt_lookup(dns.port, n.decode()))
-    except dkim.ValidationError:	# dkimpy raises on a body hash mismatch
-        ok = False
-    assert ok == canon.endswith("/relaxed")
+    assert after(b"are in.  \r\n", b"are in.\r\n") == [body == "relaxed"] * 2
+    # A signed field refolded, and one with a doubled space.
+    assert after(b"List-Unsubscribe: <https://example.test/u/1>,\r\n\t<",
+                 b"List-Unsubscribe: <https://example.test/u/1>, <") == \
+        [header == "relaxed"] * 2
+    assert after(b"Subject: Quarterly report", b"Subject: Quarterly  report") \
+        == [header == "relaxed"] * 2
+    # An unsigned field added on the way.
+    assert after(b"X-Mailer: not signed\r\n",
+                 b"X-Mailer: not signed\r\nX-Relay: passed by\r\n") == \
+        [True, True]
 
 
 def test_unknown_canonicalization_is_a_config_error(signing, test_dir):
     t, dns = signing(start=False)
-    # Simple header canonicalization is not offered (tern.conf(5)).
-    t.sections["domain example.test"]["dkim_canonicalization"] = "simple/simple"
+    t.sections["domain example.test"]["dkim_canonicalization"] = "simple/strict"
     t.write_config()
     r = t.ternctl("check-config")
     assert r.returncode != 0
-    assert re.search(r"tern\.conf:\d+: .*'simple/simple' is not one of: "
-                     r"relaxed/relaxed relaxed/simple", r.stderr + r.stdout), r.stderr
+    assert re.search(r"tern\.conf:\d+: .*'simple/strict' is not one of: "
+                     r"relaxed/relaxed relaxed/simple simple/simple "
+                     r"simple/relaxed", r.stderr + r.stdout), r.stderr
 
 
 def test_signer_reads_keys_then_drops_privileges(signing, test_dir):
@@ -604,7 +627,10 @@ def test_raw_protocol_reply_and_abort(signing, test_dir):
     assert pos == len(payload) and n == 2
     for h in headers:
         assert h.startswith(b"DKIM-Signature: v=1; ")
-        assert not h.endswith(b"\r\n") and b"\r\n\t" in h
+        assert not h.endswith(b"\r\n")
+    # rsa folded with b= on its own line; ed25519 unfolded (see signer.c).
+    assert b"\r\n\t" in headers[0] and b";\r\n\tb=" in headers[0]
+    assert b"\r\n" not in headers[1] and b"a=ed25519-sha256" in headers[1]
     verify_all(b"".join(h + b"\r\n" for h in headers) + MESSAGE, dns, 2)
 
 

@@ -294,6 +294,48 @@ test_missing_dkim_key_is_allowed(void **state)
 	config_free(cfg);
 }
 
+/* The four canonicalizations by name, the default, and a bad value's line. */
+static void
+test_dkim_canonicalization(void **state)
+{
+	static const struct {
+		const char *name;
+		enum dkim_canonicalization value;
+	} canons[] = {
+		{ "relaxed/relaxed", CANON_RELAXED_RELAXED },
+		{ "relaxed/simple", CANON_RELAXED_SIMPLE },
+		{ "simple/simple", CANON_SIMPLE_SIMPLE },
+		{ "simple/relaxed", CANON_SIMPLE_RELAXED },
+	};
+	struct config_errors errs;
+	struct tern_config *cfg;
+	char *text;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(canons) / sizeof(canons[0]); i++) {
+		text = xasprintf("[domain example.test]\n"
+		    "dkim_canonicalization = %s\n", canons[i].name);
+		cfg = load_text(text, &errs);
+		free(text);
+		assert_non_null(cfg);
+		assert_int_equal(config_find_domain(cfg, "example.test")->
+		    dkim_canonicalization, canons[i].value);
+		config_free(cfg);
+	}
+	cfg = load_text("[domain example.test]\n", &errs);
+	assert_non_null(cfg);
+	assert_int_equal(config_find_domain(cfg, "example.test")->
+	    dkim_canonicalization, CANON_RELAXED_RELAXED);
+	config_free(cfg);
+	cfg = load_text("[domain example.test]\n"
+	    "dkim_selector = s1\n"
+	    "dkim_canonicalization = simple\n", &errs);
+	assert_null(cfg);
+	assert_true(has_error(&errs, 3, "'simple' is not one of: "
+	    "relaxed/relaxed relaxed/simple simple/simple simple/relaxed"));
+	config_errors_free(&errs);
+}
+
 static void
 test_value_parsers(void **state)
 {
@@ -405,6 +447,7 @@ main(void)
 		cmocka_unit_test(test_long_line_and_continuation),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_missing_dkim_key_is_allowed),
+		cmocka_unit_test(test_dkim_canonicalization),
 		cmocka_unit_test(test_value_parsers),
 		cmocka_unit_test(test_dns_servers),
 	};
