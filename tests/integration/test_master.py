@@ -210,9 +210,51 @@ def test_root_drops_privileges_and_chroots_smtpd(tern):
     ternlib.wait_for(lambda: all(x == tern_uid for x in uids()), 5,
                      what="smtpd to drop privileges")
     assert all(x == tern_uid for x in uids())
-    assert os.readlink(f"/proc/{pid}/root") == os.path.realpath(t.run_dir)
+    assert os.readlink(f"/proc/{pid}/root") == \
+        os.path.realpath(os.path.join(t.run_dir, "jail", "smtpd"))
     assert os.stat(t.queue_dir).st_uid == tern_uid
     assert oct(os.stat(os.path.join(t.run_dir, "private")).st_mode & 0o777) == "0o700"
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root for the chroot")
+def test_jails_hold_only_the_sockets_each_daemon_may_reach(tern):
+    """tern-smtpd parses network input: its root is its jail, where the one
+    socket is private/cleanup (a link to the socket ternd bound), never
+    private/qmgr or private/signer. tern-signer's jail is empty."""
+    import grp
+    import pwd
+    import stat
+    t = tern()
+    t.listen("submission", "submission")
+    t.start()
+    t.wait_log(r"smtpd.*connected to cleanup")
+    tern_user = pwd.getpwnam("tern")
+    smtpd_jail = os.path.realpath(os.path.join(t.run_dir, "jail", "smtpd"))
+    signer_jail = os.path.realpath(os.path.join(t.run_dir, "jail", "signer"))
+    for name, jail, want in (("smtpd", smtpd_jail, ["private", "private/cleanup"]),
+                             ("signer", signer_jail, [])):
+        pid = t.pids_of(name)[0]
+        wait_for(lambda: os.readlink(f"/proc/{pid}/root") == jail, 5,
+                 what=f"tern-{name} to chroot")
+        # What the daemon sees as / (read through its own root link)...
+        assert ternlib.tree(f"/proc/{pid}/root") == want, name
+        # ...and what is in its jail, seen from outside.
+        assert ternlib.tree(jail) == want, name
+        assert os.stat(jail).st_uid == 0 and os.stat(jail).st_mode & 0o022 == 0
+    # Every other socket is in run_dir/private, out of smtpd's reach.
+    assert {"qmgr", "signer", "cleanup"} <= set(os.listdir(
+        os.path.join(t.run_dir, "private")))
+    link = os.stat(os.path.join(smtpd_jail, "private", "cleanup"))
+    bound = os.stat(os.path.join(t.run_dir, "private", "cleanup"))
+    assert stat.S_ISSOCK(link.st_mode) and link.st_ino == bound.st_ino
+    # The daemons' user may pass through the jail's private/, not change
+    # it; other users may not enter it.
+    priv = os.stat(os.path.join(smtpd_jail, "private"))
+    assert (priv.st_uid, priv.st_gid) == (0, tern_user.pw_gid)
+    assert oct(priv.st_mode & 0o777) == "0o710", grp.getgrgid(priv.st_gid)
+    # ternd stops: the link goes with the socket.
+    assert t.stop() == 0
+    assert ternlib.tree(smtpd_jail) == ["private"]
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to switch to another user")
