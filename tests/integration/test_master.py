@@ -234,11 +234,21 @@ def test_jails_hold_only_the_sockets_each_daemon_may_reach(tern):
     for name, jail, want in (("smtpd", smtpd_jail, ["private", "private/cleanup"]),
                              ("signer", signer_jail, [])):
         pid = t.pids_of(name)[0]
-        wait_for(lambda: os.readlink(f"/proc/{pid}/root") == jail, 5,
-                 what=f"tern-{name} to chroot")
-        # What the daemon sees as / (read through its own root link)...
-        assert ternlib.tree(f"/proc/{pid}/root") == want, name
-        # ...and what is in its jail, seen from outside.
+
+        def uids():
+            with open(f"/proc/{pid}/status") as f:
+                return [int(x) for l in f if l.startswith("Uid")
+                        for x in l.split()[1:]]
+        # The chroot comes before the privilege drop (daemon.c).
+        wait_for(lambda: set(uids()) == {tern_user.pw_uid}, 5,
+                 what=f"tern-{name} to drop privileges")
+        # What the daemon sees as / (read through its own root link): with
+        # run_dir as its root it would see private/qmgr and private/signer.
+        seen = ternlib.tree(f"/proc/{pid}/root")
+        assert "private/qmgr" not in seen and "private/signer" not in seen, seen
+        assert seen == want, name
+        assert os.readlink(f"/proc/{pid}/root") == jail
+        # What is in its jail, seen from outside.
         assert ternlib.tree(jail) == want, name
         assert os.stat(jail).st_uid == 0 and os.stat(jail).st_mode & 0o022 == 0
     # Every other socket is in run_dir/private, out of smtpd's reach.
