@@ -319,3 +319,25 @@ def test_systemd_notify_ready_and_stopping(tern, test_dir):
     assert "STOPPING=1" in s.recv(4096).decode()
     assert t.proc.wait(10) == 0
     s.close()
+
+
+def test_jail_links_only_the_socket_ternd_bound(tern):
+    """Should something put another socket (here tern-qmgr's) in the place
+    of run_dir/private/cleanup, ternd does not link it into tern-smtpd's
+    jail: it refuses and does not start tern-smtpd without its jail."""
+    t = tern()
+    t.listen("submission", "submission")
+    t.start()
+    t.wait_log(r"smtpd.*connected to cleanup")
+    private = os.path.join(t.run_dir, "private")
+    jail_private = os.path.join(t.run_dir, "jail", "smtpd", "private")
+    os.unlink(os.path.join(jail_private, "cleanup"))
+    os.link(os.path.join(private, "qmgr"), os.path.join(private, "swap"))
+    os.rename(os.path.join(private, "swap"), os.path.join(private, "cleanup"))
+    old = t.pids_of("smtpd")
+    os.kill(old[0], signal.SIGKILL)
+    t.wait_log(r"/private/cleanup is not the socket ternd bound: not linking it")
+    t.wait_log(r"not starting tern-smtpd without its jail")
+    assert t.pids_of("smtpd") == []
+    assert ternlib.tree(os.path.join(t.run_dir, "jail", "smtpd")) == ["private"]
+    assert t.stop() == 0
