@@ -74,11 +74,13 @@ ctl_format_time(int64_t ms, char *buf, size_t size)
 	snprintf(buf, size, "%s.%03d", tmp, (int)(ms % 1000));
 }
 
+/* To tern-qmgr's socket; a qmgr that closed it (it refuses other users)
+ * is an error to report, not a SIGPIPE. */
 static int
 write_all(int fd, const uint8_t *p, size_t n)
 {
 	while (n > 0) {
-		ssize_t w = write(fd, p, n);
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
 
 		if (w == -1 && errno == EINTR)
 			continue;

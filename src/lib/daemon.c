@@ -81,17 +81,30 @@ daemon_socket(const struct daemon *d, const char *name)
 	return -1;
 }
 
+/*
+ * A jailed daemon sees its jail (run_dir/jail/NAME, made by ternd) and
+ * nothing else of run_dir, chrooted or not, so a development run uses
+ * the same links as a root one.
+ */
 void
 daemon_service_path(const struct daemon *d, const char *service, char *buf,
     size_t size)
 {
-	snprintf(buf, size, "%s/private/%s",
-	    d->chrooted ? "" : d->cfg->server.run_dir, service);
+	if (d->chrooted)
+		snprintf(buf, size, "/private/%s", service);
+	else if (d->spec->chroot_run_dir)
+		snprintf(buf, size, "%s/jail/%s/private/%s",
+		    d->cfg->server.run_dir, d->spec->name, service);
+	else
+		snprintf(buf, size, "%s/private/%s", d->cfg->server.run_dir,
+		    service);
 }
 
 /*
- * As root: optionally chroot into run_dir, then become the configured user
- * for good. As anyone else: stay who we are (development and tests).
+ * As root: optionally chroot into the daemon's jail, run_dir/jail/NAME,
+ * which ternd fills with links to the only sockets the daemon may reach
+ * (service_defs in src/master/service.c), then become the configured
+ * user for good. As anyone else: stay who we are (development and tests).
  */
 static void
 daemon_drop_privileges(struct daemon *d)
@@ -107,9 +120,14 @@ daemon_drop_privileges(struct daemon *d)
 	if (pw->pw_uid == 0)
 		log_fatal("server.user must not be root");
 	if (d->spec->chroot_run_dir) {
-		if (chroot(d->cfg->server.run_dir) == -1 || chdir("/") == -1)
-			log_fatal("chroot %s: %s", d->cfg->server.run_dir,
+		char *jail = xasprintf("%s/jail/%s", d->cfg->server.run_dir,
+		    d->spec->name);
+
+		if (chroot(jail) == -1 || chdir("/") == -1)
+			log_fatal("chroot %s: %s (ternd makes the jail of a "
+			    "service whose entry in service_defs has one)", jail,
 			    strerror(errno));
+		free(jail);
 		d->chrooted = true;
 		daemon_chrooted = true;
 	}

@@ -19,7 +19,9 @@ struct daemon;
 /* What a daemon tells the skeleton about itself. */
 struct daemon_spec {
 	const char *name;		/* "smtpd": log ident and socket names */
-	bool chroot_run_dir;		/* as root, chroot into run_dir */
+	/* As root, chroot into the daemon's jail, run_dir/jail/NAME: only
+	 * the sockets ternd links there (service_defs' jail) are reachable. */
+	bool chroot_run_dir;
 	/* Before the privilege drop: read keys and certificates. */
 	void (*open_privileged)(struct daemon *d);
 	/* SIGTERM: stop accepting work; call daemon_exit() when idle. */
@@ -52,8 +54,9 @@ int daemon_run(struct daemon *d);
 void daemon_exit(struct daemon *d);
 /* The descriptor passed under name, or -1. */
 int daemon_socket(const struct daemon *d, const char *name);
-/* Path of a service's Unix socket ("cleanup" -> run_dir/private/cleanup),
- * correct inside the chroot too. */
+/* Path of a service's Unix socket ("cleanup" -> run_dir/private/cleanup,
+ * or run_dir/jail/NAME/private/cleanup for a jailed daemon), correct
+ * inside the chroot too. */
 void daemon_service_path(const struct daemon *d, const char *service,
     char *buf, size_t size);
 

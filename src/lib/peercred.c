@@ -1,7 +1,8 @@
 /*
  * peercred.c - local peer identity from SO_PEERCRED or a file's owner,
  * and the rule for what a local submission records (see peercred.h).
- * Linked into tern-cleanup, tern-pickup and sendmail; needs no privilege.
+ * Linked into tern-cleanup, tern-pickup, tern-qmgr and sendmail; needs no
+ * privilege.
  */
 #include "autoconfig.h"
 

@@ -2,8 +2,9 @@
  * peercred.h - who is on the other end of a local (AF_UNIX) socket, from
  * the kernel's SO_PEERCRED, never from anything the peer says. Used by
  * tern-cleanup on the world-connectable run_dir/public/sendmail socket
- * (a local user's sendmail(1)) and by tern-pickup for maildrop files
- * (the file's owner). Needs no privilege.
+ * (a local user's sendmail(1)), by tern-pickup for maildrop files
+ * (the file's owner) and by tern-qmgr, which serves only root and tern's
+ * user. Needs no privilege.
  *
  * What a local submission may claim and what is imposed on it is decided
  * here too, so the rule lives in one place: the identity (uid, user name)
@@ -40,7 +41,8 @@ void peercred_lookup_user(struct peer_identity *id);
  * True when the peer may set any envelope sender without it being
  * logged as a forgery: root and tern's own user (server.user). Other
  * users may still use -f (cron, mailing list software do) but cleanup
- * logs "sender=<x> set by uid=N".
+ * logs "sender=<x> set by uid=N". The same two are the only peers
+ * tern-qmgr serves (ternctl and tern's daemons).
  */
 bool is_peer_privileged(const struct peer_identity *id, uid_t tern_uid);
 

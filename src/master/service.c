@@ -6,10 +6,12 @@
  */
 #include "autoconfig.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +65,24 @@ static const struct {
 	{ "cleanup", "sendmail" },	/* the sendmail command (sendmail(1)) */
 };
 
+/*
+ * The services that chroot (as root) into a jail of their own,
+ * run_dir/jail/NAME, and the private sockets each may reach from there.
+ * The jail holds private/SOCKET, a hard link to run_dir/private/SOCKET
+ * (the same socket: a connect through the link reaches the listener
+ * ternd passed to the server), and nothing else: a daemon that parses
+ * network input must not reach tern-qmgr or tern-signer. The daemon
+ * asks for the chroot itself (chroot_run_dir in its daemon_spec).
+ */
+#define JAIL_SOCKETS_MAX	4
+static const struct {
+	const char *service;
+	const char *sockets[JAIL_SOCKETS_MAX];	/* NULL-terminated */
+} jails[] = {
+	{ "signer", { NULL } },			/* serves its socket, reaches none */
+	{ "smtpd", { "cleanup", NULL } },	/* network input: cleanup only */
+};
+
 struct instance {
 	struct supervisor *sv;
 	const struct service_def *def;
@@ -86,6 +106,7 @@ struct supervisor {
 };
 
 static void instance_spawn(struct instance *in);
+static void instance_schedule_restart(struct instance *in);
 
 struct supervisor *
 supervisor_new(struct event_base *base)
@@ -213,6 +234,7 @@ static int
 supervisor_add_unix(struct supervisor *sv, const char *path, char *name)
 {
 	struct master_socket ms;
+	struct stat sb;
 
 	memset(&ms, 0, sizeof(ms));
 	ms.fd = ipc_listen_unix(path, 0666);
@@ -222,6 +244,14 @@ supervisor_add_unix(struct supervisor *sv, const char *path, char *name)
 		return -1;
 	}
 	fd_set_nonblock(ms.fd);
+	if (lstat(path, &sb) == -1) {
+		log_warn("cannot check %s: %s", path, strerror(errno));
+		close(ms.fd);
+		free(name);
+		return -1;
+	}
+	ms.dev = sb.st_dev;
+	ms.ino = sb.st_ino;
 	ms.name = name;
 	sv->sockets = xreallocarray(sv->sockets, sv->n_sockets + 1,
 	    sizeof(*sv->sockets));
@@ -261,6 +291,201 @@ supervisor_bind_public(struct supervisor *sv, const struct tern_config *cfg)
 		    xasprintf("public:%s", public_sockets[i].name)) == -1)
 			return -1;
 	}
+	return 0;
+}
+
+/* ---- jails ---- */
+
+static int
+jail_of(const char *service)
+{
+	for (size_t i = 0; i < TERN_ARRAY_LEN(jails); i++)
+		if (strcmp(jails[i].service, service) == 0)
+			return (int)i;
+	return -1;
+}
+
+/*
+ * Makes path a directory of uid:gid with mode, and refuses anything else
+ * in its place (a symbolic link). Its parent is root's (or ours), so
+ * nobody else can swap it between the check and the chown.
+ */
+static int
+jail_dir(const char *path, unsigned mode, uid_t uid, gid_t gid)
+{
+	struct stat sb;
+
+	if (mkdir(path, (mode_t)mode) == -1 && errno != EEXIST)
+		return -1;
+	if (lstat(path, &sb) == -1)
+		return -1;
+	if (!S_ISDIR(sb.st_mode)) {
+		errno = ENOTDIR;
+		return -1;
+	}
+	if ((sb.st_uid != uid || sb.st_gid != gid) && chown(path, uid, gid) == -1)
+		return -1;
+	return chmod(path, (mode_t)mode);
+}
+
+static const struct master_socket *
+find_unix_socket(const struct supervisor *sv, const char *service)
+{
+	for (size_t i = 0; i < sv->n_sockets; i++)
+		if (strncmp(sv->sockets[i].name, "unix:", 5) == 0 &&
+		    strcmp(sv->sockets[i].name + 5, service) == 0)
+			return &sv->sockets[i];
+	return NULL;
+}
+
+static bool
+is_bound_file(const struct stat *sb, const struct master_socket *ms)
+{
+	return S_ISSOCK(sb->st_mode) && sb->st_dev == ms->dev &&
+	    sb->st_ino == ms->ino;
+}
+
+/*
+ * Links the socket ternd bound at from to to, unless to is that socket
+ * already. Only the file ternd bound is linked: whatever was put in its
+ * place since is refused. The new link replaces the old by rename, so a
+ * jailed daemon never finds the socket missing.
+ */
+static int
+jail_link(const struct master_socket *ms, const char *from, const char *to)
+{
+	struct stat sb;
+	char *tmp;
+	int rc = -1, saved;
+
+	if (lstat(to, &sb) == 0 && is_bound_file(&sb, ms))
+		return 0;
+	tmp = xasprintf("%s.new", to);
+	unlink(tmp);
+	if (link(from, tmp) == -1)
+		goto out;
+	if (lstat(tmp, &sb) == -1 || !is_bound_file(&sb, ms)) {
+		log_warn("%s is not the socket ternd bound: not linking it", from);
+		errno = EPERM;
+	} else if (rename(tmp, to) == 0) {
+		log_debug("linked %s to %s", to, from);
+		rc = 0;
+	}
+	saved = errno;
+	if (rc == -1)
+		unlink(tmp);
+	errno = saved;
+out:
+	free(tmp);
+	return rc;
+}
+
+static bool
+is_jail_socket(size_t j, const char *name)
+{
+	for (size_t k = 0; k < JAIL_SOCKETS_MAX && jails[j].sockets[k]; k++)
+		if (strcmp(jails[j].sockets[k], name) == 0)
+			return true;
+	return false;
+}
+
+/* Whatever else is in a jail's private/ goes (an older ternd's link). */
+static void
+jail_remove_others(size_t j, const char *dir)
+{
+	DIR *dp = opendir(dir);
+	struct dirent *de;
+
+	if (dp == NULL)
+		return;
+	while ((de = readdir(dp)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+		    is_jail_socket(j, de->d_name))
+			continue;
+		if (unlinkat(dirfd(dp), de->d_name, 0) == -1)
+			log_warn("cannot remove %s/%s from the jail of %s: %s", dir,
+			    de->d_name, jails[j].service, strerror(errno));
+		else
+			log_info("removed %s/%s: not a socket tern-%s may reach",
+			    dir, de->d_name, jails[j].service);
+	}
+	closedir(dp);
+}
+
+/*
+ * Makes or checks jail j: run_dir/jail and run_dir/jail/NAME belong to
+ * root (mode 0755), NAME/private to root and tern's group (mode 0710:
+ * the daemon may pass, not change it; other users may not enter) and
+ * holds only the links to the sockets the service may reach.
+ */
+static int
+jail_prepare(const struct supervisor *sv, const struct tern_config *cfg,
+    size_t j)
+{
+	const char *run_dir = cfg->server.run_dir, *service = jails[j].service;
+	uid_t uid = geteuid();
+	gid_t gid = getegid(), group = getegid();
+	char *dirs[3];
+	int rc = 0;
+
+	if (uid == 0) {
+		struct passwd *pw = getpwnam(cfg->server.user);
+
+		if (pw == NULL) {
+			log_warn("user '%s' (server.user) does not exist",
+			    cfg->server.user);
+			return -1;
+		}
+		gid = 0;
+		group = pw->pw_gid;
+	}
+	dirs[0] = xasprintf("%s/jail", run_dir);
+	dirs[1] = xasprintf("%s/jail/%s", run_dir, service);
+	dirs[2] = xasprintf("%s/jail/%s/private", run_dir, service);
+	for (size_t i = 0; i < 3 && rc == 0; i++) {
+		if (i == 2 && jails[j].sockets[0] == NULL)
+			break;
+		if (jail_dir(dirs[i], i == 2 ? 0710 : 0755, uid,
+		    i == 2 ? group : gid) == -1) {
+			log_warn("cannot make %s: %s", dirs[i], strerror(errno));
+			rc = -1;
+		}
+	}
+	if (rc == 0 && jails[j].sockets[0] != NULL)
+		jail_remove_others(j, dirs[2]);
+	for (size_t k = 0; rc == 0 && k < JAIL_SOCKETS_MAX &&
+	    jails[j].sockets[k] != NULL; k++) {
+		const char *name = jails[j].sockets[k];
+		const struct master_socket *ms = find_unix_socket(sv, name);
+		char *from, *to;
+
+		if (ms == NULL || ms->fd == -1) {
+			log_warn("the jail of %s names the socket %s, which no "
+			    "service serves", service, name);
+			rc = -1;
+			break;
+		}
+		from = xasprintf("%s/private/%s", run_dir, name);
+		to = xasprintf("%s/%s", dirs[2], name);
+		if (jail_link(ms, from, to) == -1) {
+			log_warn("cannot link %s to %s: %s", to, from,
+			    strerror(errno));
+			rc = -1;
+		}
+		free(from);
+		free(to);
+	}
+	for (size_t i = 0; i < 3; i++)
+		free(dirs[i]);
+	return rc;
+}
+
+int
+supervisor_make_jails(struct supervisor *sv, const struct tern_config *cfg)
+{
+	for (size_t j = 0; j < TERN_ARRAY_LEN(jails); j++)
+		if (jail_prepare(sv, cfg, j) == -1)
+			return -1;
 	return 0;
 }
 
@@ -328,10 +553,20 @@ instance_spawn(struct instance *in)
 {
 	struct supervisor *sv = in->sv;
 	const struct tern_config *cfg = sv->cfg;
-	char *path, *fds = xstrdup(""), master[32];
+	char *path, *fds, master[32];
 	sigset_t all, saved;
+	int jail = jail_of(in->def->name);
 	pid_t pid;
 
+	/* The jail is checked at every start: a restart of the daemon finds
+	 * the links to the sockets ternd holds now. */
+	if (jail != -1 && jail_prepare(sv, cfg, (size_t)jail) == -1) {
+		log_warn("not starting tern-%s without its jail", in->def->name);
+		in->started = tern_monotonic_usec();
+		instance_schedule_restart(in);
+		return;
+	}
+	fds = xstrdup("");
 	path = xasprintf("%s/tern-%s", cfg->server.daemon_dir, in->def->name);
 	for (size_t i = 0; i < sv->n_sockets; i++) {
 		char *t;
@@ -588,6 +823,16 @@ supervisor_free(struct supervisor *sv)
 		}
 		free(sv->sockets[i].name);
 	}
+	for (size_t j = 0; j < TERN_ARRAY_LEN(jails) && sv->cfg != NULL; j++)
+		for (size_t k = 0; k < JAIL_SOCKETS_MAX && jails[j].sockets[k];
+		    k++) {
+			char *path = xasprintf("%s/jail/%s/private/%s",
+			    sv->cfg->server.run_dir, jails[j].service,
+			    jails[j].sockets[k]);
+
+			unlink(path);
+			free(path);
+		}
 	free(sv->sockets);
 	while (sv->n_inst > 0)
 		instance_remove(sv, sv->inst[0]);

@@ -31,6 +31,10 @@ struct master_socket {
 					 * "public:sendmail" */
 	int fd;
 	struct cfg_sockaddr addr;	/* TCP listeners only */
+	/* Unix sockets: the file ternd bound, so that only that one is
+	 * ever linked into a jail. */
+	dev_t dev;
+	ino_t ino;
 };
 
 struct supervisor;
@@ -44,6 +48,10 @@ int supervisor_bind_unix(struct supervisor *sv, const struct tern_config *cfg);
 int supervisor_bind_public(struct supervisor *sv, const struct tern_config *cfg);
 /* Binds the TCP listeners of cfg, reusing sockets for unchanged addresses. */
 int supervisor_bind_listeners(struct supervisor *sv, const struct tern_config *cfg);
+/* Makes every jail (run_dir/jail/NAME) with links to the sockets bound
+ * by supervisor_bind_unix; spawning a jailed service checks its jail
+ * again. */
+int supervisor_make_jails(struct supervisor *sv, const struct tern_config *cfg);
 /* Starts every service instance the config asks for. */
 void supervisor_start(struct supervisor *sv, const struct tern_config *cfg);
 /* SIGCHLD: reaps children, logs them, schedules restarts. */
@@ -55,7 +63,8 @@ void supervisor_stop(struct supervisor *sv);
 /* Sends SIGKILL to every child still running. */
 void supervisor_kill_all(struct supervisor *sv);
 size_t supervisor_children(const struct supervisor *sv);
-/* Closes every socket and removes the Unix socket files. */
+/* Closes every socket and removes the Unix socket files and their
+ * links in the jails. */
 void supervisor_free(struct supervisor *sv);
 
 #endif

@@ -323,6 +323,8 @@ main(int argc, char **argv)
 	    supervisor_bind_unix(m.sv, m.cfg) == -1 ||
 	    supervisor_bind_public(m.sv, m.cfg) == -1)
 		log_fatal("cannot open the listening sockets");
+	if (supervisor_make_jails(m.sv, m.cfg) == -1)
+		log_fatal("cannot make the jails in %s/jail", m.cfg->server.run_dir);
 
 	supervisor_start(m.sv, m.cfg);
 	log_info("daemon started -- version %s, configuration %s", PACKAGE_VERSION,

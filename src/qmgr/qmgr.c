@@ -9,7 +9,9 @@
  * It serves run_dir/private/qmgr: delivery agents (DELIVERY_*), cleanup's
  * notices (QMGR_QUEUED), tern-bounce (BOUNCE_*, see bounce.c) and
  * ternctl's changes (CTL_*) share the socket;
- * a connection's first message says which it is. It runs as the tern user
+ * a connection's first message says which it is. Only root and tern's
+ * user may connect (SO_PEERCRED), and tern-smtpd cannot reach the
+ * socket at all (its jail, see ternd(8)). It runs as the tern user
  * (not chrooted: it needs queue_dir) and is the only writer of the queue
  * besides cleanup. All writes happen on one writer thread (store.c).
  */
@@ -24,6 +26,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "peercred.h"
 #include "qmgr.h"
 #include "util.h"
 #include "classify.h"
@@ -191,6 +194,7 @@ static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
 {
+	struct peer_identity peer;
 	struct conn *c;
 
 	(void)l;
@@ -198,6 +202,24 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	(void)salen;
 	(void)arg;
 	if (qmgr.d.draining) {
+		close(fd);
+		return;
+	}
+	/*
+	 * Every peer is a tern daemon (tern's user) or ternctl (root or
+	 * tern's user): the private directory keeps others out, and should
+	 * the socket ever be reachable, the kernel's word on the peer does.
+	 */
+	if (peercred_from_socket(fd, &peer) == -1) {
+		log_warn("refused a connection: cannot tell its peer: %s",
+		    strerror(errno));
+		close(fd);
+		return;
+	}
+	if (!is_peer_privileged(&peer, geteuid())) {
+		log_warn("refused a connection from uid %lu (%s): only root and "
+		    "tern's user may use tern-qmgr", (unsigned long)peer.uid,
+		    peer.user);
 		close(fd);
 		return;
 	}

@@ -1,8 +1,9 @@
 /*
  * tern-signer - adds DKIM signatures for tern-cleanup. It is the only
  * process that reads the DKIM private keys: it loads them as root at
- * start (ternd replaces it on reload), then chroots into run_dir and runs
- * unprivileged. Messages are streamed through libopendkim chunk by chunk
+ * start (ternd replaces it on reload), then chroots into its empty jail
+ * (run_dir/jail/signer: it serves the socket ternd passed and reaches
+ * none) and runs unprivileged. Messages are streamed through libopendkim chunk by chunk
  * (IPC_SIGN_* in ipc.h) and never held whole; one signature per selector
  * of the sending [domain], rsa-sha256 or ed25519-sha256, with its
  * dkim_canonicalization.

@@ -1,9 +1,11 @@
 /*
  * tern-smtpd - the SMTP server for submission (587), smtps (465) and
  * inbound feedback (25). It parses untrusted network input, so it runs
- * unprivileged, chrooted into run_dir when started as root, cannot write
- * the queue and cannot read keys: every message goes to tern-cleanup,
- * and 250 is said only once cleanup reports the durable commit.
+ * unprivileged and, when started as root, chrooted into its jail
+ * (run_dir/jail/smtpd), where the one socket is private/cleanup: it
+ * cannot write the queue, read keys or reach tern-qmgr or tern-signer.
+ * Every message goes to tern-cleanup, and 250 is said only once cleanup
+ * reports the durable commit.
  *
  * The story of this file: take the listening sockets the master passed
  * ("listen:NAME"), load each listener's certificate and the AUTH users

@@ -605,3 +605,14 @@ def idle_daemons(t, names):
             os.chmod(dst, 0o755)
     t.sections["server"]["daemon_dir"] = d
     return t
+
+
+# ---- jails (run_dir/jail/NAME, see ternd(8)) ----
+
+def tree(path):
+    """Every entry under path, as sorted paths relative to it."""
+    found = []
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            found.append(os.path.relpath(os.path.join(root, name), path))
+    return sorted(found)

@@ -8,6 +8,7 @@ import ctypes
 import json
 import os
 import re
+import signal
 import smtplib
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import subprocess
 import dkim
 import pytest
 
+import ternlib
 from ternlib import Dns, wait_for
 
 SINK_HOST = "127.0.0.3"		# not an address tern listens on
@@ -231,5 +233,70 @@ def test_many_messages_all_arrive_once(tern, sinks, test_dir, count):
         assert rcpts == sorted(f"u{i}@dest.test" for i in range(count))
         for m in got:
             assert dkim.verify(m["data"], dnsfunc=lambda name, timeout=5: record)
+    finally:
+        dns.stop()
+
+
+def test_jailed_smtpd_reaches_cleanup_after_restarts(tern, sinks, test_dir):
+    """tern-smtpd reaches tern-cleanup only through the link in its jail
+    (run_dir/jail/smtpd/private/cleanup): mail still flows after cleanup
+    is killed (ternd restarts it), after a reload (every daemon replaced)
+    and after a new ternd, which binds a new socket and links it in place
+    of the stale one, and clears what else an older run left there."""
+    t, port, sink, dns, record = pipeline(tern, sinks, test_dir)
+    jail = os.path.join(t.run_dir, "jail", "smtpd")
+
+    def accepted(rcpt):
+        # the replaced daemons connect again within moments: until then a
+        # submission gets 4xx, never a lost 250
+        result = []
+
+        def attempt():
+            code, text = submit(port, rcpt)
+            assert code == 250 or code // 100 == 4, (code, text)
+            result.append(text)
+            return code == 250
+        wait_for(attempt, 20, interval=0.3, what=f"a 250 for {rcpt}")
+        return queue_id(result[-1])
+
+    def linked():
+        got = os.stat(os.path.join(jail, "private", "cleanup")).st_ino
+        return got == os.stat(os.path.join(t.run_dir, "private", "cleanup")).st_ino
+
+    try:
+        assert ternlib.tree(jail) == ["private", "private/cleanup"]
+        assert linked()
+        ids = [accepted("first@dest.test")]
+
+        old = t.pids_of("cleanup")
+        os.kill(old[0], signal.SIGKILL)
+        wait_for(lambda: t.pids_of("cleanup") and t.pids_of("cleanup") != old,
+                 15, what="ternd to restart tern-cleanup")
+        ids.append(accepted("after-kill@dest.test"))
+
+        old = t.pids_of("smtpd")
+        t.proc.send_signal(signal.SIGHUP)
+        t.wait_log(r"reload complete")
+        wait_for(lambda: t.pids_of("smtpd") and t.pids_of("smtpd") != old,
+                 15, what="a new tern-smtpd")
+        ids.append(accepted("after-reload@dest.test"))
+
+        # A ternd killed outright leaves its sockets and links behind; put
+        # a link to its qmgr socket in the jail as an older run might have.
+        t.kill()
+        os.link(os.path.join(t.run_dir, "private", "qmgr"),
+                os.path.join(jail, "private", "qmgr"))
+        t.start()
+        t.wait_log(r"daemon started", count=2)
+        assert ternlib.tree(jail) == ["private", "private/cleanup"]
+        assert linked()
+        t.wait_log(r"removed .*/jail/smtpd/private/qmgr")
+        ids.append(accepted("after-new-ternd@dest.test"))
+
+        got = sink.wait_messages(4, timeout=60)
+        assert sorted(m["to"][0] for m in got) == sorted(
+            ["first@dest.test", "after-kill@dest.test",
+             "after-reload@dest.test", "after-new-ternd@dest.test"])
+        assert len(set(ids)) == 4
     finally:
         dns.stop()

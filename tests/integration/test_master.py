@@ -210,9 +210,61 @@ def test_root_drops_privileges_and_chroots_smtpd(tern):
     ternlib.wait_for(lambda: all(x == tern_uid for x in uids()), 5,
                      what="smtpd to drop privileges")
     assert all(x == tern_uid for x in uids())
-    assert os.readlink(f"/proc/{pid}/root") == os.path.realpath(t.run_dir)
+    assert os.readlink(f"/proc/{pid}/root") == \
+        os.path.realpath(os.path.join(t.run_dir, "jail", "smtpd"))
     assert os.stat(t.queue_dir).st_uid == tern_uid
     assert oct(os.stat(os.path.join(t.run_dir, "private")).st_mode & 0o777) == "0o700"
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root for the chroot")
+def test_jails_hold_only_the_sockets_each_daemon_may_reach(tern):
+    """tern-smtpd parses network input: its root is its jail, where the one
+    socket is private/cleanup (a link to the socket ternd bound), never
+    private/qmgr or private/signer. tern-signer's jail is empty."""
+    import grp
+    import pwd
+    import stat
+    t = tern()
+    t.listen("submission", "submission")
+    t.start()
+    t.wait_log(r"smtpd.*connected to cleanup")
+    tern_user = pwd.getpwnam("tern")
+    smtpd_jail = os.path.realpath(os.path.join(t.run_dir, "jail", "smtpd"))
+    signer_jail = os.path.realpath(os.path.join(t.run_dir, "jail", "signer"))
+    for name, jail, want in (("smtpd", smtpd_jail, ["private", "private/cleanup"]),
+                             ("signer", signer_jail, [])):
+        pid = t.pids_of(name)[0]
+
+        def uids():
+            with open(f"/proc/{pid}/status") as f:
+                return [int(x) for l in f if l.startswith("Uid")
+                        for x in l.split()[1:]]
+        # The chroot comes before the privilege drop (daemon.c).
+        wait_for(lambda: set(uids()) == {tern_user.pw_uid}, 5,
+                 what=f"tern-{name} to drop privileges")
+        # What the daemon sees as / (read through its own root link): with
+        # run_dir as its root it would see private/qmgr and private/signer.
+        seen = ternlib.tree(f"/proc/{pid}/root")
+        assert "private/qmgr" not in seen and "private/signer" not in seen, seen
+        assert seen == want, name
+        assert os.readlink(f"/proc/{pid}/root") == jail
+        # What is in its jail, seen from outside.
+        assert ternlib.tree(jail) == want, name
+        assert os.stat(jail).st_uid == 0 and os.stat(jail).st_mode & 0o022 == 0
+    # Every other socket is in run_dir/private, out of smtpd's reach.
+    assert {"qmgr", "signer", "cleanup"} <= set(os.listdir(
+        os.path.join(t.run_dir, "private")))
+    link = os.stat(os.path.join(smtpd_jail, "private", "cleanup"))
+    bound = os.stat(os.path.join(t.run_dir, "private", "cleanup"))
+    assert stat.S_ISSOCK(link.st_mode) and link.st_ino == bound.st_ino
+    # The daemons' user may pass through the jail's private/, not change
+    # it; other users may not enter it.
+    priv = os.stat(os.path.join(smtpd_jail, "private"))
+    assert (priv.st_uid, priv.st_gid) == (0, tern_user.pw_gid)
+    assert oct(priv.st_mode & 0o777) == "0o710", grp.getgrgid(priv.st_gid)
+    # ternd stops: the link goes with the socket.
+    assert t.stop() == 0
+    assert ternlib.tree(smtpd_jail) == ["private"]
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to switch to another user")
@@ -267,3 +319,25 @@ def test_systemd_notify_ready_and_stopping(tern, test_dir):
     assert "STOPPING=1" in s.recv(4096).decode()
     assert t.proc.wait(10) == 0
     s.close()
+
+
+def test_jail_links_only_the_socket_ternd_bound(tern):
+    """Should something put another socket (here tern-qmgr's) in the place
+    of run_dir/private/cleanup, ternd does not link it into tern-smtpd's
+    jail: it refuses and does not start tern-smtpd without its jail."""
+    t = tern()
+    t.listen("submission", "submission")
+    t.start()
+    t.wait_log(r"smtpd.*connected to cleanup")
+    private = os.path.join(t.run_dir, "private")
+    jail_private = os.path.join(t.run_dir, "jail", "smtpd", "private")
+    os.unlink(os.path.join(jail_private, "cleanup"))
+    os.link(os.path.join(private, "qmgr"), os.path.join(private, "swap"))
+    os.rename(os.path.join(private, "swap"), os.path.join(private, "cleanup"))
+    old = t.pids_of("smtpd")
+    os.kill(old[0], signal.SIGKILL)
+    t.wait_log(r"/private/cleanup is not the socket ternd bound: not linking it")
+    t.wait_log(r"not starting tern-smtpd without its jail")
+    assert t.pids_of("smtpd") == []
+    assert ternlib.tree(os.path.join(t.run_dir, "jail", "smtpd")) == ["private"]
+    assert t.stop() == 0

@@ -551,3 +551,37 @@ def test_attempts_are_logged_by_the_agent_not_twice(tern):
         assert "status=sent" not in t.log_text()
     finally:
         agent.stop()
+
+
+@pytest.mark.skipif(not ternlib.IS_ROOT, reason="needs root to be other users")
+def test_only_root_and_terns_user_may_use_qmgr(tern):
+    """run_dir/private keeps other users away from tern-qmgr; should its
+    socket be reachable all the same, qmgr asks the kernel who the peer is
+    and takes nothing (no CTL_DELETE) from another user. root and tern's
+    user (ternctl) are served."""
+    t = start(tern)
+    qid, other = qmgr_fill(t, ["a@ok.test"], n=2)
+    private = os.path.join(t.run_dir, "private")
+    os.chmod(private, 0o711)
+    try:
+        r = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             os.path.join(ternlib.BUILD_DIR, "src/ctl/ternctl"), "-c",
+             t.config_path, "queue", "delete", qid],
+            capture_output=True, text=True, env=ternlib.daemon_env(),
+            timeout=60)
+    finally:
+        os.chmod(private, 0o700)
+    assert r.returncode != 0 and "tern-qmgr" in r.stderr, r.stderr
+    t.wait_log(r"refused a connection from uid 65534 \(\S+\): only root and "
+               r"tern's user may use tern-qmgr")
+    assert in_queue(t, qid)
+    r = subprocess.run(
+        ["setpriv", "--reuid=tern", "--regid=tern", "--clear-groups",
+         os.path.join(ternlib.BUILD_DIR, "src/ctl/ternctl"), "-c",
+         t.config_path, "queue", "delete", qid],
+        capture_output=True, text=True, env=ternlib.daemon_env(), timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert not in_queue(t, qid)
+    assert t.ternctl("queue", "delete", other).returncode == 0
+    assert not in_queue(t, other)

@@ -225,7 +225,8 @@ def test_unknown_canonicalization_is_a_config_error(signing, test_dir):
 
 def test_signer_reads_keys_then_drops_privileges(signing, test_dir):
     """Keys readable by root only are loaded; the signer then serves as the
-    unprivileged user inside run_dir (as root), or as the invoking user."""
+    unprivileged user inside its empty jail, run_dir/jail/signer (as
+    root), or as the invoking user."""
     t, dns = signing()
     pid = t.pids_of("signer")[0]
     want = pwd.getpwnam("tern").pw_uid if ternlib.IS_ROOT else os.getuid()
@@ -239,9 +240,10 @@ def test_signer_reads_keys_then_drops_privileges(signing, test_dir):
     key = os.path.join(test_dir, "keys", "rsa.pem")
     assert os.stat(key).st_mode & 0o077 == 0
     if ternlib.IS_ROOT:
-        assert os.readlink(f"/proc/{pid}/root") == os.path.realpath(t.run_dir)
-        # Nothing of the key folder is reachable from inside the chroot.
-        assert not os.path.exists(os.path.join(t.run_dir, key.lstrip("/")))
+        jail = os.path.realpath(os.path.join(t.run_dir, "jail", "signer"))
+        assert os.readlink(f"/proc/{pid}/root") == jail
+        # Nothing is reachable from inside the chroot: no key, no socket.
+        assert ternlib.tree(f"/proc/{pid}/root") == []
     rc, out, jobs = sign(t, "example.test",
                          write(os.path.join(test_dir, "m.eml"), MESSAGE))
     assert jobs[0][1] == "0"
