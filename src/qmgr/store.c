@@ -73,6 +73,7 @@ static struct {
 	bool retry_due;			/* the backoff has passed */
 	int64_t retry_ms;		/* the last backoff */
 	int64_t full_since_ms;		/* 0: the queue is not full */
+	bool claim_full_warned;		/* a claim found the queue full */
 } st;
 
 static struct work *
@@ -368,11 +369,23 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 		    w->flushed);
 	if (w->claim_max > 0) {
 		if (w->claim_rc == -1) {
-			log_warn("claiming due work: %s",
-			    queue_strerror(w->claim_err));
+			/* A full queue is tried again at every poll: one
+			 * warning until a claim goes through. */
+			bool full = w->claim_err == QUEUE_ERR_FULL ||
+			    w->claim_err == QUEUE_ERR_NOSPACE;
+
+			if (full && st.claim_full_warned)
+				log_debug("claiming due work: %s",
+				    queue_strerror(w->claim_err));
+			else
+				log_warn("claiming due work: %s%s",
+				    queue_strerror(w->claim_err), full ?
+				    "; trying again at every poll" : "");
+			st.claim_full_warned = full;
 			if (queue_is_broken(qmgr.q))
 				log_fatal("the queue is broken (MDB_PANIC); restarting");
 		} else {
+			st.claim_full_warned = false;
 			sched_claimed(w->claim, queue_now_ms());
 		}
 	}
