@@ -148,8 +148,9 @@ store_full(void)
 bool
 store_busy(void)
 {
-	return st.busy || st.held != NULL || (st.next != NULL && (st.next->u != NULL ||
-	    st.next->flush || st.next->claim_max > 0 || st.next->maintenance));
+	return st.busy || st.held != NULL || (st.next != NULL &&
+	    (st.next->u != NULL || st.next->flush || st.next->claim_max > 0 ||
+	    st.next->maintenance));
 }
 
 static void
