@@ -134,7 +134,10 @@ qfail(struct queue *q, const char *what, int rc)
 {
 	enum queue_err e = qrc_to_err(q, rc);
 
-	if (e != QUEUE_ERR_NOTFOUND)
+	/* A writer that tries again on a full disk warns once, not per try. */
+	if (e == QUEUE_ERR_NOSPACE && atomic_exchange(&q->full_warned, true))
+		log_debug("queue %s: %s: %s", q->dir, what, mdb_strerror(rc));
+	else if (e != QUEUE_ERR_NOTFOUND)
 		log_warn("queue %s: %s: %s", q->dir, what, mdb_strerror(rc));
 	return qerr(e);
 }
@@ -387,6 +390,7 @@ qtxn_write(struct queue *q, qwrite_fn fn, void *arg)
 				q->stats.messages += t.n_messages;
 				q->stats.quarantined += t.n_quarantined;
 				pthread_mutex_unlock(&q->stats_lock);
+				atomic_store(&q->full_warned, false);
 				qtxn_abort(&t);
 				return 0;
 			}
@@ -396,9 +400,15 @@ qtxn_write(struct queue *q, qwrite_fn fn, void *arg)
 			return qfail(q, "commit", rc);
 		if ((rc = qmap_grow(q, size)) != 0) {
 			if (rc == MDB_MAP_FULL) {
-				log_warn("queue %s: map full at map_size_max "
-				    "(%" PRIu64 " bytes); refusing the write",
-				    q->dir, q->map_size_max);
+				/* A writer that tries again warns once, until
+				 * a write commits again. */
+				void (*logf)(const char *, ...) TERN_PRINTF(1, 2) =
+				    atomic_exchange(&q->full_warned, true) ?
+				    log_debug : log_warn;
+
+				logf("queue %s: map full at map_size_max (%"
+				    PRIu64 " bytes); refusing the write", q->dir,
+				    q->map_size_max);
 				return qerr(QUEUE_ERR_FULL);
 			}
 			return qfail(q, "growing the map", rc);
@@ -519,6 +529,7 @@ queue_open(const struct queue_options *o)
 	q->map_size_max = o->map_size_max > o->map_size ? o->map_size_max :
 	    o->map_size;
 	atomic_init(&q->broken, false);
+	atomic_init(&q->full_warned, false);
 	pthread_rwlock_init(&q->resize_lock, NULL);
 	pthread_mutex_init(&q->stats_lock, NULL);
 	if (q->readonly)

@@ -39,6 +39,8 @@ struct queue {
 	uint64_t map_size_max;
 	bool readonly;
 	atomic_bool broken;		/* MDB_PANIC seen */
+	atomic_bool full_warned;	/* "full" logged; again only once a
+					 * write has committed */
 	/* Transactions hold it shared; resizing the map holds it exclusive,
 	 * since LMDB allows that only with no transaction open. */
 	pthread_rwlock_t resize_lock;

@@ -206,7 +206,8 @@ dispatch(void)
 {
 	struct dest *d;
 
-	if (qmgr.d.draining)
+	/* A full queue: no new delivery whose result could not be kept. */
+	if (qmgr.d.draining || store_full())
 		return;
 	while ((d = TAILQ_FIRST(&qmgr.ready)) != NULL) {
 		struct agent *a;

@@ -1,6 +1,7 @@
 /*
  * policy.c - retry, expiry and delay-notice decisions of
- * tern-qmgr as pure arithmetic (see policy.h); unit tested in
+ * tern-qmgr, and the wait between commits tried on a full queue, as pure
+ * arithmetic (see policy.h); unit tested in
  * tests/unit/test_qmgr_policy.c.
  */
 #include "autoconfig.h"
@@ -71,4 +72,14 @@ policy_delay_warning_due(const struct retry_policy *p, int64_t now_ms,
 	if (p->delay_warning_s <= 0 || already_warned)
 		return false;
 	return now_ms - arrival_ms >= p->delay_warning_s * 1000;
+}
+
+int64_t
+policy_full_retry_ms(int64_t prev_ms)
+{
+	if (prev_ms < POLICY_FULL_RETRY_MIN_MS)
+		return POLICY_FULL_RETRY_MIN_MS;
+	if (prev_ms >= POLICY_FULL_RETRY_MAX_MS / 2)
+		return POLICY_FULL_RETRY_MAX_MS;
+	return prev_ms * 2;
 }

@@ -52,4 +52,14 @@ bool policy_is_expired(const struct retry_policy *p, int64_t now_ms,
 bool policy_delay_warning_due(const struct retry_policy *p, int64_t now_ms,
     int64_t arrival_ms, bool already_warned);
 
+/*
+ * A commit the queue had no room for (map full, disk full) is tried
+ * again after this many ms: POLICY_FULL_RETRY_MIN_MS after the first
+ * failure, doubling after each further one, at most
+ * POLICY_FULL_RETRY_MAX_MS. prev_ms is the last wait, 0 for none.
+ */
+#define POLICY_FULL_RETRY_MIN_MS	1000
+#define POLICY_FULL_RETRY_MAX_MS	30000
+int64_t policy_full_retry_ms(int64_t prev_ms);
+
 #endif

@@ -273,6 +273,9 @@ qmgr_drain(struct daemon *d)
 	 * requeues them). */
 	dest_unclaim_all();
 	log_info("draining: %zu job(s) in flight", qmgr.n_in_flight);
+	/* Changes held for a full queue get their last try once nothing is
+	 * in flight. */
+	store_kick();
 	qmgr_maybe_exit();
 }
 

@@ -157,7 +157,11 @@ typedef void (*store_flush_cb)(void *arg, int rc, enum queue_err err,
     size_t n);
 void store_start(void);
 void store_stop(void);
+/* Work held, in flight or gathered: not yet committed. */
 bool store_busy(void);
+/* The queue had no room for a group of changes: it is held and retried,
+ * and nothing new is claimed or sent until it is committed. */
+bool store_full(void);
 /* The group being gathered (committed when the writer is free). */
 struct queue_update *store_group(void);
 /* Call right after adding op number queue_update_count()-1 of the

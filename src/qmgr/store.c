@@ -5,9 +5,14 @@
  * one group of changes, the loop gathers the next; each change's callback
  * runs on the loop only after the commit that holds it.
  *
- * A failed commit cannot be retried safely here (the group's recipients
+ * A commit the queue has no room for (map at map_size_max, disk full)
+ * is held: its group stays in memory with its callbacks, nothing new is
+ * claimed or sent, and the same group is committed again after a backoff
+ * (policy_full_retry_ms()) before anything gathered since. Any other
+ * failed commit cannot be retried safely here (the group's recipients
  * stay ACTIVE in the store); qmgr exits and the master restarts it, and
  * queue_requeue_active() makes them due again: a duplicate, never a loss.
+ * The same holds when qmgr stops while a group is still held.
  */
 #include "autoconfig.h"
 
@@ -62,6 +67,13 @@ static struct {
 	bool stop;
 	/* what the loop is gathering */
 	struct work *next;
+	/* The group the queue had no room for: committed again, first. */
+	struct work *held;
+	struct event *ev_retry;
+	bool retry_due;			/* the backoff has passed */
+	int64_t retry_ms;		/* the last backoff */
+	int64_t full_since_ms;		/* 0: the queue is not full */
+	bool claim_full_warned;		/* a claim found the queue full */
 } st;
 
 static struct work *
@@ -128,10 +140,17 @@ store_want_maintenance(void)
 }
 
 bool
+store_full(void)
+{
+	return st.full_since_ms != 0;
+}
+
+bool
 store_busy(void)
 {
-	return st.busy || (st.next != NULL && (st.next->u != NULL ||
-	    st.next->flush || st.next->claim_max > 0 || st.next->maintenance));
+	return st.busy || st.held != NULL || (st.next != NULL &&
+	    (st.next->u != NULL || st.next->flush || st.next->claim_max > 0 ||
+	    st.next->maintenance));
 }
 
 static void
@@ -219,11 +238,86 @@ work_free(struct work *w)
 	free(w);
 }
 
+/* A work that will not be committed: its callbacks learn why. */
+static void
+work_fail(struct work *w, enum queue_err e)
+{
+	for (size_t i = 0; i < w->n_tr; i++)
+		if (w->tr[i].cb != NULL)
+			w->tr[i].cb(w->tr[i].arg, e, false);
+	if (w->flush && w->flush_cb != NULL)
+		w->flush_cb(w->flush_arg, -1, e, 0);
+	work_free(w);
+}
+
+static void
+retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	st.retry_due = true;
+	store_kick();
+}
+
+/*
+ * The queue had no room for w's group: keep it, with its callbacks, and
+ * commit it again later, before anything gathered since (claims wait
+ * too: nothing new goes out while results cannot be stored). One
+ * warning when the queue fills up, one line when it has room again.
+ * Stopping with nothing left in flight, this was the last try.
+ */
+static void
+hold(struct work *w)
+{
+	size_t n = queue_update_count(w->u);
+	enum queue_err e = w->update_err;
+	struct timeval tv;
+
+	w->update_rc = 0;
+	w->update_err = QUEUE_OK;
+	if (qmgr.d.draining && qmgr.n_in_flight == 0) {
+		size_t later = st.next != NULL && st.next->u != NULL ?
+		    queue_update_count(st.next->u) : 0;
+
+		log_warn("stopping with %zu change(s) not committed (%s): the "
+		    "recipients they concern are due again at the next start",
+		    n + later, queue_strerror(e));
+		work_fail(w, e);
+		if (st.next != NULL) {
+			struct work *next = st.next;
+
+			st.next = NULL;
+			work_fail(next, e);
+		}
+		daemon_exit(&qmgr.d);
+		return;
+	}
+	st.held = w;
+	if (st.full_since_ms == 0) {
+		st.full_since_ms = queue_now_ms();
+		st.retry_ms = 0;
+		log_warn("queue full (%s): %zu change(s) not committed; holding "
+		    "them and the results to come in memory, claiming and sending "
+		    "nothing new, and trying again (every %d s at most) until it "
+		    "has room", queue_strerror(e), n,
+		    POLICY_FULL_RETRY_MAX_MS / 1000);
+	}
+	st.retry_ms = policy_full_retry_ms(st.retry_ms);
+	log_debug("queue full: %zu change(s) held, next try in %lld ms", n,
+	    (long long)st.retry_ms);
+	tv.tv_sec = st.retry_ms / 1000;
+	tv.tv_usec = (st.retry_ms % 1000) * 1000;
+	st.retry_due = false;
+	evtimer_add(st.ev_retry, &tv);
+}
+
 /* On the loop: the writer finished a work. */
 static void
 done_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct work *w;
+	bool resumed = false;
 
 	(void)fd;
 	(void)what;
@@ -238,11 +332,25 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	st.busy = false;
 
 	if (w->update_rc != 0) {
+		if ((w->update_err == QUEUE_ERR_FULL ||
+		    w->update_err == QUEUE_ERR_NOSPACE) &&
+		    !queue_is_broken(qmgr.q)) {
+			hold(w);
+			return;
+		}
 		/* Nothing of the group was committed; start over from the
 		 * store after a restart rather than guess. */
 		log_fatal("queue commit of %zu change(s) failed: %s; restarting "
 		    "so in-flight recipients are requeued",
 		    queue_update_count(w->u), queue_strerror(w->update_err));
+	}
+	if (st.full_since_ms != 0) {
+		log_info("queue has space again: committed %zu change(s) after "
+		    "%lld s", queue_update_count(w->u), (long long)
+		    ((queue_now_ms() - st.full_since_ms + 500) / 1000));
+		st.full_since_ms = 0;
+		st.retry_ms = 0;
+		resumed = true;
 	}
 	for (size_t i = 0; i < w->n_tr; i++) {
 		struct tracked *t = &w->tr[i];
@@ -262,11 +370,23 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 		    w->flushed);
 	if (w->claim_max > 0) {
 		if (w->claim_rc == -1) {
-			log_warn("claiming due work: %s",
-			    queue_strerror(w->claim_err));
+			/* A full queue is tried again at every poll: one
+			 * warning until a claim goes through. */
+			bool full = w->claim_err == QUEUE_ERR_FULL ||
+			    w->claim_err == QUEUE_ERR_NOSPACE;
+
+			if (full && st.claim_full_warned)
+				log_debug("claiming due work: %s",
+				    queue_strerror(w->claim_err));
+			else
+				log_warn("claiming due work: %s%s",
+				    queue_strerror(w->claim_err), full ?
+				    "; trying again at every poll" : "");
+			st.claim_full_warned = full;
 			if (queue_is_broken(qmgr.q))
 				log_fatal("the queue is broken (MDB_PANIC); restarting");
 		} else {
+			st.claim_full_warned = false;
 			sched_claimed(w->claim, queue_now_ms());
 		}
 	}
@@ -274,6 +394,9 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 		log_fatal("the queue is broken (MDB_PANIC); restarting");
 	work_free(w);
 	store_kick();
+	/* Jobs claimed before the queue filled up may go out now. */
+	if (resumed)
+		dispatch();
 	qmgr_maybe_exit();
 }
 
@@ -282,11 +405,24 @@ store_kick(void)
 {
 	struct work *w = st.next;
 
-	if (st.busy || w == NULL)
+	if (st.busy)
 		return;
-	if (w->u == NULL && !w->flush && w->claim_max == 0 && !w->maintenance)
-		return;
-	st.next = NULL;
+	if (st.held != NULL) {
+		/* Stopping with nothing in flight: the last try, now. */
+		if (!st.retry_due && !(qmgr.d.draining && qmgr.n_in_flight == 0))
+			return;
+		evtimer_del(st.ev_retry);
+		st.retry_due = false;
+		w = st.held;
+		st.held = NULL;
+	} else {
+		if (w == NULL)
+			return;
+		if (w->u == NULL && !w->flush && w->claim_max == 0 &&
+		    !w->maintenance)
+			return;
+		st.next = NULL;
+	}
 	st.busy = true;
 	pthread_mutex_lock(&st.lock);
 	st.todo = w;
@@ -300,7 +436,8 @@ store_start(void)
 	pthread_mutex_init(&st.lock, NULL);
 	pthread_cond_init(&st.cond, NULL);
 	st.ev_done = event_new(qmgr.d.base, -1, 0, done_cb, NULL);
-	if (st.ev_done == NULL)
+	st.ev_retry = evtimer_new(qmgr.d.base, retry_cb, NULL);
+	if (st.ev_done == NULL || st.ev_retry == NULL)
 		log_fatal("event_new failed");
 	if (pthread_create(&st.thread, NULL, writer_main, NULL) != 0)
 		log_fatal("cannot start the queue writer thread");
@@ -315,6 +452,10 @@ store_stop(void)
 	pthread_mutex_unlock(&st.lock);
 	pthread_join(st.thread, NULL);
 	event_free(st.ev_done);
+	event_free(st.ev_retry);
+	if (st.held != NULL)
+		work_free(st.held);
+	st.held = NULL;
 	if (st.next != NULL)
 		work_free(st.next);
 	st.next = NULL;

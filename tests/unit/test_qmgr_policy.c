@@ -3,7 +3,8 @@
  * (src/qmgr/policy.c): reply classes, the retry schedule with its
  * repeating last interval and bounded jitter, the clamp to the expiry,
  * expiry and the single delay notice (which bounces suppress is tested
- * with the shared policy in test_bounce.c); and the decoder of
+ * with the shared policy in test_bounce.c), the backoff of commits on a
+ * full queue; and the decoder of
  * DELIVERY_RESULT (src/qmgr/result_decode.c).
  */
 #include "autoconfig.h"
@@ -263,6 +264,27 @@ test_result_decode_rejects(void **state)
 	ipc_out_free(o);
 }
 
+static void
+test_full_retry_backoff(void **state)
+{
+	static const int64_t want[] = { 1000, 2000, 4000, 8000, 16000, 30000,
+	    30000, 30000 };
+	int64_t ms = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		ms = policy_full_retry_ms(ms);
+		assert_int_equal(ms, want[i]);
+	}
+	/* Anything odd starts over, never waits 0 or past the cap. */
+	assert_int_equal(policy_full_retry_ms(-5), 1000);
+	assert_int_equal(policy_full_retry_ms(999), 1000);
+	assert_int_equal(policy_full_retry_ms(1500), 3000);
+	assert_int_equal(policy_full_retry_ms(14999), 29998);
+	assert_int_equal(policy_full_retry_ms(15000), 30000);
+	assert_int_equal(policy_full_retry_ms(INT64_MAX), 30000);
+}
+
 int
 main(void)
 {
@@ -272,6 +294,7 @@ main(void)
 		cmocka_unit_test(test_next_attempt_and_jitter),
 		cmocka_unit_test(test_next_attempt_clamped_to_expiry),
 		cmocka_unit_test(test_delay_warning_once),
+		cmocka_unit_test(test_full_retry_backoff),
 		cmocka_unit_test(test_result_decode),
 		cmocka_unit_test(test_result_decode_rejects),
 	};
