@@ -217,9 +217,9 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		return;
 	}
 	if (!is_peer_privileged(&peer, geteuid())) {
-		log_warn("refused a connection from uid %lu (%s): only root and "
-		    "tern's user may use tern-qmgr", (unsigned long)peer.uid,
-		    peer.user);
+		/* No user name: its look-up may be slow (a directory). */
+		log_warn("refused a connection from uid %lu: only root and "
+		    "tern's user may use tern-qmgr", (unsigned long)peer.uid);
 		close(fd);
 		return;
 	}
