@@ -214,6 +214,33 @@ def test_sigterm_lets_an_open_transaction_finish(tern):
     assert qid in listing and "u@dest.test" in listing, listing
 
 
+def test_cleanup_sigterm_waits_for_open_transactions(tern):
+    """tern-cleanup told to stop on its own (not by ternd: tern-smtpd runs
+    on) keeps serving the transactions tern-smtpd has open, then exits;
+    ternd starts a new one."""
+    t = real_tern(tern)
+    old = wait_for(lambda: t.pids_of("cleanup"), what="tern-cleanup")[0]
+    c = Session(t.ports["submission"])
+    assert c.cmd("EHLO c.test").startswith("250")
+    assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
+    assert c.cmd("RCPT TO:<u@dest.test>").startswith("250")
+    os.kill(old, signal.SIGTERM)
+    t.wait_log(r"draining: waiting for 1 open transaction")
+    assert old in t.pids_of("cleanup")
+    assert c.cmd("DATA").startswith("354")
+    r = c.cmd("From: <app@example.test>\r\nSubject: x\r\n\r\nbody\r\n.")
+    assert r.startswith("250 2.0.0 Ok: queued as "), r
+    qid = r.split("queued as ")[1].strip()
+    wait_for(lambda: old not in t.pids_of("cleanup"), what="the old cleanup gone")
+    wait_for(lambda: t.pids_of("cleanup"), what="a new tern-cleanup")
+    assert qid in t.ternctl("queue", check=True).stdout
+    # The session goes on with the new tern-cleanup.
+    wait_for(lambda: c.cmd("MAIL FROM:<app@example.test>").startswith("250"),
+             timeout=10, interval=0.5, what="a new transaction")
+    c.close()
+    assert t.stop() == 0
+
+
 def test_sigterm_tells_an_idle_session_421_at_once(tern):
     t = real_tern(tern)
     port = t.ports["submission"]
