@@ -419,7 +419,8 @@ static void
 log_child_exit(const struct instance *in, pid_t pid, int status)
 {
 	const char *name = in->def->name;
-	bool expected = in->retiring || in->sv->stopping;
+	bool expected = in->retiring || (in->sv->stopping &&
+	    (in->def->front_end || in->sv->back_ends_stopping));
 
 	if (WIFEXITED(status)) {
 		if (WEXITSTATUS(status) == 0 && expected)
@@ -475,7 +476,10 @@ supervisor_reap(struct supervisor *sv)
 			continue;
 		in->pid = 0;
 		log_child_exit(in, pid, status);
-		if (in->retiring || sv->stopping) {
+		/* While the front ends drain, the back ends they need are
+		 * still restarted. */
+		if (in->retiring || (sv->stopping && (in->def->front_end ||
+		    sv->back_ends_stopping))) {
 			const struct service_def *def = in->def;
 
 			instance_remove(sv, in);

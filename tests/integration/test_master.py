@@ -241,6 +241,30 @@ def test_cleanup_sigterm_waits_for_open_transactions(tern):
     assert t.stop() == 0
 
 
+def test_back_end_dying_while_front_ends_drain_is_restarted(tern):
+    """While tern-smtpd finishes its sessions, tern-cleanup is still
+    supervised: killed, it comes back for them."""
+    t = real_tern(tern)
+    old = wait_for(lambda: t.pids_of("cleanup"), what="tern-cleanup")[0]
+    c = Session(t.ports["submission"])
+    assert c.cmd("EHLO c.test").startswith("250")
+    assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
+    t.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: not is_listening(t.ports["submission"]),
+             what="listener closed")
+    os.kill(old, signal.SIGKILL)
+    new = wait_for(lambda: [p for p in t.pids_of("cleanup") if p != old],
+                   what="a new tern-cleanup")
+    assert new
+    # The transaction lost its cleanup: never a 250 for it.
+    assert c.cmd("RCPT TO:<u@dest.test>")[:1] in ("2", "4")
+    assert c.cmd("RSET").startswith("250")
+    assert c.reply().startswith("421 4.3.2")
+    c.close()
+    assert t.proc.wait(10) == 0
+    assert t.group_pids() == []
+
+
 def test_sigterm_tells_an_idle_session_421_at_once(tern):
     t = real_tern(tern)
     port = t.ports["submission"]
