@@ -265,6 +265,26 @@ def test_back_end_dying_while_front_ends_drain_is_restarted(tern):
     assert t.group_pids() == []
 
 
+def test_reload_lets_an_open_transaction_finish(tern):
+    """SIGHUP replaces every daemon at once: the old tern-cleanup waits for
+    the transaction the old tern-smtpd's session has open."""
+    t = real_tern(tern)
+    c = Session(t.ports["submission"])
+    assert c.cmd("EHLO c.test").startswith("250")
+    assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
+    assert c.cmd("RCPT TO:<u@dest.test>").startswith("250")
+    t.proc.send_signal(signal.SIGHUP)
+    t.wait_log(r"draining: waiting for 1 open transaction")
+    assert c.cmd("DATA").startswith("354")
+    r = c.cmd("From: <app@example.test>\r\nSubject: x\r\n\r\nbody\r\n.")
+    assert r.startswith("250 2.0.0 Ok: queued as "), r
+    assert c.reply().startswith("421 4.3.2")
+    c.close()
+    qid = r.split("queued as ")[1].strip()
+    assert qid in t.ternctl("queue", check=True).stdout
+    assert t.stop() == 0
+
+
 def test_sigterm_tells_an_idle_session_421_at_once(tern):
     t = real_tern(tern)
     port = t.ports["submission"]
