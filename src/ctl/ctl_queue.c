@@ -1,9 +1,9 @@
 /*
  * ctl_queue.c - ternctl queue: the mailq-style listing (queue/listing.c,
  * shared with mailq) and `queue show` read the store directly in one
- * read-only transaction (fast: no daemon
- * round trip, no lock on writers); flush, delete, hold and release are
- * requests to tern-qmgr's control socket.
+ * read-only transaction (fast: no daemon round trip, no lock on
+ * writers); flush, delete, hold and release are requests to tern-qmgr's
+ * control socket.
  */
 #include "autoconfig.h"
 
