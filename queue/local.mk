@@ -3,7 +3,8 @@ noinst_LIBRARIES += queue/libternq.a
 queue_libternq_a_SOURCES = \
 	queue/queue.h queue/queue_int.h queue/record.h \
 	queue/arena.c queue/batch.c queue/claim.c queue/committer.c \
-	queue/env.c queue/events.c queue/qid.c queue/quarantine.c \
+	queue/env.c queue/events.c queue/listing.c queue/listing.h \
+	queue/qid.c queue/quarantine.c \
 	queue/read.c queue/record.c queue/softfail.c queue/store.c \
 	queue/suppress.c queue/update.c
 EXTRA_DIST += queue/SCHEMA.md

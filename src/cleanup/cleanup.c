@@ -165,16 +165,38 @@ qmgr_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 void
 cleanup_maybe_exit(void)
 {
-	if (cleanup.d.draining && cleanup.n_ending == 0)
+	if (cleanup.d.draining && cleanup.n_ending == 0 &&
+	    (cleanup.n_open == 0 || cleanup.drain_expired))
 		daemon_exit(&cleanup.d);
 }
 
-/* SIGTERM: take no new connection or transaction; exit once every
- * message past END has been answered. */
+/* The drain's time is up: what is past END is still awaited (it may be
+ * committed already); open transactions were never acknowledged. */
+static void
+drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_warn("draining: %zu transaction(s) still open after %lld s; "
+	    "exiting without them", cleanup.n_open,
+	    (long long)cleanup.d.cfg->server.shutdown_timeout);
+	cleanup.drain_expired = true;
+	cleanup_maybe_exit();
+}
+
+/*
+ * SIGTERM: take no new connection or transaction; exit once the
+ * transactions clients have open are done (ternd stops the front ends
+ * first, so there are none then; a SIGTERM of our own, or a reload,
+ * finds tern-smtpd's sessions in the middle of theirs), bounded by
+ * shutdown_timeout, and every message past END has been answered.
+ */
 static void
 cleanup_drain(struct daemon *d)
 {
-	(void)d;
+	struct timeval tv = { d->cfg->server.shutdown_timeout, 0 };
+
 	if (cleanup.listener != NULL) {
 		evconnlistener_free(cleanup.listener);
 		cleanup.listener = NULL;
@@ -182,6 +204,15 @@ cleanup_drain(struct daemon *d)
 	if (cleanup.public_listener != NULL) {
 		evconnlistener_free(cleanup.public_listener);
 		cleanup.public_listener = NULL;
+	}
+	if (cleanup.n_open > 0) {
+		log_info("draining: waiting for %zu open transaction(s)",
+		    cleanup.n_open);
+		cleanup.ev_drain_timeout = evtimer_new(d->base, drain_timeout_cb,
+		    NULL);
+		if (cleanup.ev_drain_timeout == NULL)
+			log_fatal("evtimer_new failed");
+		evtimer_add(cleanup.ev_drain_timeout, &tv);
 	}
 	cleanup_maybe_exit();
 }
@@ -283,5 +314,7 @@ main(int argc, char **argv)
 	 * was never acknowledged. */
 	queue_committer_stop(cleanup.committer);
 	queue_close(cleanup.q);
+	if (cleanup.ev_drain_timeout != NULL)
+		event_free(cleanup.ev_drain_timeout);
 	return status;
 }

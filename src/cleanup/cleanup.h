@@ -31,6 +31,9 @@ struct cleanup {
 	size_t n_clients;
 	size_t n_local_clients;		/* of which on the sendmail socket */
 	size_t n_ending;		/* transactions past END, not yet answered */
+	size_t n_open;			/* transactions a client has open */
+	struct event *ev_drain_timeout;	/* bounds a drain's wait for them */
+	bool drain_expired;
 	/* Commits finished on the committer thread, answered in the loop. */
 	pthread_mutex_t done_lock;
 	struct txn *done;
@@ -78,7 +81,8 @@ bool txn_client_waits_for_us(const struct client *cl);
 /* Answers the transactions whose commit finished (the ev_done event). */
 void txn_commits_done(evutil_socket_t fd, short what, void *arg);
 
-/* Drain: exit once nothing is past END. */
+/* Drain: exit once no client has a transaction open and nothing is
+ * past END, or when the drain's time is up. */
 void cleanup_maybe_exit(void);
 
 #endif

@@ -142,10 +142,13 @@ txn_detach(struct txn *t)
 	for (pp = &t->client->txns; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == t) {
 			*pp = t->next;
+			cleanup.n_open--;
 			break;
 		}
 	t->client = NULL;
 	t->next = NULL;
+	/* A drain may have waited for this transaction. */
+	cleanup_maybe_exit();
 }
 
 static void
@@ -343,6 +346,7 @@ on_begin(struct client *cl, struct ipc_msg *m)
 	}
 	t->next = cl->txns;
 	cl->txns = t;
+	cleanup.n_open++;
 	reply(cl, m->reqid, 250, "2.1.0", "Ok", "");
 }
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "listing.h"
 #include "log.h"
 #include "util.h"
 
@@ -51,15 +52,7 @@ void
 ctl_format_reply(char *buf, size_t size, uint16_t code, const char *status,
     const char *text)
 {
-	char prefix[8];
-
-	snprintf(prefix, sizeof(prefix), "%u ", code);
-	if (code == 0 || strncmp(text, prefix, strlen(prefix)) == 0)
-		snprintf(buf, size, "%s%s%s", code == 0 ? status : "",
-		    code == 0 && status[0] && text[0] ? " " : "", text);
-	else
-		snprintf(buf, size, "%u%s%s%s%s", code, status[0] ? " " : "",
-		    status, text[0] ? " " : "", text);
+	queue_format_reply(buf, size, code, status, text);
 }
 
 void

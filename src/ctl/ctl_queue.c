@@ -1,8 +1,9 @@
 /*
- * ctl_queue.c - ternctl queue: the mailq-style listing and `queue show`
- * read the store directly in one read-only transaction (fast: no daemon
- * round trip, no lock on writers); flush, delete, hold and release are
- * requests to tern-qmgr's control socket.
+ * ctl_queue.c - ternctl queue: the mailq-style listing (queue/listing.c,
+ * shared with mailq) and `queue show` read the store directly in one
+ * read-only transaction (fast: no daemon round trip, no lock on
+ * writers); flush, delete, hold and release are requests to tern-qmgr's
+ * control socket.
  */
 #include "autoconfig.h"
 
@@ -12,26 +13,8 @@
 #include <time.h>
 
 #include "ctl.h"
+#include "listing.h"
 #include "util.h"
-
-struct listing {
-	uint64_t messages;
-	uint64_t bytes;
-	time_t last_t;
-	char last_date[32];
-};
-
-static const char *
-state_name(uint8_t state)
-{
-	switch (state) {
-	case QUEUE_RCPT_QUEUED: return "queued";
-	case QUEUE_RCPT_DEFERRED: return "deferred";
-	case QUEUE_RCPT_DELIVERED: return "delivered";
-	case QUEUE_RCPT_FAILED: return "failed";
-	}
-	return "unknown";
-}
 
 static bool
 rcpt_pending(const struct queue_rcpt_info *r)
@@ -39,83 +22,23 @@ rcpt_pending(const struct queue_rcpt_info *r)
 	return r->state == QUEUE_RCPT_QUEUED || r->state == QUEUE_RCPT_DEFERRED;
 }
 
-/* One message, Postfix mailq style: id (* active, ! held), size,
- * arrival, sender, then each pending recipient under its last reply. */
-static int
-list_cb(void *arg, const struct queue_msg_info *m,
-    const struct queue_rcpt_info *rcpts, size_t n_rcpts)
-{
-	struct listing *l = arg;
-	char id[QUEUE_ID_LEN + 1];
-	time_t t = (time_t)(m->arrival_ms / 1000);
-	bool active = false;
-
-	for (size_t i = 0; i < n_rcpts; i++)
-		if (rcpt_pending(&rcpts[i]) && (rcpts[i].flags & QUEUE_RF_ACTIVE))
-			active = true;
-	if (t != l->last_t) {
-		struct tm tm;
-
-		localtime_r(&t, &tm);
-		strftime(l->last_date, sizeof(l->last_date), "%a %b %e %H:%M:%S", &tm);
-		l->last_t = t;
-	}
-	queue_id_format(m->qid, id);
-	printf("%s%c %8llu %s  %s\n", id, m->hold ? '!' : active ? '*' : ' ',
-	    (unsigned long long)m->size, l->last_date,
-	    m->sender[0] ? m->sender : "MAILER-DAEMON");
-	for (size_t i = 0; i < n_rcpts; i++) {
-		const struct queue_rcpt_info *r = &rcpts[i];
-
-		if (!rcpt_pending(r)) {
-			if (r->flags & QUEUE_RF_DSN_MASK)
-				printf("%47s(%s, DSN pending)\n%47s%s\n", "",
-				    state_name(r->state), "", r->address);
-			continue;
-		}
-		if (r->state == QUEUE_RCPT_DEFERRED) {
-			char reply[256];
-
-			ctl_format_reply(reply, sizeof(reply), r->last_code,
-			    r->last_status, r->last_text);
-			printf("%47s(deferred: %s)\n", "", reply);
-		}
-		printf("%47s%s\n", "", r->address);
-	}
-	putchar('\n');
-	l->messages++;
-	l->bytes += m->size;
-	return 0;
-}
-
+/* The listing is queue_print_listing's, the same as mailq's. */
 static int
 queue_list_cmd(const struct tern_config *cfg)
 {
 	struct queue *q = ctl_open_queue(cfg);
-	struct listing l;
 	static char buf[1 << 16];
-	int rc;
 
 	if (q == NULL)
 		return 1;
 	setvbuf(stdout, buf, _IOFBF, sizeof(buf));
-	memset(&l, 0, sizeof(l));
-	l.last_t = -1;
-	printf("-Queue ID-------- --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
-	rc = queue_list(q, list_cb, &l);
-	if (rc == -1 && queue_last_error() != QUEUE_ERR_CORRUPT) {
+	if (queue_print_listing(q, stdout) == -1) {
 		fflush(stdout);
 		fprintf(stderr, "ternctl: listing the queue: %s\n",
 		    queue_strerror(queue_last_error()));
 		queue_close(q);
 		return 1;
 	}
-	if (l.messages == 0)
-		printf("Mail queue is empty\n");
-	else
-		printf("-- %llu Kbytes in %llu Request%s.\n",
-		    (unsigned long long)((l.bytes + 1023) / 1024),
-		    (unsigned long long)l.messages, l.messages == 1 ? "" : "s");
 	fflush(stdout);
 	queue_close(q);
 	return 0;
@@ -162,7 +85,7 @@ queue_show_cmd(const struct tern_config *cfg, const char *idtext)
 		const struct queue_rcpt_info *r = &lm->rcpts[i];
 
 		printf("recipient %u: <%s> %s%s%s, attempts %u", r->index,
-		    r->address, state_name(r->state),
+		    r->address, queue_rcpt_state_name(r->state),
 		    (r->flags & QUEUE_RF_ACTIVE) ? " (active)" : "",
 		    (r->flags & QUEUE_RF_DSN_MASK) ? " (DSN pending)" : "",
 		    r->attempts);

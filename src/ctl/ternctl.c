@@ -84,23 +84,6 @@ main(int argc, char **argv)
 	int ch;
 
 	log_init("ctl", LOG_TARGET_STDERR, false);
-	/* Installed as mailq too: then it is `ternctl queue`. */
-	{
-		const char *base = strrchr(argv[0], '/');
-
-		if (strcmp(base != NULL ? base + 1 : argv[0], "mailq") == 0) {
-			char *qargv[] = { "queue", NULL };
-
-			while ((ch = getopt(argc, argv, "c:")) != -1) {
-				if (ch != 'c') {
-					fprintf(stderr, "usage: mailq [-c config]\n");
-					return 2;
-				}
-				config_path = optarg;
-			}
-			return cmd_queue(config_default_path(config_path), 1, qargv);
-		}
-	}
 	if (argc > 1 && strcmp(argv[1], "--help") == 0)
 		usage(true);
 	while ((ch = getopt(argc, argv, "+c:h")) != -1) {

@@ -40,16 +40,18 @@ smtp_instances(const struct tern_config *cfg)
 
 /*
  * Every daemon tern runs. Order is start order: a service comes up after
- * the services it talks to, though clients reconnect anyway.
+ * the services it talks to, though clients reconnect anyway. The front
+ * ends stop first (supervisor_stop). tern-bounce feeds cleanup too, but
+ * only with what qmgr hands it, so it stops with the back ends.
  */
 static const struct service_def service_defs[] = {
-	{ "signer", "signer", false, false, NULL },
-	{ "cleanup", "cleanup", false, false, NULL },
-	{ "smtpd", NULL, true, false, NULL },
-	{ "qmgr", "qmgr", false, true, NULL },
-	{ "bounce", NULL, false, true, NULL },
-	{ "smtp", NULL, false, false, smtp_instances },
-	{ "pickup", NULL, false, true, NULL },
+	{ "signer", "signer", false, false, NULL, false },
+	{ "cleanup", "cleanup", false, false, NULL, false },
+	{ "smtpd", NULL, true, false, NULL, true },
+	{ "qmgr", "qmgr", false, true, NULL, false },
+	{ "bounce", NULL, false, true, NULL, false },
+	{ "smtp", NULL, false, false, smtp_instances, false },
+	{ "pickup", NULL, false, true, NULL, true },
 };
 
 /*
@@ -103,10 +105,14 @@ struct supervisor {
 	struct instance **inst;
 	size_t n_inst;
 	bool stopping;
+	bool back_ends_stopping;	/* the second step of a stop */
+	struct event *ev_front_end_timeout;
 };
 
 static void instance_spawn(struct instance *in);
 static void instance_schedule_restart(struct instance *in);
+static size_t front_ends_running(const struct supervisor *sv);
+static void stop_back_ends(struct supervisor *sv);
 
 struct supervisor *
 supervisor_new(struct event_base *base)
@@ -648,7 +654,8 @@ static void
 log_child_exit(const struct instance *in, pid_t pid, int status)
 {
 	const char *name = in->def->name;
-	bool expected = in->retiring || in->sv->stopping;
+	bool expected = in->retiring || (in->sv->stopping &&
+	    (in->def->front_end || in->sv->back_ends_stopping));
 
 	if (WIFEXITED(status)) {
 		if (WEXITSTATUS(status) == 0 && expected)
@@ -704,7 +711,10 @@ supervisor_reap(struct supervisor *sv)
 			continue;
 		in->pid = 0;
 		log_child_exit(in, pid, status);
-		if (in->retiring || sv->stopping) {
+		/* While the front ends drain, the back ends they need are
+		 * still restarted. */
+		if (in->retiring || (sv->stopping && (in->def->front_end ||
+		    sv->back_ends_stopping))) {
 			const struct service_def *def = in->def;
 
 			instance_remove(sv, in);
@@ -716,6 +726,9 @@ supervisor_reap(struct supervisor *sv)
 		}
 		instance_schedule_restart(in);
 	}
+	if (sv->stopping && !sv->back_ends_stopping &&
+	    front_ends_running(sv) == 0)
+		stop_back_ends(sv);
 }
 
 void
@@ -758,8 +771,69 @@ supervisor_reload(struct supervisor *sv, const struct tern_config *cfg)
 	}
 }
 
+/* Sends SIGTERM to the running instances of one kind; the others,
+ * waiting for a (re)start, go away. */
+static void
+stop_instances(struct supervisor *sv, bool front_end)
+{
+	for (size_t i = 0; i < sv->n_inst;) {
+		struct instance *in = sv->inst[i];
+
+		if (in->def->front_end != front_end) {
+			i++;
+			continue;
+		}
+		evtimer_del(in->ev_start);
+		if (in->pid > 0) {
+			kill(in->pid, SIGTERM);
+			i++;
+		} else {
+			instance_remove(sv, in);
+		}
+	}
+}
+
+static size_t
+front_ends_running(const struct supervisor *sv)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < sv->n_inst; i++)
+		if (sv->inst[i]->def->front_end && sv->inst[i]->pid > 0)
+			n++;
+	return n;
+}
+
+/* The second step: nothing feeds cleanup any more. */
+static void
+stop_back_ends(struct supervisor *sv)
+{
+	sv->back_ends_stopping = true;
+	if (sv->ev_front_end_timeout != NULL)
+		evtimer_del(sv->ev_front_end_timeout);
+	stop_instances(sv, false);
+}
+
+static void
+front_end_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct supervisor *sv = arg;
+
+	(void)fd;
+	(void)what;
+	/* What they had not finished was never acknowledged. */
+	for (size_t i = 0; i < sv->n_inst; i++)
+		if (sv->inst[i]->def->front_end && sv->inst[i]->pid > 0) {
+			log_warn("process tern-%s pid %ld did not finish in time; "
+			    "killing it", sv->inst[i]->def->name,
+			    (long)sv->inst[i]->pid);
+			kill(sv->inst[i]->pid, SIGKILL);
+		}
+	stop_back_ends(sv);
+}
+
 void
-supervisor_stop(struct supervisor *sv)
+supervisor_stop(struct supervisor *sv, const struct timeval *front_end_timeout)
 {
 	sv->stopping = true;
 	/*
@@ -776,17 +850,20 @@ supervisor_stop(struct supervisor *sv)
 			sv->sockets[i].fd = -1;
 		}
 	}
-	for (size_t i = 0; i < sv->n_inst;) {
-		struct instance *in = sv->inst[i];
-
-		evtimer_del(in->ev_start);
-		if (in->pid > 0) {
-			kill(in->pid, SIGTERM);
-			i++;
-		} else {
-			instance_remove(sv, in);
-		}
+	/*
+	 * Front ends first: their open transactions finish with cleanup,
+	 * signer and qmgr still there. The back ends get the rest of
+	 * shutdown_timeout.
+	 */
+	stop_instances(sv, true);
+	if (front_ends_running(sv) == 0) {
+		stop_back_ends(sv);
+		return;
 	}
+	sv->ev_front_end_timeout = evtimer_new(sv->base, front_end_timeout_cb, sv);
+	if (sv->ev_front_end_timeout == NULL)
+		log_fatal("evtimer_new failed");
+	evtimer_add(sv->ev_front_end_timeout, front_end_timeout);
 }
 
 void
@@ -836,6 +913,8 @@ supervisor_free(struct supervisor *sv)
 	free(sv->sockets);
 	while (sv->n_inst > 0)
 		instance_remove(sv, sv->inst[0]);
+	if (sv->ev_front_end_timeout != NULL)
+		event_free(sv->ev_front_end_timeout);
 	free(sv->inst);
 	free(sv);
 }

@@ -14,6 +14,7 @@
 #include "config.h"
 
 struct event_base;
+struct timeval;
 
 /* One daemon program and how ternd runs it. */
 struct service_def {
@@ -23,6 +24,9 @@ struct service_def {
 	bool singleton;			/* never two at once, even on reload */
 	/* How many to run; NULL means one. */
 	unsigned (*instances)(const struct tern_config *cfg);
+	/* Hands mail to cleanup from outside (SMTP, the maildrop): stopped
+	 * first on SIGTERM, so its open transactions still find cleanup. */
+	bool front_end;
 };
 
 /* A listening socket ternd holds and passes down. */
@@ -58,8 +62,12 @@ void supervisor_start(struct supervisor *sv, const struct tern_config *cfg);
 void supervisor_reap(struct supervisor *sv);
 /* SIGHUP with a valid new config: replace every daemon gracefully. */
 void supervisor_reload(struct supervisor *sv, const struct tern_config *cfg);
-/* SIGTERM: close listeners, ask every daemon to drain. */
-void supervisor_stop(struct supervisor *sv);
+/*
+ * SIGTERM: close the listeners and ask the front ends to drain; once they
+ * have exited, or after front_end_timeout (stragglers are then killed),
+ * ask every other daemon to drain.
+ */
+void supervisor_stop(struct supervisor *sv, const struct timeval *front_end_timeout);
 /* Sends SIGKILL to every child still running. */
 void supervisor_kill_all(struct supervisor *sv);
 size_t supervisor_children(const struct supervisor *sv);

@@ -1,8 +1,9 @@
 /*
  * ternd - the tern master. Reads and validates the config, opens the
  * listening sockets, starts and supervises every daemon, reloads on
- * SIGHUP, and on SIGTERM stops accepting, lets the daemons drain (bounded
- * by shutdown_timeout) and exits with no child left behind.
+ * SIGHUP, and on SIGTERM stops accepting, lets the front ends (smtpd,
+ * pickup) and then the other daemons drain (bounded by shutdown_timeout)
+ * and exits with no child left behind.
  * Runs as root only to bind and to start daemons that drop privileges
  * themselves; started by an ordinary user it runs everything as that user.
  * It holds no mail.
@@ -210,6 +211,9 @@ on_sigterm(evutil_socket_t sig, short what, void *arg)
 {
 	struct master *m = arg;
 	struct timeval tv = { m->cfg->server.shutdown_timeout, 0 };
+	/* The front ends get half, the back ends at least the other half. */
+	struct timeval half = { m->cfg->server.shutdown_timeout / 2,
+	    (m->cfg->server.shutdown_timeout % 2) * 500000 };
 
 	(void)what;
 	if (m->stopping)
@@ -217,7 +221,7 @@ on_sigterm(evutil_socket_t sig, short what, void *arg)
 	m->stopping = true;
 	log_info("terminating on signal %d", (int)sig);
 	notify_systemd("STOPPING=1");
-	supervisor_stop(m->sv);
+	supervisor_stop(m->sv, &half);
 	if (supervisor_children(m->sv) == 0) {
 		event_base_loopexit(m->base, NULL);
 		return;

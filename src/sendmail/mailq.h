@@ -1,9 +1,8 @@
 /*
- * mailq.h - the queue listing of `mailq` and `sendmail -bp`, in
- * Postfix's shape: one block per message (queue id, '!' when held, size,
- * arrival, sender; then each recipient still waiting, under the last
- * reply it got), a total line, and the count of messages still in the
- * maildrop. Runs as the invoking user (needs read access to queue_dir).
+ * mailq.h - the queue listing of `mailq` and `sendmail -bp`: exactly
+ * `ternctl queue`'s (queue/listing.h), then the count of messages still
+ * in the maildrop. Runs as the invoking user (needs read access to
+ * queue_dir).
  */
 #ifndef TERN_SENDMAIL_MAILQ_H
 #define TERN_SENDMAIL_MAILQ_H

@@ -145,7 +145,7 @@ parse_options(int argc, char **argv, struct sm_options *o)
 
 	/* Options Postfix's sendmail(1) accepts are accepted; those that do
 	 * not apply to tern are ignored, as Postfix ignores them. */
-	while ((ch = getopt(argc, argv, "A:B:b:C:d:F:f:GhIiL:N:nO:o:p:q::R:r:tUV:vX:")) != -1) {
+	while ((ch = getopt(argc, argv, "A:B:b:C:d:F:f:Gh:IiL:N:nO:o:p:q::R:r:tUV:vX:")) != -1) {
 		switch (ch) {
 		case 'b':
 			if (strcmp(optarg, "m") == 0)
@@ -214,8 +214,12 @@ parse_options(int argc, char **argv, struct sm_options *o)
 		case 'q':
 			/* tern schedules its own queue: ternctl queue flush. */
 			exit(EX_OK);
-		case 'A': case 'd': case 'G': case 'h': case 'L': case 'n':
+		case 'A': case 'd': case 'G': case 'L': case 'n':
 		case 'O': case 'p': case 'U': case 'X':
+			break;
+		case 'h':
+			/* -h N: the hop count (Postfix ignores it too); it takes
+			 * its argument, which is not a recipient. */
 			break;
 		default:
 			usage();

@@ -43,6 +43,7 @@ static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_write_cb(struct bufferevent *bev, void *arg);
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
 static void session_process(struct session *s);
+static void session_drain_if_idle(struct session *s);
 
 /* The one place a session changes state; -v logs every change. */
 void
@@ -98,6 +99,7 @@ session_free(struct session *s)
 		clients_remove(s->addr);
 	free(s->auth_user);
 	free(s->auth_login_user);
+	LIST_REMOVE(s, link);
 	free(s);
 	smtpd.n_sessions--;
 	if (smtpd.d.draining && smtpd.n_sessions == 0)
@@ -198,6 +200,7 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case S_CONNECTED:
 		session_reply(s, "220 %s ESMTP tern", smtpd.d.cfg->server.hostname);
 		session_enter_state(s, S_HELO);
+		session_drain_if_idle(s);
 		break;
 	default:
 		if (s->wait == W_DELAY) {
@@ -270,6 +273,7 @@ session_accept(struct listener *l, int fd, struct sockaddr *sa, int salen)
 	const char *refuse = NULL;
 
 	s->id = ++smtpd.next_id;
+	LIST_INSERT_HEAD(&smtpd.sessions, s, link);
 	s->listener = l;
 	memcpy(&s->peer, sa, (size_t)salen < sizeof(s->peer) ? (size_t)salen
 	    : sizeof(s->peer));
@@ -432,6 +436,7 @@ session_process(struct session *s)
 	s->in_process = true;
 	session_process_input(s);
 	s->in_process = false;
+	session_drain_if_idle(s);
 }
 
 static void
@@ -555,10 +560,33 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	session_free(s);
 }
 
-/* SIGTERM: sessions that sit idle are told at their next command. */
+/*
+ * Draining: a session with no transaction and nothing to answer is told
+ * 421 now (RFC 5321 3.8) instead of holding the shutdown until its next
+ * command; a session in a transaction hears it right after the final
+ * reply. A command already in the buffer gets its 421 from smtp_command.
+ */
+static void
+session_drain_if_idle(struct session *s)
+{
+	if (!smtpd.d.draining || s->closing || s->tx != NULL ||
+	    s->wait != W_NONE || (s->state != S_HELO && s->state != S_READY) ||
+	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
+		return;
+	session_reply(s, "421 4.3.2 %s Service shutting down, closing "
+	    "transmission channel", smtpd.d.cfg->server.hostname);
+	session_close_after_reply(s);
+}
+
+/* SIGTERM: idle sessions are told at once, the others after their
+ * transaction (or at their next command). */
 void
 session_drain_all(void)
 {
+	struct session *s;
+
+	LIST_FOREACH(s, &smtpd.sessions, link)
+		session_drain_if_idle(s);
 	if (smtpd.n_sessions == 0)
 		daemon_exit(&smtpd.d);
 }

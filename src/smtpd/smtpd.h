@@ -9,6 +9,7 @@
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include "daemon.h"
@@ -43,6 +44,7 @@ struct smtpd {
 	struct listener *listeners;
 	size_t n_listeners;
 	size_t n_sessions;
+	LIST_HEAD(, session) sessions;	/* for the drain */
 	struct user *users;		/* read before the privilege drop */
 	size_t n_users;
 	uint64_t next_id;
@@ -94,6 +96,7 @@ enum session_wait {
 
 struct session {
 	uint64_t id;
+	LIST_ENTRY(session) link;	/* smtpd.sessions */
 	struct listener *listener;
 	struct bufferevent *bev;
 	struct event *ev_timer;		/* greeting delay, waits */

@@ -149,37 +149,190 @@ def test_reload_rebinds_listeners_and_keeps_serving(tern):
     assert t.stop() == 0
 
 
-def test_sigterm_lets_sessions_finish_then_exits(tern):
-    t = tern()
-    port = t.listen("submission", "submission")
+class Session:
+    """A raw SMTP client, to act exactly between the commands."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.file = self.sock.makefile("rb")
+        self.greeting = self.reply()
+
+    def reply(self):
+        lines = []
+        while True:
+            line = self.file.readline().decode()
+            lines.append(line)
+            if len(line) < 4 or line[3] != "-":
+                return "".join(lines)
+
+    def cmd(self, line):
+        self.sock.sendall(line.encode() + b"\r\n")
+        return self.reply()
+
+    def closed(self):
+        return self.file.read() == b""
+
+    def close(self):
+        self.file.close()
+        self.sock.close()
+
+
+def real_tern(tern, **server):
+    """Every daemon real; the submission port trusts loopback clients."""
+    t = tern({"server": server, "domain example.test": {}})
+    t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
     t.start()
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    assert s.recv(100).startswith(b"220")
+    return t
+
+
+def test_sigterm_lets_an_open_transaction_finish(tern):
+    """A session in the middle of its transaction when ternd gets SIGTERM
+    still has its message queued: the front ends stop before cleanup,
+    the signer and qmgr. Then it hears 421."""
+    t = real_tern(tern)
+    c = Session(t.ports["submission"])
+    assert c.cmd("EHLO c.test").startswith("250")
+    assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
+    assert c.cmd("RCPT TO:<u@dest.test>").startswith("250")
     t.proc.send_signal(signal.SIGTERM)
-    # Listeners close at once; the open session is still served.
-    wait_for(lambda: not is_listening(port), what="listener closed")
-    assert t.proc.poll() is None, "ternd exited with a session still open"
-    s.sendall(b"QUIT\r\n")
-    assert s.recv(100)[:3] in (b"221", b"421")
-    s.close()
+    wait_for(lambda: not is_listening(t.ports["submission"]),
+             what="listener closed")
+    time.sleep(0.5)
+    assert t.proc.poll() is None, "ternd exited with a transaction open"
+    assert c.cmd("DATA").startswith("354")
+    r = c.cmd("From: <app@example.test>\r\nSubject: drain\r\n\r\nbody\r\n.")
+    assert r.startswith("250 2.0.0 Ok: queued as "), r
+    qid = r.split("queued as ")[1].strip()
+    # Told at once, without a command: nothing keeps the shutdown waiting.
+    assert c.reply().startswith("421 4.3.2"), "no 421 after the transaction"
+    assert c.closed()
+    c.close()
+    assert t.proc.wait(10) == 0
+    assert t.group_pids() == []
+    assert "did not finish in time" not in t.log_text()
+    listing = t.ternctl("queue", check=True).stdout
+    assert qid in listing and "u@dest.test" in listing, listing
+
+
+def test_cleanup_sigterm_waits_for_open_transactions(tern):
+    """tern-cleanup told to stop on its own (not by ternd: tern-smtpd runs
+    on) keeps serving the transactions tern-smtpd has open, then exits;
+    ternd starts a new one."""
+    t = real_tern(tern)
+    old = wait_for(lambda: t.pids_of("cleanup"), what="tern-cleanup")[0]
+    c = Session(t.ports["submission"])
+    assert c.cmd("EHLO c.test").startswith("250")
+    assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
+    assert c.cmd("RCPT TO:<u@dest.test>").startswith("250")
+    os.kill(old, signal.SIGTERM)
+    t.wait_log(r"draining: waiting for 1 open transaction")
+    assert old in t.pids_of("cleanup")
+    assert c.cmd("DATA").startswith("354")
+    r = c.cmd("From: <app@example.test>\r\nSubject: x\r\n\r\nbody\r\n.")
+    assert r.startswith("250 2.0.0 Ok: queued as "), r
+    qid = r.split("queued as ")[1].strip()
+    wait_for(lambda: old not in t.pids_of("cleanup"), what="the old cleanup gone")
+    wait_for(lambda: t.pids_of("cleanup"), what="a new tern-cleanup")
+    assert qid in t.ternctl("queue", check=True).stdout
+    # The session goes on with the new tern-cleanup.
+    wait_for(lambda: c.cmd("MAIL FROM:<app@example.test>").startswith("250"),
+             timeout=10, interval=0.5, what="a new transaction")
+    c.close()
+    assert t.stop() == 0
+
+
+def test_back_end_dying_while_front_ends_drain_is_restarted(tern):
+    """While tern-smtpd finishes its sessions, tern-cleanup is still
+    supervised: killed, it comes back for them."""
+    t = real_tern(tern)
+    old = wait_for(lambda: t.pids_of("cleanup"), what="tern-cleanup")[0]
+    c = Session(t.ports["submission"])
+    assert c.cmd("EHLO c.test").startswith("250")
+    assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
+    t.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: not is_listening(t.ports["submission"]),
+             what="listener closed")
+    os.kill(old, signal.SIGKILL)
+    new = wait_for(lambda: [p for p in t.pids_of("cleanup") if p != old],
+                   what="a new tern-cleanup")
+    assert new
+    # The transaction lost its cleanup: never a 250 for it.
+    assert c.cmd("RCPT TO:<u@dest.test>")[:1] in ("2", "4")
+    assert c.cmd("RSET").startswith("250")
+    assert c.reply().startswith("421 4.3.2")
+    c.close()
     assert t.proc.wait(10) == 0
     assert t.group_pids() == []
 
 
-def test_hung_daemon_is_killed_after_shutdown_timeout(tern):
-    t = tern()
-    t.sections["server"]["shutdown_timeout"] = "2s"
-    port = t.listen("submission", "submission")
+def test_reload_lets_an_open_transaction_finish(tern):
+    """SIGHUP replaces every daemon at once: the old tern-cleanup waits for
+    the transaction the old tern-smtpd's session has open."""
+    t = real_tern(tern)
+    c = Session(t.ports["submission"])
+    assert c.cmd("EHLO c.test").startswith("250")
+    assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
+    assert c.cmd("RCPT TO:<u@dest.test>").startswith("250")
+    t.proc.send_signal(signal.SIGHUP)
+    t.wait_log(r"draining: waiting for 1 open transaction")
+    assert c.cmd("DATA").startswith("354")
+    r = c.cmd("From: <app@example.test>\r\nSubject: x\r\n\r\nbody\r\n.")
+    assert r.startswith("250 2.0.0 Ok: queued as "), r
+    assert c.reply().startswith("421 4.3.2")
+    c.close()
+    qid = r.split("queued as ")[1].strip()
+    assert qid in t.ternctl("queue", check=True).stdout
+    assert t.stop() == 0
+
+
+def test_sigterm_tells_an_idle_session_421_at_once(tern):
+    t = real_tern(tern)
+    port = t.ports["submission"]
+    c = Session(port)
+    assert c.greeting.startswith("220")
+    assert c.cmd("EHLO c.test").startswith("250")
+    started = time.monotonic()
+    t.proc.send_signal(signal.SIGTERM)
+    # Unasked: the session sits idle, the 421 comes anyway.
+    r = c.reply()
+    assert r.startswith("421 4.3.2 mail.tern.test Service shutting down"), r
+    assert c.closed()
+    c.close()
+    assert t.proc.wait(10) == 0
+    # Well within shutdown_timeout (10s): nobody was killed.
+    assert time.monotonic() - started < 5
+    assert "did not finish in time" not in t.log_text()
+    assert not is_listening(port)
+    assert t.group_pids() == []
+
+
+def test_hung_daemons_are_killed_within_shutdown_timeout(tern):
+    """A session stuck in its transaction holds tern-smtpd until half the
+    timeout, then it is killed and the back ends are stopped; a back end
+    that ignores SIGTERM is killed at the full timeout."""
+    t = tern({"server": {"shutdown_timeout": "2s"}, "domain example.test": {}})
+    ternlib.idle_daemons(t, ["bounce"])
+    with open(os.path.join(t.sections["server"]["daemon_dir"], "tern-bounce"),
+              "w") as f:
+        f.write("#!/bin/sh\ntrap '' TERM\nexec sleep 1000000\n")
+    port = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
     t.start()
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.recv(100)
+    c = Session(port)
+    c.cmd("EHLO c.test")
+    assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
     started = time.monotonic()
     t.proc.send_signal(signal.SIGTERM)
     assert t.proc.wait(15) == 0
-    assert time.monotonic() - started >= 1.5
-    assert "did not finish in time; killing it" in t.log_text()
+    elapsed = time.monotonic() - started
+    assert 1.5 <= elapsed < 5, elapsed
+    log = t.log_text()
+    smtpd = log.index("process tern-smtpd pid")
+    assert re.search(r"process tern-smtpd pid \d+ did not finish in time", log)
+    assert re.search(r"process tern-bounce pid \d+ did not finish in time", log)
+    # smtpd was killed before the back ends were asked to stop.
+    assert smtpd < log.index("process tern-bounce pid")
     assert t.group_pids() == []
-    s.close()
+    c.close()
 
 
 def test_second_master_refused(tern):

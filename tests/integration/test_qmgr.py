@@ -467,15 +467,39 @@ def test_delay_warning_decided_once(tern):
 
 
 def test_mailq_is_ternctl_queue(tern):
-    t = start(tern)
-    qid, = qmgr_fill(t, ["m@nowhere.test"], hold=True)
+    """mailq, as installed (a link to sendmail, -C for the config), and
+    sendmail -bp print exactly ternctl queue's listing: held, deferred
+    with its reply, failed with a DSN pending."""
+    t = start(tern, retry_schedule="1h")
+    agent = FakeAgent(t, {"default": "250 2.0.0 ok",
+                          "domains": {"grey.test": "rcpt:451 4.3.0 try later",
+                                      "hard.test": "rcpt:550 5.1.1 no such user"}})
+    try:
+        held, = qmgr_fill(t, ["m@nowhere.test"], hold=True)
+        deferred, = qmgr_fill(t, ["d@grey.test", "f@hard.test"])
+        wait_for(lambda: "(deferred: 451 4.3.0 try later)" in
+                 t.ternctl("queue").stdout and "(failed, DSN pending)" in
+                 t.ternctl("queue").stdout, 10, what="the deferral and the failure")
+    finally:
+        agent.stop()
     mailq = os.path.join(t.dir, "mailq")
-    os.symlink(os.path.join(ternlib.BUILD_DIR, "src/ctl/ternctl"), mailq)
-    r = subprocess.run([mailq, "-c", t.config_path], capture_output=True,
-                       text=True, env=ternlib.daemon_env())
-    assert r.returncode == 0
-    assert r.stdout == t.ternctl("queue").stdout
-    assert f"{qid}!" in r.stdout and "m@nowhere.test" in r.stdout
+    os.symlink(os.path.join(ternlib.BUILD_DIR, "src/sendmail/sendmail"), mailq)
+    ternctl = t.ternctl("queue", check=True).stdout
+    for cmd in ([mailq, "-C", t.config_path],
+                [os.path.join(ternlib.BUILD_DIR, "src/sendmail/sendmail"), "-C",
+                 t.config_path, "-bp"]):
+        r = subprocess.run(cmd, capture_output=True, text=True,
+                           env=ternlib.daemon_env())
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == ternctl, (r.stdout, ternctl)
+    lines = ternctl.splitlines()
+    assert lines[0].startswith("-Queue ID-------- --Size--")
+    assert any(l.startswith(f"{held}! ") for l in lines), ternctl
+    assert any(l.startswith(f"{deferred}  ") for l in lines), ternctl
+    assert " " * 47 + "(deferred: 451 4.3.0 try later)" in lines
+    assert " " * 47 + "d@grey.test" in lines
+    assert " " * 47 + "(failed, DSN pending)" in lines
+    assert lines[-1] == "-- 1 Kbytes in 2 Requests."
 
 
 def test_corrupt_recipient_is_quarantined_and_the_rest_delivered(tern):

@@ -154,13 +154,25 @@ def test_malicious_or_bad_input_is_refused(conf, double, args, data, code):
 def test_ignored_postfix_options_are_accepted(conf, double):
     d = double()
     r = sendmail(conf, ["-oem", "-om", "-o7", "-odi", "-Am", "-U", "-n",
-                        "-L", "label", "-h", "-G", "-N", "success,failure",
+                        "-L", "label", "-h", "3", "-G", "-N", "success,failure",
                         "-R", "hdrs", "-V", "env-1", "-B", "8BITMIME",
                         "to@example.net"], b"Subject: x\n\n\xc3\xa9t\xc3\xa9\n")
     assert r.returncode == EX_OK, r.stderr
     m = d.messages[0]
     assert m["notify"] == [0x01 | 0x02]
     assert m["ret"] == 2 and m["envid"] == "env-1" and m["body"] == 1
+
+
+def test_h_takes_the_hop_count_as_its_argument(conf, double):
+    """-h N is Postfix's hop count: N is not a recipient."""
+    d = double()
+    r = sendmail(conf, ["-h", "5", "you@example.net"], b"Subject: hops\n\nx\n")
+    assert r.returncode == EX_OK, r.stderr
+    assert [m["rcpts"] for m in d.messages] == [["you@example.net"]]
+    # Stuck to the option, as getopt allows.
+    r = sendmail(conf, ["-h17", "-t"], b"To: <t@example.net>\nSubject: x\n\nx\n")
+    assert r.returncode == EX_OK, r.stderr
+    assert d.messages[1]["rcpts"] == ["t@example.net"]
 
 
 def test_refusals_map_to_sysexits(conf, double):
