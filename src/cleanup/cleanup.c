@@ -9,7 +9,10 @@
  * It also serves run_dir/public/sendmail, where any local user's
  * sendmail(1) connects: those clients are untrusted, identified by the
  * kernel (SO_PEERCRED) and recorded as local submissions whatever they
- * claim (txn.c).
+ * claim (txn.c). And run_dir/jail/smtpd/private/cleanup, the one socket
+ * in tern-smtpd's jail: its clients may claim only what smtpd takes in,
+ * submission and inbound mail, never a DSN of tern-bounce or a local
+ * submission (txn.c).
  *
  * It is a queue writer: it runs as the tern user with write access to
  * queue_dir, not chrooted, and never reads keys or network input.
@@ -111,24 +114,36 @@ local_user_named(struct client *cl)
 	client_idle_restart(cl);
 }
 
-/* arg is non-NULL for the public sendmail socket. */
+/* Which socket a connection came in on decides what its client is. */
+enum listener_kind {
+	LISTENER_PRIVATE,	/* run_dir/private/cleanup: tern's own */
+	LISTENER_SENDMAIL,	/* run_dir/public/sendmail: local users */
+	LISTENER_SMTPD,		/* the socket in tern-smtpd's jail */
+};
+static const enum listener_kind listener_private = LISTENER_PRIVATE;
+static const enum listener_kind listener_sendmail = LISTENER_SENDMAIL;
+static const enum listener_kind listener_smtpd = LISTENER_SMTPD;
+
+/* arg is the listener's kind. */
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
 {
 	struct client *cl = xcalloc(1, sizeof(*cl));
+	enum listener_kind kind = *(const enum listener_kind *)arg;
 
 	(void)l;
 	(void)sa;
 	(void)salen;
-	if (arg != NULL && cleanup.n_local_clients >= LOCAL_CLIENTS_MAX) {
+	if (kind == LISTENER_SENDMAIL &&
+	    cleanup.n_local_clients >= LOCAL_CLIENTS_MAX) {
 		log_warn("sendmail socket: %d local connections already; closing "
 		    "a new one", LOCAL_CLIENTS_MAX);
 		evutil_closesocket(fd);
 		free(cl);
 		return;
 	}
-	if (arg != NULL) {
+	if (kind == LISTENER_SENDMAIL) {
 		/* Without the kernel's word there is nobody to record. */
 		if (peercred_from_socket(fd, &cl->peer) == -1) {
 			log_warn("sendmail socket: cannot learn the peer's "
@@ -140,6 +155,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		cl->is_local_user = true;
 		cleanup.n_local_clients++;
 	}
+	cl->is_smtpd = kind == LISTENER_SMTPD;
 	fd_set_nonblock(fd);
 	fd_set_cloexec(fd, true);
 	cl->conn = ipc_conn_new(cleanup.d.base, fd, "cleanup", client_msg_cb,
@@ -204,6 +220,10 @@ cleanup_drain(struct daemon *d)
 	if (cleanup.public_listener != NULL) {
 		evconnlistener_free(cleanup.public_listener);
 		cleanup.public_listener = NULL;
+	}
+	if (cleanup.smtpd_listener != NULL) {
+		evconnlistener_free(cleanup.smtpd_listener);
+		cleanup.smtpd_listener = NULL;
 	}
 	if (cleanup.n_open > 0) {
 		log_info("draining: waiting for %zu open transaction(s)",
@@ -290,10 +310,21 @@ main(int argc, char **argv)
 	if ((fd = daemon_socket(d, "unix:cleanup")) == -1)
 		log_fatal("no cleanup socket from the master (run by ternd)");
 	fd_set_nonblock(fd);
-	cleanup.listener = evconnlistener_new(d->base, accept_cb, NULL,
-	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	cleanup.listener = evconnlistener_new(d->base, accept_cb,
+	    (void *)&listener_private, LEV_OPT_CLOSE_ON_FREE, -1, fd);
 	if (cleanup.listener == NULL)
 		log_fatal("cannot accept on the cleanup socket");
+	/* tern-smtpd reaches only this one, in its jail (ternd(8)). */
+	if ((fd = daemon_socket(d, "unix:cleanup-smtpd")) == -1)
+		log_warn("no socket for tern-smtpd's jail from the master: "
+		    "tern-smtpd cannot hand over mail");
+	else {
+		fd_set_nonblock(fd);
+		cleanup.smtpd_listener = evconnlistener_new(d->base, accept_cb,
+		    (void *)&listener_smtpd, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+		if (cleanup.smtpd_listener == NULL)
+			log_fatal("cannot accept on tern-smtpd's cleanup socket");
+	}
 	/* The listener's argument marks its clients as local users. */
 	if ((fd = daemon_socket(d, "public:sendmail")) == -1)
 		log_warn("no public sendmail socket from the master: the sendmail "
@@ -301,7 +332,7 @@ main(int argc, char **argv)
 	else {
 		fd_set_nonblock(fd);
 		cleanup.public_listener = evconnlistener_new(d->base, accept_cb,
-		    &cleanup, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+		    (void *)&listener_sendmail, LEV_OPT_CLOSE_ON_FREE, -1, fd);
 		if (cleanup.public_listener == NULL)
 			log_fatal("cannot accept on the sendmail socket");
 		local_user_lookup_start(d->base, local_user_named);

@@ -28,6 +28,8 @@ struct cleanup {
 	struct ipc_client *qmgr;
 	struct evconnlistener *listener;
 	struct evconnlistener *public_listener;	/* run_dir/public/sendmail */
+	/* run_dir/jail/smtpd/private/cleanup: only tern-smtpd reaches it. */
+	struct evconnlistener *smtpd_listener;
 	size_t n_clients;
 	size_t n_local_clients;		/* of which on the sendmail socket */
 	size_t n_ending;		/* transactions past END, not yet answered */
@@ -56,6 +58,12 @@ struct client {
 	 * kernel's word (peer) is recorded instead (see peercred.h).
 	 */
 	bool is_local_user;
+	/*
+	 * tern-smtpd, on the socket in its jail: network input, perhaps a
+	 * compromised process. Its BEGIN may claim only the sources smtpd
+	 * has (submission, inbound); any other is refused (txn.c).
+	 */
+	bool is_smtpd;
 	struct peer_identity peer;
 	struct event *idle;		/* local users: [smtpd] timeout */
 	/* Local users: being named off the loop (local_user.c). */

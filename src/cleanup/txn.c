@@ -282,6 +282,17 @@ on_begin(struct client *cl, struct ipc_msg *m)
 		    PRIu32 " already open", m->reqid);
 		return;
 	}
+	/* What tern-smtpd may claim: nothing of tern-bounce's (ternd(8)). */
+	if (validate_source(cl->is_smtpd, source, &v) == -1) {
+		char *shown = info_field(sender, INFO_FIELD_MAX);
+
+		log_warn("NOQUEUE: reject: MAIL from tern-smtpd's socket claiming "
+		    "source %s (sender=<%s>): %u %s %s",
+		    cleanup_source_name(source), shown, v.code, v.status, v.text);
+		free(shown);
+		reply(cl, m->reqid, v.code, v.status, v.text, "");
+		return;
+	}
 	if (cleanup.d.draining) {
 		reply(cl, m->reqid, 421, "4.3.2", "Service shutting down", "");
 		return;

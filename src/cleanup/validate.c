@@ -1,6 +1,6 @@
 /*
- * validate.c - envelope policy of tern-cleanup (sender domain by source,
- * recipient syntax). Pure code over the config; runs in tern-cleanup.
+ * validate.c - envelope policy of tern-cleanup (sources by socket, sender
+ * domain by source, recipient syntax). Pure code over the config; runs in tern-cleanup.
  */
 #include "autoconfig.h"
 
@@ -70,6 +70,30 @@ validate_sender(const struct tern_config *cfg, uint8_t source,
 		return 0;
 	return refuse(v, 553, "5.7.1", "<%s>: Sender address rejected: %s is not "
 	    "a sending domain of this server", shown, a.domain);
+}
+
+const char *
+cleanup_source_name(uint8_t source)
+{
+	switch (source) {
+	case CLEANUP_SOURCE_SUBMISSION: return "submission";
+	case CLEANUP_SOURCE_INBOUND: return "inbound";
+	case CLEANUP_SOURCE_SENDMAIL: return "sendmail";
+	case CLEANUP_SOURCE_BOUNCE: return "bounce";
+	case CLEANUP_SOURCE_HTTP: return "http";
+	default: return "unknown";
+	}
+}
+
+int
+validate_source(bool smtpd_socket, uint8_t source, struct verdict *v)
+{
+	memset(v, 0, sizeof(*v));
+	if (!smtpd_socket || source == CLEANUP_SOURCE_SUBMISSION ||
+	    source == CLEANUP_SOURCE_INBOUND)
+		return 0;
+	return refuse(v, 554, "5.7.0", "Source %s not allowed on tern-smtpd's "
+	    "socket", cleanup_source_name(source));
 }
 
 int

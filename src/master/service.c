@@ -70,10 +70,12 @@ static const struct {
 /*
  * The services that chroot (as root) into a jail of their own,
  * run_dir/jail/NAME, and the private sockets each may reach from there.
- * The jail holds private/SOCKET, a hard link to run_dir/private/SOCKET
- * (the same socket: a connect through the link reaches the listener
- * ternd passed to the server), and nothing else: a daemon that parses
- * network input must not reach tern-qmgr or tern-signer. The daemon
+ * The jail holds private/SOCKET and nothing else: a daemon that parses
+ * network input must not reach tern-qmgr or tern-signer. private/SOCKET
+ * is a listening socket of its own, bound there by ternd and passed to
+ * the service SOCKET as "unix:SOCKET-NAME" (tern-cleanup gets
+ * "unix:cleanup-smtpd"), so that the server knows which clients came
+ * through the jail and what they may claim (tern-cleanup(8)). The daemon
  * asks for the chroot itself (chroot_run_dir in its daemon_spec).
  */
 #define JAIL_SOCKETS_MAX	4
@@ -259,6 +261,7 @@ supervisor_add_unix(struct supervisor *sv, const char *path, char *name)
 	ms.dev = sb.st_dev;
 	ms.ino = sb.st_ino;
 	ms.name = name;
+	ms.path = xstrdup(path);
 	sv->sockets = xreallocarray(sv->sockets, sv->n_sockets + 1,
 	    sizeof(*sv->sockets));
 	sv->sockets[sv->n_sockets++] = ms;
@@ -334,12 +337,18 @@ jail_dir(const char *path, unsigned mode, uid_t uid, gid_t gid)
 	return chmod(path, (mode_t)mode);
 }
 
+/* The name jail j's socket k is passed under: "unix:cleanup-smtpd". */
+static char *
+jail_socket_name(size_t j, size_t k)
+{
+	return xasprintf("unix:%s-%s", jails[j].sockets[k], jails[j].service);
+}
+
 static const struct master_socket *
-find_unix_socket(const struct supervisor *sv, const char *service)
+find_socket(const struct supervisor *sv, const char *name)
 {
 	for (size_t i = 0; i < sv->n_sockets; i++)
-		if (strncmp(sv->sockets[i].name, "unix:", 5) == 0 &&
-		    strcmp(sv->sockets[i].name + 5, service) == 0)
+		if (strcmp(sv->sockets[i].name, name) == 0)
 			return &sv->sockets[i];
 	return NULL;
 }
@@ -352,38 +361,27 @@ is_bound_file(const struct stat *sb, const struct master_socket *ms)
 }
 
 /*
- * Links the socket ternd bound at from to to, unless to is that socket
- * already. Only the file ternd bound is linked: whatever was put in its
- * place since is refused. The new link replaces the old by rename, so a
- * jailed daemon never finds the socket missing.
+ * Checks that path is the socket ternd bound there. Whatever was put in
+ * its place since (a link to another socket) is removed, never served
+ * to the jailed daemon, and the jail is refused until ternd restarts
+ * and binds the socket again.
  */
 static int
-jail_link(const struct master_socket *ms, const char *from, const char *to)
+jail_check_socket(const struct master_socket *ms, const char *path)
 {
 	struct stat sb;
-	char *tmp;
-	int rc = -1, saved;
 
-	if (lstat(to, &sb) == 0 && is_bound_file(&sb, ms))
-		return 0;
-	tmp = xasprintf("%s.new", to);
-	unlink(tmp);
-	if (link(from, tmp) == -1)
-		goto out;
-	if (lstat(tmp, &sb) == -1 || !is_bound_file(&sb, ms)) {
-		log_warn("%s is not the socket ternd bound: not linking it", from);
-		errno = EPERM;
-	} else if (rename(tmp, to) == 0) {
-		log_debug("linked %s to %s", to, from);
-		rc = 0;
+	if (lstat(path, &sb) == -1) {
+		log_warn("cannot check %s: %s (ternd binds it again when "
+		    "restarted)", path, strerror(errno));
+		return -1;
 	}
-	saved = errno;
-	if (rc == -1)
-		unlink(tmp);
-	errno = saved;
-out:
-	free(tmp);
-	return rc;
+	if (is_bound_file(&sb, ms))
+		return 0;
+	log_warn("%s is not the socket ternd bound: removing it", path);
+	if (unlink(path) == -1)
+		log_warn("cannot remove %s: %s", path, strerror(errno));
+	return -1;
 }
 
 static bool
@@ -422,11 +420,13 @@ jail_remove_others(size_t j, const char *dir)
  * Makes or checks jail j: run_dir/jail and run_dir/jail/NAME belong to
  * root (mode 0755), NAME/private to root and tern's group (mode 0710:
  * the daemon may pass, not change it; other users may not enter) and
- * holds only the links to the sockets the service may reach.
+ * holds only the sockets the service may reach, bound there by ternd.
+ * With bind, the sockets are bound now (at start); else each must be
+ * the one bound then.
  */
 static int
-jail_prepare(const struct supervisor *sv, const struct tern_config *cfg,
-    size_t j)
+jail_prepare(struct supervisor *sv, const struct tern_config *cfg, size_t j,
+    bool bind)
 {
 	const char *run_dir = cfg->server.run_dir, *service = jails[j].service;
 	uid_t uid = geteuid();
@@ -461,25 +461,20 @@ jail_prepare(const struct supervisor *sv, const struct tern_config *cfg,
 		jail_remove_others(j, dirs[2]);
 	for (size_t k = 0; rc == 0 && k < JAIL_SOCKETS_MAX &&
 	    jails[j].sockets[k] != NULL; k++) {
-		const char *name = jails[j].sockets[k];
-		const struct master_socket *ms = find_unix_socket(sv, name);
-		char *from, *to;
+		char *name = jail_socket_name(j, k);
+		char *path = xasprintf("%s/%s", dirs[2], jails[j].sockets[k]);
+		const struct master_socket *ms = find_socket(sv, name);
 
-		if (ms == NULL || ms->fd == -1) {
-			log_warn("the jail of %s names the socket %s, which no "
-			    "service serves", service, name);
+		if (ms == NULL && bind)
+			rc = supervisor_add_unix(sv, path, xstrdup(name));
+		else if (ms == NULL || ms->fd == -1) {
+			log_warn("the socket %s of the jail of %s is not bound",
+			    path, service);
 			rc = -1;
-			break;
-		}
-		from = xasprintf("%s/private/%s", run_dir, name);
-		to = xasprintf("%s/%s", dirs[2], name);
-		if (jail_link(ms, from, to) == -1) {
-			log_warn("cannot link %s to %s: %s", to, from,
-			    strerror(errno));
-			rc = -1;
-		}
-		free(from);
-		free(to);
+		} else
+			rc = jail_check_socket(ms, path);
+		free(name);
+		free(path);
 	}
 	for (size_t i = 0; i < 3; i++)
 		free(dirs[i]);
@@ -490,7 +485,7 @@ int
 supervisor_make_jails(struct supervisor *sv, const struct tern_config *cfg)
 {
 	for (size_t j = 0; j < TERN_ARRAY_LEN(jails); j++)
-		if (jail_prepare(sv, cfg, j) == -1)
+		if (jail_prepare(sv, cfg, j, true) == -1)
 			return -1;
 	return 0;
 }
@@ -550,8 +545,23 @@ is_socket_for(const struct service_def *def, const struct master_socket *ms)
 				return true;
 		return false;
 	}
-	return def->unix_socket != NULL && strncmp(ms->name, "unix:", 5) == 0 &&
-	    strcmp(ms->name + 5, def->unix_socket) == 0;
+	if (def->unix_socket == NULL || strncmp(ms->name, "unix:", 5) != 0)
+		return false;
+	if (strcmp(ms->name + 5, def->unix_socket) == 0)
+		return true;
+	/* Its socket in a jail: "unix:cleanup-smtpd" goes to cleanup. */
+	for (size_t j = 0; j < TERN_ARRAY_LEN(jails); j++)
+		for (size_t k = 0; k < JAIL_SOCKETS_MAX && jails[j].sockets[k];
+		    k++) {
+			char *name = jail_socket_name(j, k);
+			bool match = strcmp(jails[j].sockets[k],
+			    def->unix_socket) == 0 && strcmp(ms->name, name) == 0;
+
+			free(name);
+			if (match)
+				return true;
+		}
+	return false;
 }
 
 static void
@@ -564,9 +574,9 @@ instance_spawn(struct instance *in)
 	int jail = jail_of(in->def->name);
 	pid_t pid;
 
-	/* The jail is checked at every start: a restart of the daemon finds
-	 * the links to the sockets ternd holds now. */
-	if (jail != -1 && jail_prepare(sv, cfg, (size_t)jail) == -1) {
+	/* The jail is checked at every start: the daemon finds there the
+	 * sockets ternd bound, or does not start. */
+	if (jail != -1 && jail_prepare(sv, cfg, (size_t)jail, false) == -1) {
 		log_warn("not starting tern-%s without its jail", in->def->name);
 		in->started = tern_monotonic_usec();
 		instance_schedule_restart(in);
@@ -883,33 +893,14 @@ supervisor_free(struct supervisor *sv)
 	for (size_t i = 0; i < sv->n_sockets; i++) {
 		if (sv->sockets[i].fd != -1)
 			close(sv->sockets[i].fd);
-		if (strncmp(sv->sockets[i].name, "unix:", 5) == 0 && sv->cfg != NULL) {
-			char path[4096];
-
-			snprintf(path, sizeof(path), "%s/private/%s",
-			    sv->cfg->server.run_dir, sv->sockets[i].name + 5);
-			unlink(path);
-		}
-		if (strncmp(sv->sockets[i].name, "public:", 7) == 0 &&
-		    sv->cfg != NULL) {
-			char path[4096];
-
-			snprintf(path, sizeof(path), "%s/public/%s",
-			    sv->cfg->server.run_dir, sv->sockets[i].name + 7);
-			unlink(path);
+		/* The Unix socket files go with it: a client is refused at
+		 * once, not left to wait (tern-smtpd's in its jail too). */
+		if (sv->sockets[i].path != NULL) {
+			unlink(sv->sockets[i].path);
+			free(sv->sockets[i].path);
 		}
 		free(sv->sockets[i].name);
 	}
-	for (size_t j = 0; j < TERN_ARRAY_LEN(jails) && sv->cfg != NULL; j++)
-		for (size_t k = 0; k < JAIL_SOCKETS_MAX && jails[j].sockets[k];
-		    k++) {
-			char *path = xasprintf("%s/jail/%s/private/%s",
-			    sv->cfg->server.run_dir, jails[j].service,
-			    jails[j].sockets[k]);
-
-			unlink(path);
-			free(path);
-		}
 	free(sv->sockets);
 	while (sv->n_inst > 0)
 		instance_remove(sv, sv->inst[0]);

@@ -32,11 +32,13 @@ struct service_def {
 /* A listening socket ternd holds and passes down. */
 struct master_socket {
 	char *name;			/* "listen:submission", "unix:cleanup",
-					 * "public:sendmail" */
+					 * "public:sendmail", "unix:cleanup-smtpd"
+					 * (tern-cleanup's socket in smtpd's jail) */
 	int fd;
 	struct cfg_sockaddr addr;	/* TCP listeners only */
-	/* Unix sockets: the file ternd bound, so that only that one is
-	 * ever linked into a jail. */
+	/* Unix sockets: the file ternd bound, removed when ternd exits; a
+	 * jail's socket must still be that file when its daemon starts. */
+	char *path;
 	dev_t dev;
 	ino_t ino;
 };
@@ -52,9 +54,9 @@ int supervisor_bind_unix(struct supervisor *sv, const struct tern_config *cfg);
 int supervisor_bind_public(struct supervisor *sv, const struct tern_config *cfg);
 /* Binds the TCP listeners of cfg, reusing sockets for unchanged addresses. */
 int supervisor_bind_listeners(struct supervisor *sv, const struct tern_config *cfg);
-/* Makes every jail (run_dir/jail/NAME) with links to the sockets bound
- * by supervisor_bind_unix; spawning a jailed service checks its jail
- * again. */
+/* Makes every jail (run_dir/jail/NAME) and binds in it the sockets its
+ * daemon may reach (after supervisor_bind_unix); spawning a jailed
+ * service checks its jail again. */
 int supervisor_make_jails(struct supervisor *sv, const struct tern_config *cfg);
 /* Starts every service instance the config asks for. */
 void supervisor_start(struct supervisor *sv, const struct tern_config *cfg);
@@ -71,8 +73,8 @@ void supervisor_stop(struct supervisor *sv, const struct timeval *front_end_time
 /* Sends SIGKILL to every child still running. */
 void supervisor_kill_all(struct supervisor *sv);
 size_t supervisor_children(const struct supervisor *sv);
-/* Closes every socket and removes the Unix socket files and their
- * links in the jails. */
+/* Closes every socket and removes the Unix socket files, those in the
+ * jails too. */
 void supervisor_free(struct supervisor *sv);
 
 #endif

@@ -801,3 +801,48 @@ def test_hostile_envelope_cannot_forge_log_lines(tern):
         or lines[1].startswith("RCPT <a")
     t.wait_log(r"NOQUEUE: reject: RCPT from")
     assert not re.search(r"^forged:", t.log_text(), re.M)
+
+
+def test_smtpd_socket_refuses_sources_smtpd_does_not_have(tern):
+    """tern-smtpd reaches tern-cleanup only through the socket in its jail
+    (run_dir/jail/smtpd/private/cleanup). A compromised smtpd claiming to
+    be tern-bounce (or the sendmail command, or the HTTP API) would skip
+    the sending-domain check and send with a forged envelope sender: on
+    that socket every source but submission and inbound is refused with
+    554 5.7.0 and logged; nothing is queued. tern's own clients on
+    run_dir/private/cleanup (tern-bounce here) still claim what they are."""
+    from ipcdefs import CLEANUP_SOURCE
+    t = start(tern)
+    t.cleanup_sock = os.path.join(t.run_dir, "jail", "smtpd", "private",
+                                  "cleanup")
+    ternlib.wait_for(lambda: _connectable(t.cleanup_sock), 10,
+                     what="tern-smtpd's cleanup socket")
+    msg = b"From: ceo@bank.test\r\nSubject: wire it\r\n\r\nnow\r\n"
+    for name in ("BOUNCE", "SENDMAIL", "HTTP"):
+        lines = submit(t, msg, sender="ceo@bank.test",
+                       args=["-s", str(CLEANUP_SOURCE[name])])
+        assert lines == ["BEGIN 554 5.7.0 Source %s not allowed on "
+                         "tern-smtpd's socket" % name.lower()], lines
+        t.wait_log(r"NOQUEUE: reject: MAIL from tern-smtpd's socket claiming "
+                   r"source %s \(sender=<ceo@bank\.test>\): 554 5\.7\.0 "
+                   % name.lower())
+    assert read_queue(t.queue_dir)[0] == {}
+    # What smtpd takes in still passes, with its own checks: a foreign
+    # sender is refused for submission, accepted for inbound mail.
+    lines = submit(t, msg, sender="ceo@bank.test",
+                   args=["-s", str(CLEANUP_SOURCE["SUBMISSION"])])
+    assert lines[0].startswith("BEGIN 553 5.7.1 "), lines
+    sub = queued_id(submit(t, b"From: app@example.test\r\n\r\nb\r\n",
+                           args=["-s", str(CLEANUP_SOURCE["SUBMISSION"])]))
+    inb = queued_id(submit(t, msg, sender="ceo@bank.test",
+                           rcpts=("bounces@example.test",),
+                           args=["-s", str(CLEANUP_SOURCE["INBOUND"])]))
+    queued = read_queue(t.queue_dir)[0]
+    assert queued[sub]["msg"]["source"] == CLEANUP_SOURCE["SUBMISSION"]
+    assert queued[inb]["msg"]["source"] == CLEANUP_SOURCE["INBOUND"]
+    # The private socket is tern's own: tern-bounce's DSN from <> passes.
+    t.cleanup_sock = os.path.join(t.run_dir, "private", "cleanup")
+    dsn = queued_id(submit(t, b"From: MAILER-DAEMON@example.test\r\n\r\nd\r\n",
+                           sender="", args=["-s", str(CLEANUP_SOURCE["BOUNCE"])]))
+    assert read_queue(t.queue_dir)[0][dsn]["msg"]["source"] == \
+        CLEANUP_SOURCE["BOUNCE"]

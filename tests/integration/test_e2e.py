@@ -11,6 +11,7 @@ import re
 import signal
 import smtplib
 import socket
+import stat
 import subprocess
 
 import dkim
@@ -238,11 +239,12 @@ def test_many_messages_all_arrive_once(tern, sinks, test_dir, count):
 
 
 def test_jailed_smtpd_reaches_cleanup_after_restarts(tern, sinks, test_dir):
-    """tern-smtpd reaches tern-cleanup only through the link in its jail
-    (run_dir/jail/smtpd/private/cleanup): mail still flows after cleanup
-    is killed (ternd restarts it), after a reload (every daemon replaced)
-    and after a new ternd, which binds a new socket and links it in place
-    of the stale one, and clears what else an older run left there."""
+    """tern-smtpd reaches tern-cleanup only through the socket ternd binds
+    in its jail (run_dir/jail/smtpd/private/cleanup, passed to tern-cleanup
+    as unix:cleanup-smtpd): mail still flows after cleanup is killed
+    (ternd restarts it with the same socket), after a reload (every daemon
+    replaced) and after a new ternd, which binds a new socket in place of
+    the stale one, and clears what else an older run left there."""
     t, port, sink, dns, record = pipeline(tern, sinks, test_dir)
     jail = os.path.join(t.run_dir, "jail", "smtpd")
 
@@ -259,13 +261,16 @@ def test_jailed_smtpd_reaches_cleanup_after_restarts(tern, sinks, test_dir):
         wait_for(attempt, 20, interval=0.3, what=f"a 250 for {rcpt}")
         return queue_id(result[-1])
 
-    def linked():
-        got = os.stat(os.path.join(jail, "private", "cleanup")).st_ino
-        return got == os.stat(os.path.join(t.run_dir, "private", "cleanup")).st_ino
+    def bound():
+        # A socket of its own, not a link to run_dir/private/cleanup.
+        got = os.stat(os.path.join(jail, "private", "cleanup"))
+        general = os.stat(os.path.join(t.run_dir, "private", "cleanup"))
+        return stat.S_ISSOCK(got.st_mode) and got.st_nlink == 1 and \
+            got.st_ino != general.st_ino
 
     try:
         assert ternlib.tree(jail) == ["private", "private/cleanup"]
-        assert linked()
+        assert bound()
         ids = [accepted("first@dest.test")]
 
         old = t.pids_of("cleanup")
@@ -289,7 +294,7 @@ def test_jailed_smtpd_reaches_cleanup_after_restarts(tern, sinks, test_dir):
         t.start()
         t.wait_log(r"daemon started", count=2)
         assert ternlib.tree(jail) == ["private", "private/cleanup"]
-        assert linked()
+        assert bound()
         t.wait_log(r"removed .*/jail/smtpd/private/qmgr")
         ids.append(accepted("after-new-ternd@dest.test"))
 

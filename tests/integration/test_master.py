@@ -372,8 +372,9 @@ def test_root_drops_privileges_and_chroots_smtpd(tern):
 @pytest.mark.skipif(not IS_ROOT, reason="needs root for the chroot")
 def test_jails_hold_only_the_sockets_each_daemon_may_reach(tern):
     """tern-smtpd parses network input: its root is its jail, where the one
-    socket is private/cleanup (a link to the socket ternd bound), never
-    private/qmgr or private/signer. tern-signer's jail is empty."""
+    socket is private/cleanup (a socket of tern-cleanup's that ternd bound
+    there, not run_dir/private/cleanup), never private/qmgr or
+    private/signer. tern-signer's jail is empty."""
     import grp
     import pwd
     import stat
@@ -407,15 +408,22 @@ def test_jails_hold_only_the_sockets_each_daemon_may_reach(tern):
     # Every other socket is in run_dir/private, out of smtpd's reach.
     assert {"qmgr", "signer", "cleanup"} <= set(os.listdir(
         os.path.join(t.run_dir, "private")))
-    link = os.stat(os.path.join(smtpd_jail, "private", "cleanup"))
-    bound = os.stat(os.path.join(t.run_dir, "private", "cleanup"))
-    assert stat.S_ISSOCK(link.st_mode) and link.st_ino == bound.st_ino
+    jailed = os.stat(os.path.join(smtpd_jail, "private", "cleanup"))
+    general = os.stat(os.path.join(t.run_dir, "private", "cleanup"))
+    assert stat.S_ISSOCK(jailed.st_mode) and jailed.st_nlink == 1
+    assert jailed.st_ino != general.st_ino and general.st_nlink == 1
+    assert jailed.st_uid == 0
+    # tern-cleanup was handed both, under their own names.
+    with open(f"/proc/{t.pids_of('cleanup')[0]}/environ", "rb") as f:
+        fds = [v for v in f.read().split(b"\0") if v.startswith(b"TERN_FDS=")]
+    assert re.search(rb"\bunix:cleanup=\d+", fds[0]), fds
+    assert re.search(rb"\bunix:cleanup-smtpd=\d+", fds[0]), fds
     # The daemons' user may pass through the jail's private/, not change
     # it; other users may not enter it.
     priv = os.stat(os.path.join(smtpd_jail, "private"))
     assert (priv.st_uid, priv.st_gid) == (0, tern_user.pw_gid)
     assert oct(priv.st_mode & 0o777) == "0o710", grp.getgrgid(priv.st_gid)
-    # ternd stops: the link goes with the socket.
+    # ternd stops: the jail's socket goes with the others.
     assert t.stop() == 0
     assert ternlib.tree(smtpd_jail) == ["private"]
 
@@ -474,22 +482,23 @@ def test_systemd_notify_ready_and_stopping(tern, test_dir):
     s.close()
 
 
-def test_jail_links_only_the_socket_ternd_bound(tern):
-    """Should something put another socket (here tern-qmgr's) in the place
-    of run_dir/private/cleanup, ternd does not link it into tern-smtpd's
-    jail: it refuses and does not start tern-smtpd without its jail."""
+def test_jail_holds_only_the_socket_ternd_bound(tern):
+    """Should something put another socket (here a link to tern-qmgr's) in
+    the place of the socket ternd bound in tern-smtpd's jail, ternd removes
+    it and does not start tern-smtpd without its jail."""
     t = tern()
     t.listen("submission", "submission")
     t.start()
     t.wait_log(r"smtpd.*connected to cleanup")
     private = os.path.join(t.run_dir, "private")
     jail_private = os.path.join(t.run_dir, "jail", "smtpd", "private")
-    os.unlink(os.path.join(jail_private, "cleanup"))
-    os.link(os.path.join(private, "qmgr"), os.path.join(private, "swap"))
-    os.rename(os.path.join(private, "swap"), os.path.join(private, "cleanup"))
+    os.link(os.path.join(private, "qmgr"), os.path.join(jail_private, "swap"))
+    os.rename(os.path.join(jail_private, "swap"),
+              os.path.join(jail_private, "cleanup"))
     old = t.pids_of("smtpd")
     os.kill(old[0], signal.SIGKILL)
-    t.wait_log(r"/private/cleanup is not the socket ternd bound: not linking it")
+    t.wait_log(r"jail/smtpd/private/cleanup is not the socket ternd bound: "
+               r"removing it")
     t.wait_log(r"not starting tern-smtpd without its jail")
     assert t.pids_of("smtpd") == []
     assert ternlib.tree(os.path.join(t.run_dir, "jail", "smtpd")) == ["private"]

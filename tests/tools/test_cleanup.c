@@ -2,7 +2,8 @@
  * test_cleanup.c - a test double for tern-cleanup, used by the integration
  * tests of tern-smtpd while the real cleanup is written elsewhere. ternd
  * runs it as daemon_dir/tern-cleanup (the tests link it there); it serves
- * run_dir/private/cleanup with the IPC_CLEANUP_* conversation of ipc.h.
+ * run_dir/private/cleanup and tern-smtpd's socket in its jail
+ * (unix:cleanup-smtpd) with the IPC_CLEANUP_* conversation of ipc.h.
  *
  * Next to the config file (DIR = dirname of -c):
  *   DIR/test-cleanup.rules   read at every request, one rule a line:
@@ -59,8 +60,8 @@ static struct event_base *base;
 static char dir[PATH_MAX];
 static struct tx *txs;
 static unsigned long next_qid;
-static int listen_fd = -1;
-static struct event *ev_accept;
+static int listen_fd = -1, smtpd_fd = -1;
+static struct event *ev_accept, *ev_accept_smtpd;
 static unsigned n_conns;
 static bool draining;
 
@@ -418,6 +419,8 @@ sigterm_cb(evutil_socket_t sig, short what, void *arg)
 	/* Like a real queue writer: finish what clients still send. */
 	draining = true;
 	event_del(ev_accept);
+	if (ev_accept_smtpd != NULL)
+		event_del(ev_accept_smtpd);
 	if (n_conns == 0)
 		event_base_loopexit(base, NULL);
 }
@@ -442,6 +445,8 @@ main(int argc, char **argv)
 		listen_fd = atoi(p + 13);
 	if (listen_fd < 0)
 		log_fatal("no unix:cleanup socket in TERN_FDS");
+	if ((p = strstr(fds, "unix:cleanup-smtpd=")) != NULL)
+		smtpd_fd = atoi(p + 19);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	signal(SIGPIPE, SIG_IGN);
 	snprintf(path, sizeof(path), "%s/test-cleanup-msgs", dir);
@@ -449,6 +454,11 @@ main(int argc, char **argv)
 	base = event_base_new();
 	ev_accept = event_new(base, listen_fd, EV_READ | EV_PERSIST, accept_cb, NULL);
 	event_add(ev_accept, NULL);
+	if (smtpd_fd >= 0) {
+		ev_accept_smtpd = event_new(base, smtpd_fd, EV_READ | EV_PERSIST,
+		    accept_cb, NULL);
+		event_add(ev_accept_smtpd, NULL);
+	}
 	ev = evsignal_new(base, SIGTERM, sigterm_cb, NULL);
 	event_add(ev, NULL);
 	log_info("test double serving cleanup");
