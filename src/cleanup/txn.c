@@ -282,7 +282,8 @@ on_begin(struct client *cl, struct ipc_msg *m)
 		    PRIu32 " already open", m->reqid);
 		return;
 	}
-	/* What tern-smtpd may claim: nothing of tern-bounce's (ternd(8)). */
+	/* What tern-smtpd may claim: never to be tern-bounce or a local
+	 * user, whose senders are not checked (tern-cleanup(8)). */
 	if (validate_source(cl->is_smtpd, source, &v) == -1) {
 		char *shown = info_field(sender, INFO_FIELD_MAX);
 

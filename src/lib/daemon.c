@@ -84,7 +84,7 @@ daemon_socket(const struct daemon *d, const char *name)
 /*
  * A jailed daemon sees its jail (run_dir/jail/NAME, made by ternd) and
  * nothing else of run_dir, chrooted or not, so a development run uses
- * the same links as a root one.
+ * the same sockets as a root one.
  */
 void
 daemon_service_path(const struct daemon *d, const char *service, char *buf,
@@ -102,8 +102,8 @@ daemon_service_path(const struct daemon *d, const char *service, char *buf,
 
 /*
  * As root: optionally chroot into the daemon's jail, run_dir/jail/NAME,
- * which ternd fills with links to the only sockets the daemon may reach
- * (service_defs in src/master/service.c), then become the configured
+ * where ternd binds the only sockets the daemon may reach
+ * (jails in src/master/service.c), then become the configured
  * user for good. As anyone else: stay who we are (development and tests).
  */
 static void

@@ -20,7 +20,7 @@ struct daemon;
 struct daemon_spec {
 	const char *name;		/* "smtpd": log ident and socket names */
 	/* As root, chroot into the daemon's jail, run_dir/jail/NAME: only
-	 * the sockets ternd links there (service_defs' jail) are reachable. */
+	 * the sockets ternd binds there (jails in service.c) are reachable. */
 	bool chroot_run_dir;
 	/* Before the privilege drop: read keys and certificates. */
 	void (*open_privileged)(struct daemon *d);

@@ -2,8 +2,9 @@
  * tern-smtpd - the SMTP server for submission (587), smtps (465) and
  * inbound feedback (25). It parses untrusted network input, so it runs
  * unprivileged and, when started as root, chrooted into its jail
- * (run_dir/jail/smtpd), where the one socket is private/cleanup: it
- * cannot write the queue, read keys or reach tern-qmgr or tern-signer.
+ * (run_dir/jail/smtpd), where the one socket is private/cleanup (which
+ * takes only submissions and inbound mail, tern-cleanup(8)): it cannot
+ * write the queue, read keys or reach tern-qmgr or tern-signer.
  * Every message goes to tern-cleanup, and 250 is said only once cleanup
  * reports the durable commit.
  *

@@ -398,6 +398,36 @@ test_envelope_policy(void **state)
 	config_free(cfg);
 }
 
+/* tern-smtpd's socket (in its jail) takes only what smtpd takes in; the
+ * private socket, tern's own, takes every source. */
+static void
+test_sources_by_socket(void **state)
+{
+	struct verdict v;
+
+	(void)state;
+	assert_int_equal(validate_source(true, CLEANUP_SOURCE_SUBMISSION, &v), 0);
+	assert_int_equal(v.code, 0);
+	assert_int_equal(validate_source(true, CLEANUP_SOURCE_INBOUND, &v), 0);
+	assert_int_equal(validate_source(true, CLEANUP_SOURCE_BOUNCE, &v), -1);
+	assert_int_equal(v.code, 554);
+	assert_string_equal(v.status, "5.7.0");
+	assert_string_equal(v.text, "Source bounce not allowed on tern-smtpd's "
+	    "socket");
+	assert_int_equal(validate_source(true, CLEANUP_SOURCE_SENDMAIL, &v), -1);
+	assert_int_equal(validate_source(true, CLEANUP_SOURCE_HTTP, &v), -1);
+	assert_int_equal(validate_source(true, 0, &v), -1);
+	assert_int_equal(validate_source(true, 200, &v), -1);
+	assert_string_equal(v.text, "Source unknown not allowed on tern-smtpd's "
+	    "socket");
+	for (unsigned s = CLEANUP_SOURCE_SUBMISSION; s <= CLEANUP_SOURCE_HTTP; s++)
+		assert_int_equal(validate_source(false, (uint8_t)s, &v), 0);
+	assert_string_equal(cleanup_source_name(CLEANUP_SOURCE_SENDMAIL),
+	    "sendmail");
+	assert_string_equal(cleanup_source_name(CLEANUP_SOURCE_INBOUND),
+	    "inbound");
+}
+
 int
 main(void)
 {
@@ -410,6 +440,7 @@ main(void)
 		cmocka_unit_test(test_received_is_safe),
 		cmocka_unit_test(test_date_format),
 		cmocka_unit_test(test_envelope_policy),
+		cmocka_unit_test(test_sources_by_socket),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
