@@ -337,6 +337,17 @@ jail_dir(const char *path, unsigned mode, uid_t uid, gid_t gid)
 	return chmod(path, (mode_t)mode);
 }
 
+/* True when a service serves the socket name ("cleanup"). */
+static bool
+is_served(const char *name)
+{
+	for (size_t i = 0; i < TERN_ARRAY_LEN(service_defs); i++)
+		if (service_defs[i].unix_socket != NULL &&
+		    strcmp(service_defs[i].unix_socket, name) == 0)
+			return true;
+	return false;
+}
+
 /* The name jail j's socket k is passed under: "unix:cleanup-smtpd". */
 static char *
 jail_socket_name(size_t j, size_t k)
@@ -465,7 +476,11 @@ jail_prepare(struct supervisor *sv, const struct tern_config *cfg, size_t j,
 		char *path = xasprintf("%s/%s", dirs[2], jails[j].sockets[k]);
 		const struct master_socket *ms = find_socket(sv, name);
 
-		if (ms == NULL && bind)
+		if (ms == NULL && bind && !is_served(jails[j].sockets[k])) {
+			log_warn("the jail of %s names the socket %s, which no "
+			    "service serves", service, jails[j].sockets[k]);
+			rc = -1;
+		} else if (ms == NULL && bind)
 			rc = supervisor_add_unix(sv, path, xstrdup(name));
 		else if (ms == NULL || ms->fd == -1) {
 			log_warn("the socket %s of the jail of %s is not bound",

@@ -273,11 +273,14 @@ def test_jailed_smtpd_reaches_cleanup_after_restarts(tern, sinks, test_dir):
         assert bound()
         ids = [accepted("first@dest.test")]
 
+        jailed = os.stat(os.path.join(jail, "private", "cleanup")).st_ino
         old = t.pids_of("cleanup")
         os.kill(old[0], signal.SIGKILL)
         wait_for(lambda: t.pids_of("cleanup") and t.pids_of("cleanup") != old,
                  15, what="ternd to restart tern-cleanup")
         ids.append(accepted("after-kill@dest.test"))
+        # The new tern-cleanup serves the same socket ternd keeps.
+        assert os.stat(os.path.join(jail, "private", "cleanup")).st_ino == jailed
 
         old = t.pids_of("smtpd")
         t.proc.send_signal(signal.SIGHUP)
