@@ -34,10 +34,15 @@ struct ub_ctx;
 struct ub_ctx *ctl_resolver_new(const struct tern_config *cfg);
 /* One TXT rdata as the text its character-strings join to (caller frees). */
 char *ctl_txt_join(const unsigned char *rdata, size_t len, size_t *out_len);
-/* Checks one DKIM selector and prints one line, "DOMAIN LABELSELECTOR:
- * verdict"; 0 when it is all right. */
-int ctl_dkim_check_selector(struct ub_ctx *ctx, const char *label,
+/* Checks one DKIM selector of domain and prints one line, "WHO SELECTOR:
+ * verdict" (WHO: the domain, or "domain dkim"); 0 when it is all right. */
+int ctl_dkim_check_selector(struct ub_ctx *ctx, const char *who,
     const char *domain, const char *selector, const char *key_path);
+struct cfg_domain;
+/* Every selector of d (a domain without any is a problem); 0 when all
+ * are all right. */
+int ctl_dkim_check_domain(struct ub_ctx *ctx, const char *who,
+    const struct cfg_domain *d);
 
 int cmd_queue(const char *config_path, int argc, char **argv);
 int cmd_suppression(const char *config_path, int argc, char **argv);

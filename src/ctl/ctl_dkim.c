@@ -234,7 +234,7 @@ ctl_txt_join(const unsigned char *rdata, size_t len, size_t *out_len)
 }
 
 int
-ctl_dkim_check_selector(struct ub_ctx *ctx, const char *label,
+ctl_dkim_check_selector(struct ub_ctx *ctx, const char *who,
     const char *domain, const char *selector, const char *key_path)
 {
 	char *name = xasprintf("%s._domainkey.%s", selector, domain);
@@ -245,20 +245,20 @@ ctl_dkim_check_selector(struct ub_ctx *ctx, const char *label,
 	const char *problem = NULL;
 
 	if (dkim_key_load(key_path, &key, &why) == -1) {
-		printf("%s %s%s: key problem: %s\n", domain, label, selector, why);
+		printf("%s %s: key problem: %s\n", who, selector, why);
 		free(why);
 		free(name);
 		return 1;
 	}
 	rc = ub_resolve(ctx, name, 16 /* TXT */, 1 /* IN */, &res);
 	if (rc != 0) {
-		printf("%s %s%s: lookup of %s failed: %s\n", domain, label,
-		    selector, name, ub_strerror(rc));
+		printf("%s %s: lookup of %s failed: %s\n", who, selector, name,
+		    ub_strerror(rc));
 		goto out;
 	}
 	if (res->bogus) {
-		printf("%s %s%s: lookup of %s failed: DNSSEC validation: %s\n",
-		    domain, label, selector, name,
+		printf("%s %s: lookup of %s failed: DNSSEC validation: %s\n",
+		    who, selector, name,
 		    res->why_bogus ? res->why_bogus : "bogus");
 		goto out;
 	}
@@ -268,8 +268,8 @@ ctl_dkim_check_selector(struct ub_ctx *ctx, const char *label,
 	    (res->answer_len >= 4 &&
 	    (((const unsigned char *)res->answer_packet)[3] & 0x0f) ==
 	    DNS_RCODE_SERVFAIL))) {
-		printf("%s %s%s: lookup of %s failed: SERVFAIL (the DNS server "
-		    "failed or did not answer)\n", domain, label, selector, name);
+		printf("%s %s: lookup of %s failed: SERVFAIL (the DNS server "
+		    "failed or did not answer)\n", who, selector, name);
 		goto out;
 	}
 	for (int i = 0; res->havedata && res->data[i] != NULL; i++) {
@@ -293,20 +293,20 @@ ctl_dkim_check_selector(struct ub_ctx *ctx, const char *label,
 		free(text);
 	}
 	if (n_records == 0 && problem != NULL)
-		printf("%s %s%s: malformed record at %s: %s\n", domain, label,
-		    selector, name, problem);
+		printf("%s %s: malformed record at %s: %s\n", who, selector,
+		    name, problem);
 	else if (n_records == 0)
-		printf("%s %s%s: missing record %s (publish the line ternctl dkim "
-		    "keygen printed)\n", domain, label, selector, name);
+		printf("%s %s: missing record %s (publish the line ternctl dkim "
+		    "keygen printed)\n", who, selector, name);
 	else if (n_records > 1)
-		printf("%s %s%s: %d DKIM records at %s; there must be one\n",
-		    domain, label, selector, n_records, name);
+		printf("%s %s: %d DKIM records at %s; there must be one\n",
+		    who, selector, n_records, name);
 	else if (n_match == 0)
-		printf("%s %s%s: mismatch: the record at %s is not the public key "
-		    "of %s\n", domain, label, selector, name, key_path);
+		printf("%s %s: mismatch: the record at %s is not the public key "
+		    "of %s\n", who, selector, name, key_path);
 	else {
-		printf("%s %s%s: ok (%s-sha256, %d bits)\n", domain, label,
-		    selector, dkim_key_alg_name(key.alg), key.bits);
+		printf("%s %s: ok (%s-sha256, %d bits)\n", who, selector,
+		    dkim_key_alg_name(key.alg), key.bits);
 		status = 0;
 	}
 out:
@@ -314,6 +314,24 @@ out:
 		ub_resolve_free(res);
 	dkim_key_clear(&key);
 	free(name);
+	return status;
+}
+
+int
+ctl_dkim_check_domain(struct ub_ctx *ctx, const char *who,
+    const struct cfg_domain *d)
+{
+	int status = 0;
+
+	if (d->n_dkim == 0) {
+		printf("%s: no dkim_selector configured: its mail cannot be "
+		    "signed\n", who);
+		status = 1;
+	}
+	for (size_t k = 0; k < d->n_dkim; k++)
+		if (ctl_dkim_check_selector(ctx, who, d->name,
+		    d->dkim_selectors[k], d->dkim_keys[k]) != 0)
+			status = 1;
 	return status;
 }
 
@@ -351,15 +369,8 @@ dkim_check(const char *config_path, int argc, char **argv)
 		if (argc == 3 && strcasecmp(d->name, argv[2]) != 0)
 			continue;
 		checked++;
-		if (d->n_dkim == 0) {
-			printf("%s: no dkim_selector configured: its mail cannot "
-			    "be signed\n", d->name);
+		if (ctl_dkim_check_domain(ctx, d->name, d) != 0)
 			status = 1;
-		}
-		for (size_t k = 0; k < d->n_dkim; k++)
-			if (ctl_dkim_check_selector(ctx, "", d->name,
-			    d->dkim_selectors[k], d->dkim_keys[k]) != 0)
-				status = 1;
 	}
 	if (checked == 0)
 		printf("no [domain] configured in %s\n", cfg->path);

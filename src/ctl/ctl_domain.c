@@ -503,7 +503,7 @@ domain_check(const char *config_path, int argc, char **argv)
 	struct ub_ctx *ctx;
 	SPF_server_t *spf;
 	const char *only = NULL;
-	char *ips[IPS_MAX];
+	char *ips[IPS_MAX], who[300];
 	size_t n_ips = 0, checked = 0;
 	int status = 0;
 
@@ -547,15 +547,9 @@ domain_check(const char *config_path, int argc, char **argv)
 		if (only != NULL && strcasecmp(d->name, only) != 0)
 			continue;
 		checked++;
-		if (d->n_dkim == 0) {
-			printf("%s dkim: no dkim_selector configured: its mail "
-			    "cannot be signed\n", d->name);
+		snprintf(who, sizeof(who), "%s dkim", d->name);
+		if (ctl_dkim_check_domain(ctx, who, d) != 0)
 			status = 1;
-		}
-		for (size_t k = 0; k < d->n_dkim; k++)
-			if (ctl_dkim_check_selector(ctx, "dkim ", d->name,
-			    d->dkim_selectors[k], d->dkim_keys[k]) != 0)
-				status = 1;
 		if (check_spf(ctx, spf, d, ips, n_ips) != 0)
 			status = 1;
 		if (check_dmarc(ctx, d) != 0)
