@@ -160,7 +160,7 @@ class Tern:
         if wait:
             for name, port in self.ports.items():
                 wait_port("127.0.0.1", port)
-            self.wait_log(r"daemon started", timeout=10)
+            self.wait_log(r"daemon started -- version", timeout=10)  # not pickup's
         return self
 
     def _link_daemons(self):
