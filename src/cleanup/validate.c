@@ -1,6 +1,7 @@
 /*
  * validate.c - envelope policy of tern-cleanup (sources by socket, sender
- * domain by source, recipient syntax). Pure code over the config; runs in tern-cleanup.
+ * domain by source, recipient syntax). Pure code over the config; runs in
+ * tern-cleanup.
  */
 #include "autoconfig.h"
 
