@@ -209,22 +209,21 @@ drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
  * shutdown_timeout, and every message past END has been answered.
  */
 static void
+listener_close(struct evconnlistener **l)
+{
+	if (*l != NULL)
+		evconnlistener_free(*l);
+	*l = NULL;
+}
+
+static void
 cleanup_drain(struct daemon *d)
 {
 	struct timeval tv = { d->cfg->server.shutdown_timeout, 0 };
 
-	if (cleanup.listener != NULL) {
-		evconnlistener_free(cleanup.listener);
-		cleanup.listener = NULL;
-	}
-	if (cleanup.public_listener != NULL) {
-		evconnlistener_free(cleanup.public_listener);
-		cleanup.public_listener = NULL;
-	}
-	if (cleanup.smtpd_listener != NULL) {
-		evconnlistener_free(cleanup.smtpd_listener);
-		cleanup.smtpd_listener = NULL;
-	}
+	listener_close(&cleanup.listener);
+	listener_close(&cleanup.public_listener);
+	listener_close(&cleanup.smtpd_listener);
 	if (cleanup.n_open > 0) {
 		log_info("draining: waiting for %zu open transaction(s)",
 		    cleanup.n_open);
@@ -263,6 +262,24 @@ has_dkim_domains(const struct tern_config *cfg)
 	return false;
 }
 
+/* Accepts on the socket the master passed as name, its clients of kind;
+ * NULL when there is none. */
+static struct evconnlistener *
+accept_on(struct daemon *d, const char *name, const enum listener_kind *kind)
+{
+	struct evconnlistener *l;
+	int fd = daemon_socket(d, name);
+
+	if (fd == -1)
+		return NULL;
+	fd_set_nonblock(fd);
+	l = evconnlistener_new(d->base, accept_cb, (void *)kind,
+	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (l == NULL)
+		log_fatal("cannot accept on %s", name);
+	return l;
+}
+
 static const struct daemon_spec cleanup_spec = {
 	.name = "cleanup",
 	.chroot_run_dir = false,	/* it needs queue_dir */
@@ -275,7 +292,7 @@ main(int argc, char **argv)
 	struct daemon *d = &cleanup.d;
 	struct queue_options qo;
 	char path[4096];
-	int fd, status;
+	int status;
 
 	daemon_init(d, &cleanup_spec, argc, argv);
 	tzset();	/* Date and Received fields use local time */
@@ -307,36 +324,23 @@ main(int argc, char **argv)
 		cleanup.signer = signer_client_new(d->base, path);
 	}
 
-	if ((fd = daemon_socket(d, "unix:cleanup")) == -1)
-		log_fatal("no cleanup socket from the master (run by ternd)");
-	fd_set_nonblock(fd);
-	cleanup.listener = evconnlistener_new(d->base, accept_cb,
-	    (void *)&listener_private, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	cleanup.listener = accept_on(d, "unix:cleanup", &listener_private);
 	if (cleanup.listener == NULL)
-		log_fatal("cannot accept on the cleanup socket");
+		log_fatal("no cleanup socket from the master (run by ternd)");
 	/* tern-smtpd reaches only this one, in its jail (ternd(8)). */
-	if ((fd = daemon_socket(d, "unix:cleanup-smtpd")) == -1)
+	cleanup.smtpd_listener = accept_on(d, "unix:cleanup-smtpd",
+	    &listener_smtpd);
+	if (cleanup.smtpd_listener == NULL)
 		log_warn("no socket for tern-smtpd's jail from the master: "
 		    "tern-smtpd cannot hand over mail");
-	else {
-		fd_set_nonblock(fd);
-		cleanup.smtpd_listener = evconnlistener_new(d->base, accept_cb,
-		    (void *)&listener_smtpd, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-		if (cleanup.smtpd_listener == NULL)
-			log_fatal("cannot accept on tern-smtpd's cleanup socket");
-	}
 	/* The listener's argument marks its clients as local users. */
-	if ((fd = daemon_socket(d, "public:sendmail")) == -1)
+	cleanup.public_listener = accept_on(d, "public:sendmail",
+	    &listener_sendmail);
+	if (cleanup.public_listener == NULL)
 		log_warn("no public sendmail socket from the master: the sendmail "
 		    "command will use the maildrop");
-	else {
-		fd_set_nonblock(fd);
-		cleanup.public_listener = evconnlistener_new(d->base, accept_cb,
-		    (void *)&listener_sendmail, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-		if (cleanup.public_listener == NULL)
-			log_fatal("cannot accept on the sendmail socket");
+	else
 		local_user_lookup_start(d->base, local_user_named);
-	}
 	log_debug("ready");
 
 	status = daemon_run(d);

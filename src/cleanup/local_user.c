@@ -21,7 +21,7 @@
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct client *todo, **todo_tail;	/* FIFO, on cl->lookup_next */
+	struct client *waiting, **waiting_tail;	/* FIFO, on cl->lookup_next */
 	struct client *done;			/* LIFO */
 	struct event *ev_done;
 	void (*ready)(struct client *);
@@ -35,12 +35,12 @@ lookup_thread(void *arg)
 	for (;;) {
 		struct client *cl;
 
-		while (lu.todo == NULL)
+		while (lu.waiting == NULL)
 			pthread_cond_wait(&lu.cond, &lu.lock);
-		cl = lu.todo;
-		lu.todo = cl->lookup_next;
-		if (lu.todo == NULL)
-			lu.todo_tail = &lu.todo;
+		cl = lu.waiting;
+		lu.waiting = cl->lookup_next;
+		if (lu.waiting == NULL)
+			lu.waiting_tail = &lu.waiting;
 		pthread_mutex_unlock(&lu.lock);
 
 		peercred_lookup_user(&cl->peer);
@@ -81,7 +81,7 @@ local_user_lookup_start(struct event_base *base,
 
 	pthread_mutex_init(&lu.lock, NULL);
 	pthread_cond_init(&lu.cond, NULL);
-	lu.todo_tail = &lu.todo;
+	lu.waiting_tail = &lu.waiting;
 	lu.ready = ready;
 	lu.ev_done = event_new(base, -1, 0, lookups_done_cb, NULL);
 	if (lu.ev_done == NULL)
@@ -98,8 +98,8 @@ local_user_lookup(struct client *cl)
 {
 	pthread_mutex_lock(&lu.lock);
 	cl->lookup_next = NULL;
-	*lu.todo_tail = cl;
-	lu.todo_tail = &cl->lookup_next;
+	*lu.waiting_tail = cl;
+	lu.waiting_tail = &cl->lookup_next;
 	pthread_cond_signal(&lu.cond);
 	pthread_mutex_unlock(&lu.lock);
 }
