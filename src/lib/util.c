@@ -242,3 +242,29 @@ mkdir_p(const char *path, unsigned mode)
 	}
 	return 0;
 }
+
+int
+set_owner_mode(const char *path, uid_t uid, gid_t gid, unsigned mode)
+{
+	struct stat sb;
+
+	if (lstat(path, &sb) == -1)
+		return -1;
+	if (S_ISLNK(sb.st_mode)) {
+		errno = ELOOP;
+		return -1;
+	}
+	if ((sb.st_mode & 07777) != (mode_t)mode) {
+		/* Only a file's owner may change its mode without
+		 * CAP_FOWNER: root takes it back (CAP_CHOWN) first. */
+		if (sb.st_uid != geteuid() &&
+		    lchown(path, geteuid(), (gid_t)-1) == -1)
+			return -1;
+		if (chmod(path, (mode_t)mode) == -1)
+			return -1;
+		sb.st_uid = geteuid();
+	}
+	if ((sb.st_uid != uid || sb.st_gid != gid) && lchown(path, uid, gid) == -1)
+		return -1;
+	return 0;
+}

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define TERN_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #define TERN_NORETURN __attribute__((noreturn))
@@ -47,5 +48,11 @@ void fd_set_tcp_nodelay(int fd);
 
 /* Creates a directory (and its parents) with the given mode when missing. */
 int mkdir_p(const char *path, unsigned mode);
+
+/*
+ * Gives path (not followed if a symbolic link) the owner uid:gid and
+ * the mode, without CAP_FOWNER (init/tern.service does not grant it).
+ */
+int set_owner_mode(const char *path, uid_t uid, gid_t gid, unsigned mode);
 
 #endif

@@ -84,10 +84,28 @@ make_dir(const char *path, unsigned mode, const struct passwd *owner)
 {
 	if (mkdir_p(path, mode) == -1)
 		log_fatal("cannot create %s: %s", path, strerror(errno));
-	if (chmod(path, (mode_t)mode) == -1)
+	if (owner == NULL && chmod(path, (mode_t)mode) == -1)
 		log_fatal("chmod %s: %s", path, strerror(errno));
-	if (owner != NULL && chown(path, owner->pw_uid, owner->pw_gid) == -1)
-		log_fatal("chown %s: %s", path, strerror(errno));
+	if (owner != NULL &&
+	    set_owner_mode(path, owner->pw_uid, owner->pw_gid, mode) == -1)
+		log_fatal("cannot set the owner and mode of %s: %s", path,
+		    strerror(errno));
+}
+
+/*
+ * queue_dir's mode: 0700, or 0711 when tern-pickup has opened it so that
+ * users reach the maildrop through it (tern-pickup(8)); ternd keeps that
+ * rather than change it back at every start.
+ */
+static unsigned
+queue_dir_mode(const char *path)
+{
+	struct stat sb;
+
+	if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode) &&
+	    (sb.st_mode & 07777) == 0711)
+		return 0711;
+	return 0700;
 }
 
 /*
@@ -127,7 +145,8 @@ prepare_directories(const struct tern_config *cfg)
 			log_fatal("user '%s' (server.user) does not exist; create it "
 			    "(see init/tern.sysusers)", cfg->server.user);
 	}
-	make_dir(cfg->server.queue_dir, 0700, owner);
+	make_dir(cfg->server.queue_dir, queue_dir_mode(cfg->server.queue_dir),
+	    owner);
 	make_dir(cfg->server.run_dir, 0755, NULL);
 	private = xasprintf("%s/private", cfg->server.run_dir);
 	make_dir(private, 0700, owner);

@@ -70,18 +70,16 @@ pickup_open_privileged(struct daemon *d)
 		if (pw == NULL)
 			log_fatal("user '%s' (server.user) does not exist",
 			    cfg->server.user);
-		/* As ternd does: the queue belongs to tern's user. */
-		if (chown(cfg->server.queue_dir, pw->pw_uid, pw->pw_gid) == -1)
-			log_fatal("chown %s: %s", cfg->server.queue_dir,
-			    strerror(errno));
-		/* With the group, users reach the maildrop through queue_dir
-		 * (0711: enter, not list; the store's files are 0600). */
-		if (gr != NULL && chmod(cfg->server.queue_dir, 0711) == -1)
-			log_fatal("chmod %s: %s", cfg->server.queue_dir,
-			    strerror(errno));
+		/* As ternd does: the queue belongs to tern's user. With the
+		 * group, users reach the maildrop through queue_dir (0711:
+		 * enter, not list; the store's files are 0600). */
+		if (set_owner_mode(cfg->server.queue_dir, pw->pw_uid, pw->pw_gid,
+		    gr ? 0711 : 0700) == -1)
+			log_fatal("cannot set the owner and mode of %s: %s",
+			    cfg->server.queue_dir, strerror(errno));
 		/* Without the group only tern's user (and root) can drop. */
-		if (chown(dir, pw->pw_uid, gr ? gr->gr_gid : pw->pw_gid) == -1 ||
-		    chmod(dir, gr ? 01770 : 0700) == -1)
+		if (set_owner_mode(dir, pw->pw_uid, gr ? gr->gr_gid : pw->pw_gid,
+		    gr ? 01770 : 0700) == -1)
 			log_fatal("cannot set the owner of %s: %s", dir,
 			    strerror(errno));
 	}
