@@ -241,6 +241,90 @@ def test_cleanup_sigterm_waits_for_open_transactions(tern):
     assert t.stop() == 0
 
 
+@pytest.mark.parametrize("how", ["sigterm", "reload"])
+def test_cleanup_drain_timeout_exits_without_open_transactions(
+        tern, sinks, test_dir, how):
+    """tern-cleanup told to stop (a SIGTERM of its own, or a reload) while
+    a message is still being sent (DATA begun, no final dot) waits
+    shutdown_timeout for it, then exits without it: the message was never
+    acknowledged, so it is neither queued nor delivered, and its client
+    hears a 4xx or a closed connection, never a 250."""
+    sink = sinks(host="127.0.0.3")
+    dns = ternlib.Dns(["mx-host=dest.test,mx.dest.test,10",
+                       "host-record=mx.dest.test,127.0.0.3"], test_dir)
+    try:
+        t = tern({"server": {"shutdown_timeout": "2s"},
+                  "domain example.test": {},
+                  "delivery": {"dns_servers": dns.server,
+                               "smtp_port": str(sink.port), "tls": "none",
+                               "retry_schedule": "1s"}})
+        t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
+        t.start()
+        old = wait_for(lambda: t.pids_of("cleanup"), what="tern-cleanup")[0]
+        c = Session(t.ports["submission"])
+        assert c.cmd("EHLO c.test").startswith("250")
+        assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
+        assert c.cmd("RCPT TO:<u@dest.test>").startswith("250")
+        assert c.cmd("DATA").startswith("354")
+        c.sock.sendall(b"From: <app@example.test>\r\nSubject: partial\r\n"
+                       b"\r\nthe first half of the body\r\n")
+        told = time.monotonic()
+        if how == "sigterm":
+            os.kill(old, signal.SIGTERM)
+        else:
+            t.proc.send_signal(signal.SIGHUP)
+        t.wait_log(r"tern/cleanup\[%d\]: draining: waiting for 1 open "
+                   r"transaction" % old)
+        wait_for(lambda: old not in t.pids_of("cleanup"), timeout=10,
+                 interval=0.02, what="the old tern-cleanup to exit")
+        took = time.monotonic() - told
+        assert 1.8 <= took <= 2 + 1.5, took
+        t.wait_log(r"tern/cleanup\[%d\]: warning: draining: 1 transaction\(s\) "
+                   r"still open after 2 s; exiting without them" % old)
+        # The rest of the message and its dot: whatever the session says,
+        # it is not a 250.
+        try:
+            c.sock.sendall(b"the second half\r\n.\r\n")
+            r = c.reply()
+        except OSError:
+            r = ""
+        assert r == "" or r.startswith("4"), r
+        c.close()
+        # ternd runs a new tern-cleanup; a whole message goes through it
+        # to the sink, the partial one is nowhere.
+        wait_for(lambda: [p for p in t.pids_of("cleanup") if p != old],
+                 what="a new tern-cleanup")
+
+        def sent():
+            c2 = Session(t.ports["submission"])
+            try:
+                c2.cmd("EHLO c.test")
+                if not c2.cmd("MAIL FROM:<app@example.test>").startswith("250"):
+                    return None
+                assert c2.cmd("RCPT TO:<u@dest.test>").startswith("250")
+                assert c2.cmd("DATA").startswith("354")
+                return c2.cmd("From: <app@example.test>\r\nSubject: whole\r\n"
+                              "\r\nbody\r\n.")
+            finally:
+                c2.close()
+        r = wait_for(sent, timeout=15, interval=0.5, what="a new transaction")
+        assert r.startswith("250 2.0.0 Ok: queued as "), r
+        got = sink.wait_messages(1, timeout=30)
+        time.sleep(1)
+        assert len(sink.messages) == 1
+        assert b"Subject: whole" in got[0]["data"]
+        # tern-cleanup logs from= for a message it commits: one only.
+        assert len(re.findall(r"tern/cleanup\[\d+\]: [0-9A-F]+: from=<",
+                              t.log_text())) == 1, t.log_text()
+        listing = t.ternctl("queue", check=True).stdout
+        assert "u@dest.test" not in listing, listing
+        events = t.ternctl("events", check=True).stdout
+        assert events.count('"queued"') == 1, events
+        assert t.stop() == 0
+    finally:
+        dns.stop()
+
+
 def test_back_end_dying_while_front_ends_drain_is_restarted(tern):
     """While tern-smtpd finishes its sessions, tern-cleanup is still
     supervised: killed, it comes back for them."""
