@@ -1,7 +1,11 @@
 """ternctl domain check: DKIM, SPF (evaluated by libspf2, its look-ups
 sent through libunbound to the configured dns_servers), DMARC and the
-return path's MX, against a dnsmasq zone on a loopback port."""
+return path's MX, against a dnsmasq zone on a loopback port (without
+--ip: in a network namespace of the test's own, whose addresses it knows)."""
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -151,3 +155,109 @@ def test_usage_errors(domains):
     assert check(t, "--bogus")[0] == 2
     rc, lines, err = check(t, "nowhere.test")
     assert rc == 1 and "is not a [domain]" in err
+
+
+# ---- without --ip: this host's addresses, in a network namespace ----
+
+NETNS_DNS_PORT = 5353
+
+
+@pytest.fixture
+def netns(request):
+    """A network namespace of our own whose only global addresses are
+    192.0.2.10/24 and 2001:db8::10/64 (on a veth pair inside it; a dummy
+    interface needs a kernel module) besides loopback. Returns its name;
+    the processes started in it and the namespace go at teardown."""
+    name = f"tern-spf-{os.getpid()}-{abs(hash(request.node.name)) % 10000}"
+    started = []
+
+    def ip(*args):
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    ip("netns", "add", name)
+    try:
+        ip("-n", name, "link", "set", "lo", "up")
+        ip("-n", name, "link", "add", "veth0", "type", "veth", "peer", "name",
+           "veth1")
+        ip("-n", name, "addr", "add", "192.0.2.10/24", "dev", "veth0")
+        ip("-n", name, "addr", "add", "2001:db8::10/64", "dev", "veth0", "nodad")
+        ip("-n", name, "link", "set", "veth0", "up")
+        ip("-n", name, "link", "set", "veth1", "up")
+        yield name, started
+    finally:
+        for p in started:
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        assert name not in subprocess.run(["ip", "netns", "list"],
+                                          capture_output=True,
+                                          text=True).stdout
+
+
+def netns_dns(ns, started, records, test_dir):
+    """dnsmasq on 127.0.0.1:NETNS_DNS_PORT inside the namespace."""
+    log = os.path.join(test_dir, "dnsmasq-netns.log")
+    exe = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+    p = subprocess.Popen(
+        ["ip", "netns", "exec", ns, exe, "--keep-in-foreground",
+         "--conf-file=/dev/null", f"--port={NETNS_DNS_PORT}", "--no-resolv",
+         "--no-hosts", "--bind-interfaces", "--listen-address=127.0.0.1",
+         "--local=/test/", "--log-facility=" + log, "--log-queries",
+         "--pid-file=", "--user=root"] + ["--" + r for r in records],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    started.append(p)
+    probe = ("import sys; sys.path.insert(0, %r); import dns_probe; "
+             "sys.exit(0 if dns_probe.answers('127.0.0.1', %d) else 1)"
+             % (os.path.dirname(__file__), NETNS_DNS_PORT))
+    ternlib.wait_for(lambda: p.poll() is not None or subprocess.run(
+        ["ip", "netns", "exec", ns, sys.executable, "-c", probe]).returncode == 0,
+        10, what="dnsmasq in the namespace")
+    assert p.poll() is None, p.stderr.read().decode()
+    return log
+
+
+def test_without_ip_the_hosts_global_addresses_are_checked(tern, test_dir,
+                                                           netns):
+    """ternctl domain check without --ip evaluates SPF for this host's
+    global addresses, and only those (not loopback or link-local): pass
+    where the policy lists them, fail for the one a policy excludes."""
+    ns, started = netns
+    log = netns_dns(ns, started, [
+        "txt-record=pass.test,v=spf1 ip4:192.0.2.0/24 ip6:2001:db8::/32 -all",
+        "txt-record=fail.test,v=spf1 -ip4:192.0.2.10 ip4:192.0.2.0/24 "
+        "ip6:2001:db8::/32 -all",
+    ], test_dir)
+    t = tern()
+    t.sections["delivery"] = {"dns_servers": f"127.0.0.1@{NETNS_DNS_PORT}"}
+    t.sections["domain pass.test"] = {}
+    t.sections["domain fail.test"] = {}
+    t.write_config()
+
+    def check_in_netns(domain):
+        r = subprocess.run(
+            ["ip", "netns", "exec", ns,
+             os.path.join(ternlib.BUILD_DIR, "src/ctl/ternctl"), "-c",
+             t.config_path, "domain", "check", domain],
+            capture_output=True, text=True, env=ternlib.daemon_env(),
+            timeout=60)
+        return r.returncode, [l for l in r.stdout.splitlines()
+                              if " spf: " in l], r
+    rc, spf, r = check_in_netns("pass.test")
+    assert sorted(spf) == [
+        "pass.test spf: ok (192.0.2.10 may send for pass.test)",
+        "pass.test spf: ok (2001:db8::10 may send for pass.test)",
+    ], r.stdout + r.stderr
+    rc, spf, r = check_in_netns("fail.test")
+    assert rc == 1, r.stdout + r.stderr
+    spf = sorted(spf)
+    assert len(spf) == 2, r.stdout
+    assert spf[0].startswith("fail.test spf: fail for 192.0.2.10 at fail.test"), spf
+    assert spf[1] == "fail.test spf: ok (2001:db8::10 may send for fail.test)", spf
+    # The answers came from the namespace's dnsmasq.
+    with open(log) as f:
+        assert "query[TXT] fail.test from 127.0.0.1" in f.read()
