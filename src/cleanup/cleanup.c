@@ -96,10 +96,12 @@ client_close_cb(struct ipc_conn *c, const char *why, void *arg)
 		free(cl);
 }
 
-/* A local user's name is known (local_user.c): its requests are read. */
+/* A local user's name is known (user_lookup.h): its requests are read. */
 static void
-local_user_named(struct client *cl)
+local_user_named(struct user_lookup_req *req)
 {
+	struct client *cl = req->arg;
+
 	cl->naming = false;
 	if (cl->conn == NULL) {
 		free(cl);
@@ -166,7 +168,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		 * while (a directory service), and the loop serves everyone. */
 		ipc_conn_set_reading(cl->conn, false);
 		cl->naming = true;
-		local_user_lookup(cl);
+		user_lookup_submit(cleanup.users, &cl->lookup, &cl->peer, cl);
 	}
 }
 
@@ -340,7 +342,7 @@ main(int argc, char **argv)
 		log_warn("no public sendmail socket from the master: the sendmail "
 		    "command will use the maildrop");
 	else
-		local_user_lookup_start(d->base, local_user_named);
+		cleanup.users = user_lookup_new(d->base, local_user_named);
 	log_debug("ready");
 
 	status = daemon_run(d);

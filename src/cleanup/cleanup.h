@@ -16,6 +16,7 @@
 #include "ipc.h"
 #include "peercred.h"
 #include "queue.h"
+#include "user_lookup.h"
 
 struct txn;
 struct signer_client;
@@ -40,6 +41,7 @@ struct cleanup {
 	pthread_mutex_t done_lock;
 	struct txn *done;
 	struct event *ev_done;
+	struct user_lookup *users;	/* names the sendmail socket's users */
 };
 
 extern struct cleanup cleanup;
@@ -66,17 +68,11 @@ struct client {
 	bool is_smtpd;
 	struct peer_identity peer;
 	struct event *idle;		/* local users: [smtpd] timeout */
-	/* Local users: being named off the loop (local_user.c). */
+	/* Local users: being named off the loop (user_lookup.h); no
+	 * ipc_conn reads from it meanwhile. */
 	bool naming;
-	struct client *lookup_next;
+	struct user_lookup_req lookup;
 };
-
-/* Starts the thread that names local users; ready(cl) runs in the loop
- * once cl->peer.user is set. */
-void local_user_lookup_start(struct event_base *base,
-    void (*ready)(struct client *));
-/* Looks up cl->peer.user (from cl->peer.uid) off the loop. */
-void local_user_lookup(struct client *cl);
 
 /* Handles one CLEANUP_* request of a client (txn.c). */
 void txn_dispatch(struct client *cl, struct ipc_msg *m);

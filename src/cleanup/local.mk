@@ -9,7 +9,7 @@ src_cleanup_libcleanup_a_SOURCES = \
 	src/cleanup/message.c src/cleanup/message.h \
 	src/cleanup/validate.c src/cleanup/validate.h
 src_cleanup_tern_cleanup_SOURCES = src/cleanup/cleanup.c src/cleanup/cleanup.h \
-	src/cleanup/local_user.c src/cleanup/txn.c
+	src/cleanup/txn.c
 src_cleanup_tern_cleanup_LDADD = src/cleanup/libcleanup.a $(TERNQ_LIBS)
 CLEANUP_LIBS = src/cleanup/libcleanup.a $(TERN_LIBS)
 

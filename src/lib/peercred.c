@@ -46,7 +46,6 @@ peercred_from_file(int fd, struct peer_identity *id)
 		return -1;
 	id->uid = sb.st_uid;
 	id->gid = sb.st_gid;
-	peercred_lookup_user(id);
 	return 0;
 }
 

@@ -32,7 +32,8 @@ struct peer_identity {
  * id->user stays empty: peercred_lookup_user() may be slow (a directory
  * service), so the caller chooses where it runs. */
 int peercred_from_socket(int fd, struct peer_identity *id);
-/* The identity of a file's owner (a maildrop file); 0 or -1. */
+/* The identity of a file's owner (a maildrop file); 0 or -1. id->user
+ * stays empty, as above. */
 int peercred_from_file(int fd, struct peer_identity *id);
 /* Fills id->user from id->uid with the password database ("#UID" if none). */
 void peercred_lookup_user(struct peer_identity *id);

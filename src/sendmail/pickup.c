@@ -10,7 +10,9 @@
  * Runs as tern's user (server.user), not chrooted (it reads queue_dir).
  * As root it first makes queue_dir/maildrop owned by that user and group
  * tern-drop, mode 1770 (see sendmail(1)). A timer scans the directory
- * every second; each file is submitted with a short blocking exchange on
+ * every second. Each file's owner is named off the loop (user_lookup.h:
+ * getpwuid_r may hang on a directory service, and must hold up only that
+ * file); then the file is submitted with a short blocking exchange on
  * the local cleanup socket, which is this daemon's only work.
  */
 #include "autoconfig.h"
@@ -33,12 +35,21 @@
 #include "maildrop.h"
 #include "peercred.h"
 #include "submit.h"
+#include "user_lookup.h"
 #include "util.h"
 
 #define PICKUP_INTERVAL_SEC	1
 #define PICKUP_BATCH		100	/* files per scan */
 #define PICKUP_TIMEOUT_MS	(60 * 1000)
 #define MAILDROP_GROUP		"tern-drop"
+
+/* A maildrop file whose owner is being named. */
+struct pending {
+	char *name;
+	struct peer_identity owner;
+	struct user_lookup_req lookup;
+	struct pending *next;
+};
 
 struct pickup {
 	struct daemon *d;
@@ -48,6 +59,9 @@ struct pickup {
 	struct submit_conn *conn;
 	struct event *ev_scan;
 	bool warned_down;
+	struct user_lookup *users;
+	struct pending *pending;	/* files being named, at most a batch */
+	size_t n_pending;
 };
 
 static struct pickup pickup;
@@ -104,9 +118,11 @@ pickup_quarantine(const char *name, const char *why)
 	free(to);
 }
 
-/* Reads a whole maildrop file (regular, one link, not too large). */
+/* Reads a whole maildrop file (regular, one link, not too large) that
+ * still belongs to owner; NULL with *why NULL: gone, or not the file
+ * named (the next scan takes it again). */
 static char *
-pickup_read(int dfd, const char *name, size_t *len, struct peer_identity *who,
+pickup_read(int dfd, const char *name, size_t *len, uid_t owner,
     const char **why)
 {
 	struct stat sb;
@@ -132,7 +148,10 @@ pickup_read(int dfd, const char *name, size_t *len, struct peer_identity *who,
 		close(fd);
 		return NULL;
 	}
-	peercred_from_file(fd, who);
+	if (sb.st_uid != owner) {
+		close(fd);
+		return NULL;
+	}
 	buf = xmalloc((size_t)sb.st_size + 1);
 	while (off < (size_t)sb.st_size) {
 		ssize_t r = read(fd, buf + off, (size_t)sb.st_size - off);
@@ -152,11 +171,11 @@ pickup_read(int dfd, const char *name, size_t *len, struct peer_identity *who,
 	return buf;
 }
 
-/* Submits one file; returns -1 when cleanup is unreachable (stop the scan). */
+/* Submits one file of a named owner; returns -1 when cleanup is
+ * unreachable (the file waits for the next scan). */
 static int
-pickup_one(int dfd, const char *name)
+pickup_one(int dfd, const char *name, const struct peer_identity *who)
 {
-	struct peer_identity who;
 	struct maildrop_msg m;
 	struct submit_result res;
 	enum submit_outcome oc;
@@ -165,7 +184,7 @@ pickup_one(int dfd, const char *name)
 	size_t len;
 	char *buf;
 
-	buf = pickup_read(dfd, name, &len, &who, &why);
+	buf = pickup_read(dfd, name, &len, who->uid, &why);
 	if (buf == NULL) {
 		if (why != NULL)
 			pickup_quarantine(name, why);
@@ -190,7 +209,7 @@ pickup_one(int dfd, const char *name)
 		}
 		pickup.warned_down = false;
 	}
-	peercred_auth_text(&who, auth, sizeof(auth));
+	peercred_auth_text(who, auth, sizeof(auth));
 	oc = submit_message(pickup.conn, CLEANUP_SOURCE_SENDMAIL, auth, &m, &res);
 	switch (oc) {
 	case SUBMIT_COMMITTED:
@@ -242,7 +261,68 @@ name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Takes up to PICKUP_BATCH files, oldest first. */
+static bool
+is_pending(const char *name)
+{
+	for (struct pending *p = pickup.pending; p != NULL; p = p->next)
+		if (strcmp(p->name, name) == 0)
+			return true;
+	return false;
+}
+
+/* In the loop: a file's owner is named; submit the file. */
+static void
+pickup_named(struct user_lookup_req *req)
+{
+	struct pending *p = req->arg, **pp;
+	int dfd;
+
+	for (pp = &pickup.pending; *pp != p; pp = &(*pp)->next)
+		;
+	*pp = p->next;
+	pickup.n_pending--;
+	dfd = open(pickup.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd == -1)
+		log_warn("cannot open %s: %s", pickup.dir, strerror(errno));
+	else {
+		(void)pickup_one(dfd, p->name, &p->owner);
+		close(dfd);
+	}
+	free(p->name);
+	free(p);
+}
+
+/* Has the owner of a file named (pickup_named follows). */
+static void
+pickup_name_owner(int dfd, const char *name)
+{
+	struct pending *p;
+	int fd;
+
+	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd == -1 && errno == ENOENT)
+		return;
+	if (fd == -1) {
+		pickup_quarantine(name, "cannot be opened");
+		return;
+	}
+	p = xcalloc(1, sizeof(*p));
+	if (peercred_from_file(fd, &p->owner) == -1) {
+		log_warn("maildrop %s: cannot learn its owner: %s; will retry",
+		    name, strerror(errno));
+		free(p);
+		close(fd);
+		return;
+	}
+	close(fd);
+	p->name = xstrdup(name);
+	p->next = pickup.pending;
+	pickup.pending = p;
+	pickup.n_pending++;
+	user_lookup_submit(pickup.users, &p->lookup, &p->owner, p);
+}
+
+/* Takes up to PICKUP_BATCH files, oldest first, not already in hand. */
 static void
 pickup_scan(evutil_socket_t fd, short what, void *arg)
 {
@@ -268,9 +348,9 @@ pickup_scan(evutil_socket_t fd, short what, void *arg)
 	if (n > 1)
 		qsort(names, n, sizeof(*names), name_cmp);
 	dfd = dirfd(dir);
-	for (size_t i = 0; i < n && i < PICKUP_BATCH; i++)
-		if (pickup_one(dfd, names[i]) == -1)
-			break;
+	for (size_t i = 0; i < n && pickup.n_pending < PICKUP_BATCH; i++)
+		if (!is_pending(names[i]))
+			pickup_name_owner(dfd, names[i]);
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
@@ -304,6 +384,7 @@ main(int argc, char **argv)
 	pickup.bad_dir = xasprintf("%s/maildrop.bad", d.cfg->server.queue_dir);
 	daemon_service_path(&d, "cleanup", pickup.cleanup_path,
 	    sizeof(pickup.cleanup_path));
+	pickup.users = user_lookup_new(d.base, pickup_named);
 
 	pickup.ev_scan = event_new(d.base, -1, EV_PERSIST, pickup_scan, NULL);
 	if (pickup.ev_scan == NULL)
@@ -313,6 +394,8 @@ main(int argc, char **argv)
 	log_info("daemon started");
 
 	rc = daemon_run(&d);
+	/* Files still being named stay in the maildrop; a look-up thread
+	 * may still write to them, so they are not freed. */
 	submit_close(pickup.conn);
 	event_free(pickup.ev_scan);
 	free(pickup.dir);

@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -822,3 +823,65 @@ def test_a_slow_user_name_look_up_does_not_stall_other_submissions(tern):
     assert user.wait(30) == EX_OK, user.stderr.read()
     t.wait_log(r"listener=sendmail, uid=65534 user=nobody, "
                r"from=<nobody@mail\.tern\.test>")
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to own files as another user")
+def test_a_slow_owner_look_up_does_not_stall_the_maildrop(tern):
+    """tern-pickup names each maildrop file's owner with getpwuid_r, which
+    may wait on a directory service. While the look-up of one owner hangs
+    (a stand-in library holds it for uid 65534 until the test opens a
+    gate), another user's file is picked up and queued; then the first
+    one is, under the right name."""
+    t = tern({"domain example.test": {}})
+    t.listen("submission", "submission")
+    os.chmod(t.dir, 0o755)
+    t.start()
+    md = os.path.join(t.queue_dir, "maildrop")
+    wait_for(lambda: os.path.isdir(md), what="tern-pickup to make the maildrop")
+    assert t.stop() == 0
+    os.chmod(t.config_path, 0o644)
+    for sender in ("slow@example.test", "quick@example.test"):
+        r = sendmail(t, ["-oi", "-f", sender, "ops@example.net"],
+                     b"Subject: dropped\n\nbody\n")
+        assert r.returncode == EX_OK, r.stderr
+    files = sorted(maildrop_files(t))
+    assert len(files) == 2
+    # The oldest file (picked up first) is nobody's: its look-up hangs.
+    slow = [f for f in files
+            if b"slow@example.test" in open(os.path.join(md, f), "rb").read()]
+    assert slow == files[:1], files
+    os.chown(os.path.join(md, slow[0]), 65534, 65534)
+
+    shim = os.path.join(t.dir, "slow_nss.so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", shim,
+                    os.path.join(ternlib.SRC_DIR, "tests/tools/slow_nss.c"),
+                    "-ldl"], check=True)
+    gates = os.path.join(t.dir, "gates")
+    os.mkdir(gates)
+    os.chmod(gates, 0o777)  # tern-pickup (the tern user) marks it
+    gate = os.path.join(gates, "nss-gate")
+    env = ternlib.daemon_env()
+    try:
+        t.start(extra_env={
+            "LD_PRELOAD": shim, "SLOW_NSS_GATE": gate, "SLOW_NSS_UID": "65534",
+            "ASAN_OPTIONS": env["ASAN_OPTIONS"] + ":verify_asan_link_order=0"})
+        wait_for(lambda: os.path.exists(gate + ".waiting"), 30,
+                 what="tern-pickup's look-up of uid 65534 to hang")
+        t.wait_log(r"maildrop \S+, uid=0 user=root, from=<quick@example\.test>, "
+                   r"nrcpt=1", timeout=15)
+        assert maildrop_files(t) == slow
+        assert "from=<slow@example.test>" not in t.log_text()
+        # Nor does the hung look-up hold up a stop (ternd starts another).
+        old = t.pids_of("pickup")[0]
+        os.kill(old, signal.SIGTERM)
+        wait_for(lambda: old not in t.pids_of("pickup"), timeout=3,
+                 what="tern-pickup to exit")
+        # It drained and exited by itself (ternd kills nothing here).
+        t.wait_log(rf"process tern-pickup pid {old} exit status 0\b")
+        assert maildrop_files(t) == slow
+    finally:
+        open(gate, "w").close()
+    t.wait_log(rf"maildrop {slow[0]}, uid=65534 user=nobody, "
+               r"from=<slow@example\.test>, nrcpt=1", timeout=15)
+    wait_for(lambda: not maildrop_files(t), what="the maildrop emptied")
+    assert t.stop() == 0
