@@ -23,7 +23,10 @@
 #include "maildrop.h"
 #include "queue.h"
 #include "message.h"
+#include "user_lookup.h"
 #include "util.h"
+
+#include <event2/thread.h>
 
 static char *
 normalize(const char *in, size_t len, bool dot_ends, size_t split)
@@ -340,6 +343,7 @@ test_peercred(void **state)
 	assert_int_equal(peercred_from_socket(fd, &id), -1);
 	assert_int_equal(peercred_from_file(fd, &id), 0);
 	assert_int_equal(id.uid, getuid());
+	assert_true(id.user[0] == '\0');
 	close(fd);
 	unlink(path);
 
@@ -449,6 +453,48 @@ test_mailq_listing(void **state)
 	free(drop);
 }
 
+/* The look-up threads (user_lookup.h) name each request and hand it
+ * back in the loop. */
+static struct event_base *lookup_base;
+static int lookups_ready;
+
+static void
+lookup_ready(struct user_lookup_req *req)
+{
+	assert_ptr_equal(req->arg, req->id);
+	if (++lookups_ready == 3)
+		event_base_loopbreak(lookup_base);
+}
+
+static void
+test_user_lookup(void **state)
+{
+	struct peer_identity ids[3];
+	struct user_lookup_req reqs[3];
+	struct user_lookup *ul;
+	struct timeval limit = { 20, 0 };
+
+	(void)state;
+	assert_int_equal(evthread_use_pthreads(), 0);
+	lookup_base = event_base_new();
+	assert_non_null(lookup_base);
+	ul = user_lookup_new(lookup_base, lookup_ready);
+	memset(ids, 0, sizeof(ids));
+	ids[0].uid = 0;
+	ids[1].uid = 4000000000u;	/* no password entry */
+	ids[2].uid = 0;
+	for (int i = 0; i < 3; i++)
+		user_lookup_submit(ul, &reqs[i], &ids[i], &ids[i]);
+	/* Nothing runs the loop but this; the timer bounds a hang. */
+	event_base_loopexit(lookup_base, &limit);
+	event_base_dispatch(lookup_base);
+	assert_int_equal(lookups_ready, 3);
+	assert_string_equal(ids[0].user, "root");
+	assert_string_equal(ids[1].user, "#4000000000");
+	assert_string_equal(ids[2].user, "root");
+	/* The threads stay (detached, waiting), as in a daemon. */
+}
+
 int
 main(void)
 {
@@ -466,6 +512,7 @@ main(void)
 		cmocka_unit_test(test_maildrop_rejects),
 		cmocka_unit_test(test_mailq_listing),
 		cmocka_unit_test(test_peercred),
+		cmocka_unit_test(test_user_lookup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
