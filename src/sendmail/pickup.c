@@ -62,6 +62,7 @@ struct pickup {
 	struct user_lookup *users;
 	struct pending *pending;	/* files being named, at most a batch */
 	size_t n_pending;
+	bool held_back;			/* cleanup unreachable: wait for a scan */
 };
 
 static struct pickup pickup;
@@ -285,7 +286,10 @@ pickup_named(struct user_lookup_req *req)
 	if (dfd == -1)
 		log_warn("cannot open %s: %s", pickup.dir, strerror(errno));
 	else {
-		(void)pickup_one(dfd, p->name, &p->owner);
+		/* Once cleanup cannot take one, the others wait (in place)
+		 * for the next scan, as the rest of a scan did. */
+		if (!pickup.held_back && pickup_one(dfd, p->name, &p->owner) == -1)
+			pickup.held_back = true;
 		close(dfd);
 	}
 	free(p->name);
@@ -348,6 +352,7 @@ pickup_scan(evutil_socket_t fd, short what, void *arg)
 	if (n > 1)
 		qsort(names, n, sizeof(*names), name_cmp);
 	dfd = dirfd(dir);
+	pickup.held_back = false;
 	for (size_t i = 0; i < n && pickup.n_pending < PICKUP_BATCH; i++)
 		if (!is_pending(names[i]))
 			pickup_name_owner(dfd, names[i]);
