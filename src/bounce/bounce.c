@@ -12,15 +12,19 @@
  * DSN, never loses one. A null-sender message never gets a DSN.
  *
  * It runs as the tern user, not chrooted (it reads queue_dir), writes
- * nothing to the queue itself and holds no keys.
+ * nothing to the queue itself and holds no keys. Once set up it is
+ * sandboxed (sandbox.c): it keeps the queue it opened read-only and the
+ * VERP key it read, and may open no file nor any TCP connection.
  */
 #include "autoconfig.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "classify.h"
 #include "config.h"
@@ -30,12 +34,14 @@
 #include "feedback.h"
 #include "ipc.h"
 #include "log.h"
+#include "sandbox.h"
 #include "suppress_policy.h"
 #include "queue.h"
 #include "util.h"
 #include "verp.h"
 
 #define BOUNCE_CREDITS		4		/* works asked of qmgr at once */
+#define QUEUE_WAIT_SEC		30		/* for a writer to create the queue */
 #define HEADERS_MAX		(1024 * 1024)	/* original headers read at most */
 
 static const uint8_t dsn_kinds[] = {
@@ -84,7 +90,6 @@ static struct {
 	uint32_t next_reqid;
 	uint64_t dsns;			/* composed and committed, for the log */
 	uint64_t unique;		/* makes each DSN's Message-ID unique */
-	bool have_key;
 	uint8_t verp_key[VERP_KEY_LEN];
 	struct bounce_classifier *classifier;
 	struct bounce_policy policy;
@@ -95,18 +100,29 @@ static void work_finish(struct work *w);
 
 /* ---- setup ---- */
 
+/*
+ * Opens the queue read-only, waiting for a writer (tern-cleanup, started
+ * first) to have created it, and reads the VERP key (tern-qmgr makes it;
+ * the first of us to start does): the sandbox allows no open later.
+ */
 static void
 open_queue(void)
 {
 	struct queue_options o;
 
-	if (bn.q != NULL)
-		return;
 	queue_options_from_config(&o, bn.cfg, QUEUE_OPEN_READONLY);
-	bn.q = queue_open(&o);
+	for (int tries = 0; tries < QUEUE_WAIT_SEC * 2; tries++) {
+		bn.q = queue_open(&o);
+		if (bn.q != NULL)
+			break;
+		usleep(500000);
+	}
 	if (bn.q == NULL)
-		log_debug("queue not open yet: %s",
+		log_fatal("cannot open the queue %s: %s", o.dir,
 		    queue_strerror(queue_last_error()));
+	if (verp_key_load(bn.cfg->server.queue_dir, bn.verp_key) == -1)
+		log_fatal("cannot read or make %s/%s: %s",
+		    bn.cfg->server.queue_dir, VERP_KEY_FILE, strerror(errno));
 }
 
 /* ---- reading the original message ---- */
@@ -620,16 +636,6 @@ feedback_work(struct work *w)
 	char oid[QUEUE_ID_LEN + 1];
 	int64_t now = queue_now_ms();
 
-	if (!bn.have_key) {
-		if (verp_key_load(bn.cfg->server.queue_dir, bn.verp_key) == -1) {
-			log_warn("%s: cannot read %s/%s", w->id,
-			    bn.cfg->server.queue_dir, VERP_KEY_FILE);
-			feedback_reply(w, FEEDBACK_RETRY, "no VERP key", NULL, 0,
-			    NULL, 0);
-			return;
-		}
-		bn.have_key = true;
-	}
 	if (read_all(w, FEEDBACK_MAX_INPUT) == -1) {
 		log_warn("%s: cannot read the message content: %s", w->id,
 		    queue_strerror(queue_last_error()));
@@ -805,9 +811,8 @@ work_start(void)
 
 	if (w == NULL || w->msg != NULL || w->step != STEP_IDLE)
 		return;
-	open_queue();
-	if (bn.q == NULL || queue_load(bn.q, w->qid, &w->msg) == -1) {
-		enum queue_err e = bn.q ? queue_last_error() : QUEUE_ERR_IO;
+	if (queue_load(bn.q, w->qid, &w->msg) == -1) {
+		enum queue_err e = queue_last_error();
 
 		w->msg = NULL;
 		if (e != QUEUE_ERR_NOTFOUND) {
@@ -944,6 +949,8 @@ main(int argc, char **argv)
 	daemon_service_path(d, "qmgr", path, sizeof(path));
 	bn.qmgr = ipc_client_new(d->base, path, "bounce", qmgr_msg_cb,
 	    qmgr_state_cb, NULL);
+	/* Nothing left to open: no file, no TCP (sandbox.c). */
+	sandbox_enter(sandbox_new());
 	log_info("bounce started");
 	rc = daemon_run(d);
 	while (bn.head != NULL) {
@@ -955,7 +962,6 @@ main(int argc, char **argv)
 	ipc_client_free(bn.qmgr);
 	ipc_client_free(bn.cleanup);
 	bounce_classifier_free(bn.classifier);
-	if (bn.q != NULL)
-		queue_close(bn.q);
+	queue_close(bn.q);
 	return rc;
 }

@@ -1,0 +1,213 @@
+"""The Landlock sandbox of tern-smtp and tern-bounce (src/lib/sandbox.c),
+seen from inside the running daemons: an LD_PRELOAD probe
+(tests/tools/sandbox_probe.c) tries, from the daemon's event loop, what
+a compromised daemon would try -- open the queue's data.mdb for writing,
+read a DKIM key, create a file in /tmp, connect to a local TCP service --
+and records the kernel's answers. tern-qmgr (not sandboxed, same user)
+runs the same probe as the control: there every try succeeds, so a
+refusal in the agents is the sandbox's, not the file modes'. Mail flows
+meanwhile: submission, DKIM signing, STARTTLS delivery through dnsmasq,
+a DSN from tern-bounce."""
+import os
+import socket
+import ssl
+import subprocess
+
+import ternlib
+from ternlib import Dns, free_port_on, wait_for
+from test_bounce import submit
+from test_delivery import rcpt_results, setup_tern, simple_dns, tls_sink
+from test_e2e import dkim_key
+
+DEST_HOST = "127.0.0.3"		# MX of dest.test, the recipients (STARTTLS)
+SENDER_HOST = "127.0.0.4"	# MX of example.test, where DSNs go
+
+
+def landlock_abi():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    # landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    return libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+
+
+def build_probe(test_dir):
+    probe = os.path.join(test_dir, "sandbox_probe.so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", probe,
+                    os.path.join(ternlib.SRC_DIR, "tests/tools/sandbox_probe.c"),
+                    "-ldl"], check=True)
+    out = os.path.join(test_dir, "probe")
+    os.mkdir(out)
+    os.chmod(out, 0o777)
+    return probe, out
+
+
+def probe_env(probe, out, **paths):
+    env = {"LD_PRELOAD": probe, "TERN_PROBE_DIR": out,
+           # the probe comes before the sanitizer runtime
+           "ASAN_OPTIONS": ternlib.daemon_env()["ASAN_OPTIONS"] +
+           ":verify_asan_link_order=0"}
+    for k, v in paths.items():
+        env["TERN_PROBE_" + k.upper()] = str(v)
+    return env
+
+
+def probe_results(t, out, daemon):
+    """Triggers the probe and returns {pid: {try: answer}} for daemon."""
+    open(os.path.join(out, "go"), "w").close()
+    pids = t.pids_of(daemon)
+    assert pids, f"no tern-{daemon} runs"
+
+    def read():
+        res = {}
+        for pid in pids:
+            try:
+                with open(os.path.join(out, f"tern-{daemon}.{pid}")) as f:
+                    lines = f.read().splitlines()
+            except FileNotFoundError:
+                return None
+            if "end" not in lines:
+                return None
+            res[pid] = dict(l.split("=", 1) for l in lines if "=" in l)
+        return res
+    return wait_for(read, 15, what=f"the probe's answers from tern-{daemon}")
+
+
+def local_service():
+    """A listening TCP socket on 127.0.0.1 (a local service a compromised
+    daemon might reach: a database, an admin API)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    return s
+
+
+def test_abi_is_available():
+    """The machine the tests run on has Landlock with TCP rules (ABI 4+):
+    the tests below would prove nothing otherwise."""
+    assert landlock_abi() >= 4
+
+
+def test_agents_are_confined_while_mail_flows(tern, sinks, test_dir):
+    probe, out = build_probe(test_dir)
+    port = free_port_on([DEST_HOST, SENDER_HOST])
+    cert, key_pem = ternlib.tls_files(test_dir, cn="mx.dest.test")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key_pem)
+
+    def refuse(address):
+        return "550 5.1.1 no such user here" if address.startswith("gone@") \
+            else None
+    dest = sinks(host=DEST_HOST, port=port, rcpt_reply=refuse,
+                 tls_context=ctx, require_starttls=True)
+    home = sinks(host=SENDER_HOST, port=port)
+    dns = Dns(["mx-host=dest.test,mx.dest.test,10",
+               f"host-record=mx.dest.test,{DEST_HOST}",
+               "mx-host=example.test,mx.example.test,10",
+               f"host-record=mx.example.test,{SENDER_HOST}"], test_dir)
+    dkim, _record = dkim_key(test_dir)
+    service = local_service()
+    t = tern({
+        "server": {"verbose": "yes"},
+        "delivery": {"dns_servers": dns.server, "smtp_port": str(port),
+                     "tls": "opportunistic", "retry_schedule": "1s",
+                     "agents": "2"},
+        "domain example.test": {"dkim_selector": "s1", "dkim_key": dkim},
+    })
+    sub = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
+    data_mdb = os.path.join(t.queue_dir, "data.mdb")
+    t.start(extra_env=probe_env(
+        probe, out, write=data_mdb, read=dkim, create_dir="/tmp",
+        connect_port=service.getsockname()[1]))
+    try:
+        submit(sub, "user@dest.test")
+        submit(sub, "gone@dest.test")
+        got = dest.wait_messages(1, timeout=40)[0]
+        assert got["tls"] is True and got["to"] == ["user@dest.test"]
+        assert b"DKIM-Signature:" in got["data"]
+        dsn = home.wait_messages(1, timeout=40)[0]
+        assert dsn["from"] in ("", "<>") and dsn["to"] == ["app@example.test"]
+        assert b"gone@dest.test" in dsn["data"]
+        t.wait_log(r"tern/smtp\[\d+\]: sandbox on \(Landlock ABI \d+\)",
+                   count=2)
+        t.wait_log(r"tern/bounce\[\d+\]: sandbox on \(Landlock ABI \d+\)")
+
+        # The control: the same tries succeed in tern-qmgr, which runs
+        # as the same user without a sandbox.
+        control, = probe_results(t, out, "qmgr").values()
+        assert control == {"main_thread": "yes", "write": "OK", "read": "OK",
+                           "create": "OK", "connect": "OK"}, control
+        for daemon in ("smtp", "bounce"):
+            res = probe_results(t, out, daemon)
+            assert len(res) == (2 if daemon == "smtp" else 1), res
+            for pid, r in res.items():
+                assert r == {"main_thread": "yes", "write": "EACCES",
+                             "read": "EACCES", "create": "EACCES",
+                             "connect": "EACCES"}, (daemon, pid, r)
+
+        # Mail still flows after the tries.
+        submit(sub, "again@dest.test")
+        dest.wait_messages(2, timeout=40)
+    finally:
+        service.close()
+        dns.stop()
+
+
+def hashed_ca_dir(test_dir, cert):
+    """A trust store as Debian lays it out: a directory of hashed names
+    linking to the certificate kept in another directory."""
+    store = os.path.join(test_dir, "certs")
+    shared = os.path.join(test_dir, "share", "ca")
+    os.makedirs(store)
+    os.makedirs(shared)
+    real = os.path.join(shared, "test-ca.crt")
+    with open(cert, "rb") as src, open(real, "wb") as dst:
+        dst.write(src.read())
+    os.symlink(real, os.path.join(store, "test-ca.pem"))
+    subprocess.run(["openssl", "rehash", store], check=True,
+                   capture_output=True)
+    for d in (test_dir, os.path.dirname(shared), shared, store):
+        os.chmod(d, 0o755)
+    return store
+
+
+def test_trust_store_is_read_per_handshake_inside_the_sandbox(
+        tern, sinks, dns, test_dir):
+    """Without tls_ca_file, OpenSSL looks the CA up in the system store's
+    hashed directory (here SSL_CERT_DIR) during each handshake, long after
+    the sandbox is on: that directory and the one its links point into
+    stay readable, so required TLS still verifies."""
+    port = free_port_on(["127.0.0.2"])
+    d = simple_dns(dns)
+    sink, cert = tls_sink(sinks, test_dir, port)
+    store = hashed_ca_dir(test_dir, cert)
+    t, q = setup_tern(tern, d.server, port, tls="required")
+    qid, = q.queue(["tls@example.test"])
+    t.start(extra_env={"SSL_CERT_DIR": store})
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["code"] == 250, r
+    assert sink.wait_messages(1)[0]["tls"] is True
+    t.wait_log(r"Trusted TLS connection established to mx1.example.test")
+    t.wait_log(r"tern/smtp\[\d+\]: sandbox on")
+
+
+def test_dns_over_tcp_inside_the_sandbox(tern, sinks, dns, test_dir):
+    """An MX answer too large for UDP comes truncated; unbound asks again
+    over TCP, to the resolver's port, which the sandbox allows (and only
+    that port and smtp_port)."""
+    port = free_port_on(["127.0.0.2"])
+    records = [f"mx-host=big.test,mx-{i:02d}-with-a-long-name-for-size.big.test,"
+               f"{10 + i}" for i in range(80)]
+    records.append("host-record=mx-00-with-a-long-name-for-size.big.test,"
+                   "127.0.0.2")
+    d = dns(records)
+    sink = sinks(host="127.0.0.2", port=port)
+    t, q = setup_tern(tern, d.server, port)
+    qid, = q.queue(["someone@big.test"])
+    t.start()
+    q.job(qid, "big.test")
+    r, = rcpt_results(q.wait_results(1, timeout=30))
+    assert r["code"] == 250, r
+    assert r["host"] == "mx-00-with-a-long-name-for-size.big.test", r
+    assert sink.wait_messages(1)[0]["to"] == ["someone@big.test"]
+    t.wait_log(r"tern/smtp\[\d+\]: sandbox on")
