@@ -14,11 +14,16 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
 #include <linux/landlock.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -45,6 +50,14 @@
 #define LANDLOCK_SCOPE_SIGNAL			(1ULL << 1)
 #endif
 #define SANDBOX_RULE_NET_PORT			2	/* LANDLOCK_RULE_NET_PORT */
+
+/* The ABI whose system calls the seccomp filter knows (little-endian). */
+#if defined(__x86_64__)
+#define SANDBOX_AUDIT_ARCH	AUDIT_ARCH_X86_64
+#define SANDBOX_X32_BIT		0x40000000	/* __X32_SYSCALL_BIT */
+#elif defined(__aarch64__)
+#define SANDBOX_AUDIT_ARCH	AUDIT_ARCH_AARCH64
+#endif
 
 /* struct landlock_ruleset_attr as of ABI 6; an older kernel is given
  * only the fields it knows. */
@@ -202,6 +215,60 @@ sandbox_add_connect_rule(int ruleset, uint16_t port)
 		    strerror(errno));
 }
 
+/*
+ * Landlock checks connect(2), but a TCP Fast Open send (sendto, sendmsg
+ * or sendmmsg with MSG_FASTOPEN) connects without that check (seen on
+ * Linux 6.18). A seccomp filter makes the flag fail with EOPNOTSUPP, as
+ * when Fast Open is off (libunbound then connects normally), and refuses
+ * io_uring, whose sends it cannot see, and system calls of another ABI
+ * (i386, x32), whose numbers it does not know.
+ */
+static void
+sandbox_deny_fast_open(void)
+{
+#ifdef SANDBOX_AUDIT_ARCH
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SANDBOX_AUDIT_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    offsetof(struct seccomp_data, nr)),
+#ifdef SANDBOX_X32_BIT
+		BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, SANDBOX_X32_BIT, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+#endif
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_setup, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		/* sendmsg(fd, msg, flags): flags is argument 2 */
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_sendmsg, 0, 2),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    offsetof(struct seccomp_data, args[2])),
+		BPF_JUMP(BPF_JMP | BPF_JA, 3, 0, 0),
+		/* sendto and sendmmsg: flags is argument 3 */
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_sendto, 1, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_sendmmsg, 0, 2),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    offsetof(struct seccomp_data, args[3])),
+		/* the low 32 bits of the flags (little-endian) */
+		BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, MSG_FASTOPEN, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EOPNOTSUPP),
+	};
+	struct sock_fprog prog = {
+		.len = (unsigned short)(sizeof(filter) / sizeof(filter[0])),
+		.filter = filter,
+	};
+
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == -1)
+		log_fatal("sandbox: cannot install the seccomp filter: %s",
+		    strerror(errno));
+#else
+	log_debug("sandbox: no seccomp filter on this architecture: TCP Fast "
+	    "Open can pass Landlock's TCP rules");
+#endif
+}
+
 void
 sandbox_enter(struct sandbox *sb)
 {
@@ -268,6 +335,8 @@ sandbox_enter(struct sandbox *sb)
 		log_fatal("sandbox: cannot restrict the process: %s",
 		    strerror(errno));
 	close(ruleset);
+	if (abi >= 4)
+		sandbox_deny_fast_open();
 	sandbox_on = true;
 	if (abi >= 4)
 		log_debug("sandbox on (Landlock ABI %ld): %zu readable path(s), "

@@ -13,6 +13,7 @@
  *   read    open(TERN_PROBE_READ, O_RDONLY)      (a DKIM key)
  *   create  open(TERN_PROBE_CREATE_DIR/..., O_CREAT) (say /tmp)
  *   connect a TCP connect to 127.0.0.1:TERN_PROBE_CONNECT_PORT
+ *   fastopen the same by a TCP Fast Open sendto(MSG_FASTOPEN)
  * and writes one line per try ("write=EACCES", "read=OK"), whether it
  * ran on the main thread, and "end". While it waits, epoll_wait's
  * timeout is capped at 100 ms so that an idle daemon looks soon.
@@ -92,7 +93,7 @@ probe_create(void)
 }
 
 static void
-probe_connect(void)
+probe_connect(const char *what, int fast_open)
 {
 	const char *port = getenv("TERN_PROBE_CONNECT_PORT");
 	struct sockaddr_in sin;
@@ -105,8 +106,14 @@ probe_connect(void)
 	sin.sin_port = htons((unsigned short)atoi(port));
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	rc = s == -1 ? -1 : connect(s, (struct sockaddr *)&sin, sizeof(sin));
-	dprintf(result_fd, "connect=%s\n", probe_result(rc));
+	if (s == -1)
+		rc = -1;
+	else if (fast_open)
+		rc = sendto(s, "x", 1, MSG_FASTOPEN, (struct sockaddr *)&sin,
+		    sizeof(sin)) == -1 ? -1 : 0;
+	else
+		rc = connect(s, (struct sockaddr *)&sin, sizeof(sin));
+	dprintf(result_fd, "%s=%s\n", what, probe_result(rc));
 	if (s != -1)
 		close(s);
 }
@@ -119,7 +126,8 @@ probe_run(void)
 	probe_open("write", "TERN_PROBE_WRITE", O_RDWR);
 	probe_open("read", "TERN_PROBE_READ", O_RDONLY);
 	probe_create();
-	probe_connect();
+	probe_connect("connect", 0);
+	probe_connect("fastopen", 1);
 	dprintf(result_fd, "end\n");
 	close(result_fd);
 	result_fd = -1;
