@@ -14,6 +14,8 @@ import socket
 import ssl
 import subprocess
 
+import pytest
+
 import ternlib
 from ternlib import Dns, free_port_on, wait_for
 from test_bounce import submit
@@ -216,3 +218,69 @@ def test_dns_over_tcp_inside_the_sandbox(tern, sinks, dns, test_dir):
     assert r["host"] == "mx-00-with-a-long-name-for-size.big.test", r
     assert sink.wait_messages(1)[0]["to"] == ["someone@big.test"]
     t.wait_log(r"tern/smtp\[\d+\]: sandbox on")
+
+
+def start_as_tern(t, extra_env):
+    """Starts t's ternd as the tern user, as a development run would be
+    (no root: no chroot for tern-smtpd and tern-signer, whose sandbox is
+    then all that stands between them and the files)."""
+    import pwd
+    import subprocess as sp
+    tern_user = pwd.getpwnam("tern")
+    t.write_config()
+    t._link_daemons()
+    sp.run(["chown", "-R", "tern:", t.dir], check=True)
+    t.log = open(t.log_path, "ab")
+    os.chown(t.log_path, tern_user.pw_uid, tern_user.pw_gid)
+    t.proc = sp.Popen(
+        [os.path.join(ternlib.BUILD_DIR, "src/master/ternd"), "-f", "-c",
+         t.config_path], stdout=t.log, stderr=sp.STDOUT,
+        env={**ternlib.daemon_env(), **extra_env}, start_new_session=True,
+        user=tern_user.pw_uid, group=tern_user.pw_gid, extra_groups=[])
+    for port in t.ports.values():
+        ternlib.wait_port("127.0.0.1", port)
+    t.wait_log(r"daemon started -- version")
+
+
+@pytest.mark.skipif(not ternlib.IS_ROOT, reason="needs root to run as tern")
+def test_unjailed_smtpd_and_signer_are_confined(tern, sinks, test_dir):
+    """Started without root, tern-smtpd and tern-signer are not chrooted;
+    their sandbox alone refuses them the queue, the keys (the signer's
+    were read at start) and /tmp, while a message is signed and sent."""
+    probe, out = build_probe(test_dir)
+    sink = sinks(host=DEST_HOST)
+    dns = Dns(["mx-host=dest.test,mx.dest.test,10",
+               f"host-record=mx.dest.test,{DEST_HOST}"], test_dir)
+    dkim, _record = dkim_key(test_dir)
+    service = local_service()
+    t = tern({
+        "server": {"verbose": "yes"},
+        "delivery": {"dns_servers": dns.server, "smtp_port": str(sink.port),
+                     "tls": "none", "agents": "1"},
+        "domain example.test": {"dkim_selector": "s1", "dkim_key": dkim},
+    })
+    sub = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
+    start_as_tern(t, probe_env(
+        probe, out, write=os.path.join(t.queue_dir, "data.mdb"), read=dkim,
+        create_dir="/tmp", connect_port=service.getsockname()[1]))
+    try:
+        submit(sub, "user@dest.test")
+        got = sink.wait_messages(1, timeout=40)[0]
+        assert b"DKIM-Signature:" in got["data"]
+        for daemon in ("smtpd", "signer"):
+            t.wait_log(rf"tern/{daemon}\[\d+\]: sandbox on \(Landlock ABI")
+        control, = probe_results(t, out, "qmgr").values()
+        assert control == {"main_thread": "yes", "write": "OK", "read": "OK",
+                           "create": "OK", "connect": "OK",
+                           "fastopen": "OK"}, control
+        for daemon in ("smtpd", "signer", "smtp", "bounce"):
+            for pid, r in probe_results(t, out, daemon).items():
+                assert r == {"main_thread": "yes", "write": "EACCES",
+                             "read": "EACCES", "create": "EACCES",
+                             "connect": "EACCES",
+                             "fastopen": "EOPNOTSUPP"}, (daemon, pid, r)
+        submit(sub, "again@dest.test")
+        sink.wait_messages(2, timeout=40)
+    finally:
+        service.close()
+        dns.stop()
