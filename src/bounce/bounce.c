@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +92,7 @@ static struct {
 	uint64_t dsns;			/* composed and committed, for the log */
 	uint64_t unique;		/* makes each DSN's Message-ID unique */
 	uint8_t verp_key[VERP_KEY_LEN];
+	int verp_key_fd;		/* shows qmgr we are tern-bounce */
 	struct bounce_classifier *classifier;
 	struct bounce_policy policy;
 } bn;
@@ -99,6 +101,23 @@ static void work_next_kind(struct work *w);
 static void work_finish(struct work *w);
 
 /* ---- setup ---- */
+
+/*
+ * tern-qmgr takes BOUNCE_READY only with a descriptor of the VERP key:
+ * tern-bounce opens it now, before its sandbox; tern-smtp, as the same
+ * user, never does and after its sandbox cannot.
+ */
+static void
+open_verp_key_proof(void)
+{
+	char *path = xasprintf("%s/%s", bn.cfg->server.queue_dir,
+	    VERP_KEY_FILE);
+
+	bn.verp_key_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (bn.verp_key_fd == -1)
+		log_fatal("%s: %s", path, strerror(errno));
+	free(path);
+}
 
 /*
  * Opens the queue read-only, waiting for a writer (tern-cleanup, started
@@ -123,6 +142,7 @@ open_queue(void)
 	if (verp_key_load(bn.cfg->server.queue_dir, bn.verp_key) == -1)
 		log_fatal("cannot read or make %s/%s: %s",
 		    bn.cfg->server.queue_dir, VERP_KEY_FILE, strerror(errno));
+	open_verp_key_proof();
 }
 
 /* ---- reading the original message ---- */
@@ -208,12 +228,20 @@ read_original(struct work *w)
 
 /* ---- talking to qmgr ---- */
 
+/* The first on a connection carries the proof (open_verp_key_proof). */
 static void
-send_ready(uint32_t credits)
+send_ready(uint32_t credits, bool first)
 {
 	struct ipc_out *o = ipc_out_new(IPC_BOUNCE_READY, 0);
 
 	ipc_put_u32(o, credits);
+	if (first) {
+		int fd = dup(bn.verp_key_fd);
+
+		if (fd == -1)
+			log_fatal("dup: %s", strerror(errno));
+		ipc_out_set_fd(o, fd);
+	}
 	ipc_client_send(bn.qmgr, o);
 }
 
@@ -889,7 +917,7 @@ qmgr_state_cb(struct ipc_client *cl, bool up, void *arg)
 	(void)arg;
 	if (up) {
 		log_info("connected to qmgr");
-		send_ready(BOUNCE_CREDITS);
+		send_ready(BOUNCE_CREDITS, true);
 		return;
 	}
 	/* qmgr hands out what it gave us again; the one in progress

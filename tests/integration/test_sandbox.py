@@ -12,12 +12,14 @@ a DSN from tern-bounce."""
 import os
 import socket
 import ssl
+import struct
 import subprocess
 
 import pytest
 
 import ternlib
-from ternlib import Dns, free_port_on, wait_for
+from ipcdefs import IPC_VERSION
+from ternlib import Dns, free_port_on, qmgr_fill, wait_for
 from test_bounce import submit
 from test_delivery import rcpt_results, setup_tern, simple_dns, tls_sink
 from test_e2e import dkim_key
@@ -120,7 +122,8 @@ def test_agents_are_confined_while_mail_flows(tern, sinks, test_dir):
     data_mdb = os.path.join(t.queue_dir, "data.mdb")
     t.start(extra_env=probe_env(
         probe, out, write=data_mdb, read=dkim, create_dir="/tmp",
-        connect_port=service.getsockname()[1]))
+        connect_port=service.getsockname()[1],
+        proof=os.path.join(t.run_dir, "private")))
     try:
         submit(sub, "user@dest.test")
         submit(sub, "gone@dest.test")
@@ -138,7 +141,7 @@ def test_agents_are_confined_while_mail_flows(tern, sinks, test_dir):
         # as the same user without a sandbox.
         control, = probe_results(t, out, "qmgr").values()
         assert control == {"main_thread": "yes", "write": "OK", "read": "OK",
-                           "create": "OK", "connect": "OK",
+                           "create": "OK", "connect": "OK", "proof": "OK",
                            "fastopen": "OK"}, control
         for daemon in ("smtp", "bounce"):
             res = probe_results(t, out, daemon)
@@ -148,6 +151,7 @@ def test_agents_are_confined_while_mail_flows(tern, sinks, test_dir):
                 # alone would let it connect).
                 assert r == {"main_thread": "yes", "write": "EACCES",
                              "read": "EACCES", "create": "EACCES",
+                             "proof": "EACCES",
                              "connect": "EACCES",
                              "fastopen": "EOPNOTSUPP"}, (daemon, pid, r)
 
@@ -262,7 +266,8 @@ def test_unjailed_smtpd_and_signer_are_confined(tern, sinks, test_dir):
     sub = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
     start_as_tern(t, probe_env(
         probe, out, write=os.path.join(t.queue_dir, "data.mdb"), read=dkim,
-        create_dir="/tmp", connect_port=service.getsockname()[1]))
+        create_dir="/tmp", connect_port=service.getsockname()[1],
+        proof=os.path.join(t.run_dir, "private")))
     try:
         submit(sub, "user@dest.test")
         got = sink.wait_messages(1, timeout=40)[0]
@@ -271,12 +276,13 @@ def test_unjailed_smtpd_and_signer_are_confined(tern, sinks, test_dir):
             t.wait_log(rf"tern/{daemon}\[\d+\]: sandbox on \(Landlock ABI")
         control, = probe_results(t, out, "qmgr").values()
         assert control == {"main_thread": "yes", "write": "OK", "read": "OK",
-                           "create": "OK", "connect": "OK",
+                           "create": "OK", "connect": "OK", "proof": "OK",
                            "fastopen": "OK"}, control
         for daemon in ("smtpd", "signer", "smtp", "bounce"):
             for pid, r in probe_results(t, out, daemon).items():
                 assert r == {"main_thread": "yes", "write": "EACCES",
                              "read": "EACCES", "create": "EACCES",
+                             "proof": "EACCES",
                              "connect": "EACCES",
                              "fastopen": "EOPNOTSUPP"}, (daemon, pid, r)
         submit(sub, "again@dest.test")
@@ -284,3 +290,106 @@ def test_unjailed_smtpd_and_signer_are_confined(tern, sinks, test_dir):
     finally:
         service.close()
         dns.stop()
+
+
+# ---- tern-qmgr tells ternctl and tern-bounce from the agents ----
+
+IPC_F_FD = 0x0001
+IPC_HELLO, IPC_BOUNCE_READY = 0x0001, 0x0501
+IPC_CTL_DELETE, IPC_CTL_REPLY = 0x0602, 0x0607
+
+
+def frame(typ, reqid, payload, flags=0):
+    return struct.pack(">IHHI", len(payload), typ, flags, reqid) + payload
+
+
+def put_str(s):
+    b = s.encode() + b"\0"
+    return struct.pack(">I", len(b)) + b
+
+
+def qmgr_request(t, typ, payload, fd=None, name="ternctl"):
+    """Sends HELLO and one request to tern-qmgr, the request with fd if
+    given; returns the type of the first frame back after qmgr's HELLO, or
+    None when qmgr closed the connection."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(os.path.join(t.run_dir, "private", "qmgr"))
+    s.sendall(frame(IPC_HELLO, 0, struct.pack(">I", IPC_VERSION) +
+                    put_str(name)))
+    if fd is None:
+        s.sendall(frame(typ, 1, payload))
+    else:
+        socket.send_fds(s, [frame(typ, 1, payload, IPC_F_FD)], [fd])
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            frames = []
+            while len(data) >= 12:
+                length, typ_back, _flags, _reqid = struct.unpack(
+                    ">IHHI", data[:12])
+                if len(data) < 12 + length:
+                    break
+                frames.append(typ_back)
+                data = data[12 + length:]
+            other = [f for f in frames if f != IPC_HELLO]
+            if other:
+                return other[0]
+    finally:
+        s.close()
+    return None
+
+
+def test_qmgr_takes_changes_only_from_who_shows_it_is_ternctl(tern):
+    """tern-smtp runs as tern's user, as ternctl may: a compromised agent
+    could connect to tern-qmgr anew and delete mail, suppress addresses or
+    pose as tern-bounce. qmgr takes CTL_* only with a descriptor of
+    run_dir/private opened for reading (which ternctl sends and a
+    sandboxed daemon cannot open, see the probe above), and BOUNCE_READY
+    only with one of queue_dir/verp.key (which tern-bounce opened before
+    its sandbox). Anything else is refused and logged."""
+    from test_qmgr import start
+    t = start(tern)
+    qid, = qmgr_fill(t, ["a@ok.test"], n=1, hold=True)
+    private = os.path.join(t.run_dir, "private")
+    delete = put_str(qid)
+
+    assert qmgr_request(t, IPC_CTL_DELETE, delete) is None
+    t.wait_log(r"refused CTL_DELETE from pid \d+: no descriptor of "
+               r"run_dir/private came with it, so it is not ternctl")
+    # a path-only descriptor (anyone can make one, Landlock or not)
+    fd = os.open(private, os.O_PATH)
+    try:
+        assert qmgr_request(t, IPC_CTL_DELETE, delete, fd) is None
+    finally:
+        os.close(fd)
+    # a real descriptor of another directory
+    fd = os.open(t.dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert qmgr_request(t, IPC_CTL_DELETE, delete, fd) is None
+    finally:
+        os.close(fd)
+    t.wait_log(r"refused CTL_DELETE from pid", count=3)
+    assert t.ternctl("queue", "show", qid).returncode == 0, "deleted anyway"
+
+    assert qmgr_request(t, IPC_BOUNCE_READY, struct.pack(">I", 4),
+                        name="bounce") is None
+    t.wait_log(r"refused BOUNCE_READY from pid \d+: no descriptor of "
+               r"verp.key came with it, so it is not tern-bounce")
+
+    # The real proof is taken: that is what ternctl sends.
+    fd = os.open(private, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert qmgr_request(t, IPC_CTL_DELETE, delete, fd) == IPC_CTL_REPLY
+    finally:
+        os.close(fd)
+    wait_for(lambda: t.ternctl("queue", "show", qid).returncode != 0, 10,
+             what="the message to be deleted")
+    # and ternctl itself still works
+    qid2, = qmgr_fill(t, ["b@ok.test"], n=1, hold=True)
+    r = t.ternctl("queue", "delete", qid2)
+    assert r.returncode == 0, r.stderr

@@ -12,6 +12,8 @@
  *   write   open(TERN_PROBE_WRITE, O_RDWR)       (the queue's data.mdb)
  *   read    open(TERN_PROBE_READ, O_RDONLY)      (a DKIM key)
  *   create  open(TERN_PROBE_CREATE_DIR/..., O_CREAT) (say /tmp)
+ *   proof   open(TERN_PROBE_PROOF, O_RDONLY)     (what shows tern-qmgr
+ *           a peer is ternctl: run_dir/private)
  *   connect a TCP connect to 127.0.0.1:TERN_PROBE_CONNECT_PORT
  *   fastopen the same by a TCP Fast Open sendto(MSG_FASTOPEN)
  * and writes one line per try ("write=EACCES", "read=OK"), whether it
@@ -125,6 +127,7 @@ probe_run(void)
 	    "no");
 	probe_open("write", "TERN_PROBE_WRITE", O_RDWR);
 	probe_open("read", "TERN_PROBE_READ", O_RDONLY);
+	probe_open("proof", "TERN_PROBE_PROOF", O_RDONLY);
 	probe_create();
 	probe_connect("connect", 0);
 	probe_connect("fastopen", 1);
