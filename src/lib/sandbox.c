@@ -261,8 +261,8 @@ sandbox_deny_fast_open(void)
 	};
 
 	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == -1)
-		log_fatal("sandbox: cannot install the seccomp filter: %s",
-		    strerror(errno));
+		log_warn("sandbox: no seccomp filter (%s): TCP Fast Open can "
+		    "pass Landlock's TCP rules", strerror(errno));
 #else
 	log_debug("sandbox: no seccomp filter on this architecture: TCP Fast "
 	    "Open can pass Landlock's TCP rules");
@@ -280,7 +280,9 @@ sandbox_enter(struct sandbox *sb)
 	abi = syscall(SYS_landlock_create_ruleset, NULL, 0,
 	    LANDLOCK_CREATE_RULESET_VERSION);
 	if (abi < 0) {
-		if (errno != ENOSYS && errno != EOPNOTSUPP)
+		/* Not built in, off at boot, or refused by a container's
+		 * seccomp profile (EPERM). */
+		if (errno != ENOSYS && errno != EOPNOTSUPP && errno != EPERM)
 			log_fatal("sandbox: Landlock: %s", strerror(errno));
 		log_warn("the kernel has no Landlock (%s): running without a "
 		    "sandbox", strerror(errno));

@@ -393,3 +393,36 @@ def test_qmgr_takes_changes_only_from_who_shows_it_is_ternctl(tern):
     qid2, = qmgr_fill(t, ["b@ok.test"], n=1, hold=True)
     r = t.ternctl("queue", "delete", qid2)
     assert r.returncode == 0, r.stderr
+
+
+def test_without_landlock_one_warning_and_mail_flows(tern, sinks, test_dir):
+    """On a kernel without Landlock (here the probe makes its system
+    calls fail with ENOSYS) each sandboxed daemon says so once and runs
+    as before: best effort, as a missing chroot would not stop tern."""
+    probe, out = build_probe(test_dir)
+    sink = sinks(host=DEST_HOST)
+    dns = Dns(["mx-host=dest.test,mx.dest.test,10",
+               f"host-record=mx.dest.test,{DEST_HOST}"], test_dir)
+    t = tern({
+        "server": {"verbose": "yes"},
+        "delivery": {"dns_servers": dns.server, "smtp_port": str(sink.port),
+                     "tls": "none", "agents": "2"},
+        "domain example.test": {},
+    })
+    sub = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
+    env = probe_env(probe, out, create_dir="/tmp")
+    env["TERN_PROBE_NO_LANDLOCK"] = "1"
+    t.start(extra_env=env)
+    try:
+        submit(sub, "user@dest.test")
+        sink.wait_messages(1, timeout=40)
+        for daemon, n in (("smtp", 2), ("bounce", 1), ("smtpd", 1),
+                          ("signer", 1)):
+            t.wait_log(rf"tern/{daemon}\[\d+\]: warning: the kernel has no "
+                       r"Landlock \(Function not implemented\): running "
+                       r"without a sandbox", count=n)
+        for pid, r in probe_results(t, out, "smtp").items():
+            assert r["create"] == "OK", (pid, r)
+        assert "sandbox on" not in t.log_text()
+    finally:
+        dns.stop()

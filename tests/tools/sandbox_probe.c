@@ -19,6 +19,9 @@
  * and writes one line per try ("write=EACCES", "read=OK"), whether it
  * ran on the main thread, and "end". While it waits, epoll_wait's
  * timeout is capped at 100 ms so that an idle daemon looks soon.
+ *
+ * With TERN_PROBE_NO_LANDLOCK set, the Landlock system calls made
+ * through syscall(3) fail with ENOSYS, as on a kernel without Landlock.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -26,14 +29,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 typedef int (*epoll_wait_fn)(int, struct epoll_event *, int, int);
+typedef long (*syscall_fn)(long, ...);
 
 static int result_fd = -1;
 static int done;
@@ -134,6 +140,28 @@ probe_run(void)
 	dprintf(result_fd, "end\n");
 	close(result_fd);
 	result_fd = -1;
+}
+
+long
+syscall(long nr, ...)
+{
+	static syscall_fn real;
+	long a[6];
+	va_list ap;
+
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "syscall");
+	va_start(ap, nr);
+	for (int i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	if (getenv("TERN_PROBE_NO_LANDLOCK") != NULL &&
+	    (nr == SYS_landlock_create_ruleset || nr == SYS_landlock_add_rule ||
+	    nr == SYS_landlock_restrict_self)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
 int
