@@ -88,15 +88,6 @@ sandbox_is_on(void)
 	return sandbox_on;
 }
 
-int
-sandbox_abi(void)
-{
-	long abi = syscall(SYS_landlock_create_ruleset, NULL, 0,
-	    LANDLOCK_CREATE_RULESET_VERSION);
-
-	return abi < 0 ? 0 : (int)abi;
-}
-
 /* Every file system right the kernel's ABI knows (the Landlock docs'
  * best-effort table). */
 static uint64_t

@@ -28,7 +28,5 @@ void sandbox_allow_connect(struct sandbox *sb, uint16_t port);
 void sandbox_enter(struct sandbox *sb);
 /* True once sandbox_enter restricted the process. */
 bool sandbox_is_on(void);
-/* The kernel's Landlock ABI version; 0 without Landlock. */
-int sandbox_abi(void);
 
 #endif

@@ -1,14 +1,16 @@
-"""The Landlock sandbox of tern-smtp and tern-bounce (src/lib/sandbox.c),
-seen from inside the running daemons: an LD_PRELOAD probe
-(tests/tools/sandbox_probe.c) tries, from the daemon's event loop, what
-a compromised daemon would try -- open the queue's data.mdb for writing,
-read a DKIM key, create a file in /tmp, connect to a local TCP service --
-and records the kernel's answers. tern-qmgr (not sandboxed, same user)
-runs the same probe as the control: there every try succeeds, so a
-refusal in the agents is the sandbox's, not the file modes'. A TCP Fast
-Open send, which Landlock's connect rule does not see, is refused too. Mail flows
-meanwhile: submission, DKIM signing, STARTTLS delivery through dnsmasq,
-a DSN from tern-bounce."""
+"""The Landlock sandbox of tern-smtp, tern-bounce, tern-smtpd and
+tern-signer (src/lib/sandbox.c), seen from inside the running daemons: an
+LD_PRELOAD probe (tests/tools/sandbox_probe.c) tries, from the daemon's
+event loop, what a compromised daemon would try -- open the queue's
+data.mdb for writing, read a DKIM key, create a file in /tmp, open
+run_dir/private, connect to a local TCP service, plainly and by TCP Fast
+Open (which Landlock's connect rule does not see) -- and records the
+kernel's answers. tern-qmgr (not sandboxed, same user) runs the same probe
+as the control: there every try succeeds, so a refusal in the others is
+the sandbox's, not the file modes'. Mail flows meanwhile: submission, DKIM
+signing, STARTTLS delivery through dnsmasq, a DSN from tern-bounce. Then
+tern-qmgr's refusal of changes from a peer that cannot show it is ternctl
+or tern-bounce."""
 import os
 import socket
 import ssl
