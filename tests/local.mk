@@ -120,6 +120,7 @@ noinst_PROGRAMS += tests/tools/qmgr_fill
 tests_tools_qmgr_fill_SOURCES = tests/tools/qmgr_fill.c
 tests_tools_qmgr_fill_LDADD = $(TERNQ_LIBS)
 EXTRA_DIST += tests/tools/fake_smtp_agent.py tests/tools/ipcdefs.py
+EXTRA_DIST += tests/tools/sandbox_probe.c
 
 # tern-smtpd's parsers of untrusted input.
 FUZZ_TARGETS += tests/fuzz/fuzz_smtp_command tests/fuzz/fuzz_smtp_address \

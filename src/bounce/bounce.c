@@ -12,15 +12,20 @@
  * DSN, never loses one. A null-sender message never gets a DSN.
  *
  * It runs as the tern user, not chrooted (it reads queue_dir), writes
- * nothing to the queue itself and holds no keys.
+ * nothing to the queue itself and holds no keys. Once set up it is
+ * sandboxed (sandbox.c): it keeps the queue it opened read-only and the
+ * VERP key it read, and may open no file nor any TCP connection.
  */
 #include "autoconfig.h"
 
+#include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "classify.h"
 #include "config.h"
@@ -30,12 +35,14 @@
 #include "feedback.h"
 #include "ipc.h"
 #include "log.h"
+#include "sandbox.h"
 #include "suppress_policy.h"
 #include "queue.h"
 #include "util.h"
 #include "verp.h"
 
 #define BOUNCE_CREDITS		4		/* works asked of qmgr at once */
+#define QUEUE_WAIT_SEC		30		/* for a writer to create the queue */
 #define HEADERS_MAX		(1024 * 1024)	/* original headers read at most */
 
 static const uint8_t dsn_kinds[] = {
@@ -84,8 +91,8 @@ static struct {
 	uint32_t next_reqid;
 	uint64_t dsns;			/* composed and committed, for the log */
 	uint64_t unique;		/* makes each DSN's Message-ID unique */
-	bool have_key;
 	uint8_t verp_key[VERP_KEY_LEN];
+	int verp_key_fd;		/* shows qmgr we are tern-bounce */
 	struct bounce_classifier *classifier;
 	struct bounce_policy policy;
 } bn;
@@ -95,18 +102,47 @@ static void work_finish(struct work *w);
 
 /* ---- setup ---- */
 
+/*
+ * tern-qmgr takes BOUNCE_READY only with a descriptor of the VERP key:
+ * tern-bounce opens it now, before its sandbox; tern-smtp, as the same
+ * user, never does and after its sandbox cannot.
+ */
+static void
+open_verp_key_proof(void)
+{
+	char *path = xasprintf("%s/%s", bn.cfg->server.queue_dir,
+	    VERP_KEY_FILE);
+
+	bn.verp_key_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (bn.verp_key_fd == -1)
+		log_fatal("%s: %s", path, strerror(errno));
+	free(path);
+}
+
+/*
+ * Opens the queue read-only, waiting for a writer (tern-cleanup, started
+ * first) to have created it, and reads the VERP key (tern-qmgr makes it;
+ * the first of us to start does): the sandbox allows no open later.
+ */
 static void
 open_queue(void)
 {
 	struct queue_options o;
 
-	if (bn.q != NULL)
-		return;
 	queue_options_from_config(&o, bn.cfg, QUEUE_OPEN_READONLY);
-	bn.q = queue_open(&o);
+	for (int tries = 0; tries < QUEUE_WAIT_SEC * 2; tries++) {
+		bn.q = queue_open(&o);
+		if (bn.q != NULL)
+			break;
+		usleep(500000);
+	}
 	if (bn.q == NULL)
-		log_debug("queue not open yet: %s",
+		log_fatal("cannot open the queue %s: %s", o.dir,
 		    queue_strerror(queue_last_error()));
+	if (verp_key_load(bn.cfg->server.queue_dir, bn.verp_key) == -1)
+		log_fatal("cannot read or make %s/%s: %s",
+		    bn.cfg->server.queue_dir, VERP_KEY_FILE, strerror(errno));
+	open_verp_key_proof();
 }
 
 /* ---- reading the original message ---- */
@@ -192,12 +228,20 @@ read_original(struct work *w)
 
 /* ---- talking to qmgr ---- */
 
+/* The first on a connection carries the proof (open_verp_key_proof). */
 static void
-send_ready(uint32_t credits)
+send_ready(uint32_t credits, bool first)
 {
 	struct ipc_out *o = ipc_out_new(IPC_BOUNCE_READY, 0);
 
 	ipc_put_u32(o, credits);
+	if (first) {
+		int fd = dup(bn.verp_key_fd);
+
+		if (fd == -1)
+			log_fatal("dup: %s", strerror(errno));
+		ipc_out_set_fd(o, fd);
+	}
 	ipc_client_send(bn.qmgr, o);
 }
 
@@ -620,16 +664,6 @@ feedback_work(struct work *w)
 	char oid[QUEUE_ID_LEN + 1];
 	int64_t now = queue_now_ms();
 
-	if (!bn.have_key) {
-		if (verp_key_load(bn.cfg->server.queue_dir, bn.verp_key) == -1) {
-			log_warn("%s: cannot read %s/%s", w->id,
-			    bn.cfg->server.queue_dir, VERP_KEY_FILE);
-			feedback_reply(w, FEEDBACK_RETRY, "no VERP key", NULL, 0,
-			    NULL, 0);
-			return;
-		}
-		bn.have_key = true;
-	}
 	if (read_all(w, FEEDBACK_MAX_INPUT) == -1) {
 		log_warn("%s: cannot read the message content: %s", w->id,
 		    queue_strerror(queue_last_error()));
@@ -805,9 +839,8 @@ work_start(void)
 
 	if (w == NULL || w->msg != NULL || w->step != STEP_IDLE)
 		return;
-	open_queue();
-	if (bn.q == NULL || queue_load(bn.q, w->qid, &w->msg) == -1) {
-		enum queue_err e = bn.q ? queue_last_error() : QUEUE_ERR_IO;
+	if (queue_load(bn.q, w->qid, &w->msg) == -1) {
+		enum queue_err e = queue_last_error();
 
 		w->msg = NULL;
 		if (e != QUEUE_ERR_NOTFOUND) {
@@ -884,7 +917,7 @@ qmgr_state_cb(struct ipc_client *cl, bool up, void *arg)
 	(void)arg;
 	if (up) {
 		log_info("connected to qmgr");
-		send_ready(BOUNCE_CREDITS);
+		send_ready(BOUNCE_CREDITS, true);
 		return;
 	}
 	/* qmgr hands out what it gave us again; the one in progress
@@ -944,6 +977,8 @@ main(int argc, char **argv)
 	daemon_service_path(d, "qmgr", path, sizeof(path));
 	bn.qmgr = ipc_client_new(d->base, path, "bounce", qmgr_msg_cb,
 	    qmgr_state_cb, NULL);
+	/* Nothing left to open: no file, no TCP (sandbox.c). */
+	sandbox_enter(sandbox_new());
 	log_info("bounce started");
 	rc = daemon_run(d);
 	while (bn.head != NULL) {
@@ -955,7 +990,6 @@ main(int argc, char **argv)
 	ipc_client_free(bn.qmgr);
 	ipc_client_free(bn.cleanup);
 	bounce_classifier_free(bn.classifier);
-	if (bn.q != NULL)
-		queue_close(bn.q);
+	queue_close(bn.q);
 	return rc;
 }

@@ -114,6 +114,56 @@ send_frame(int fd, struct ipc_out *o)
 	return rc;
 }
 
+/*
+ * tern-qmgr takes a change only with a descriptor of run_dir/private,
+ * opened for reading: that shows it is ternctl, not a daemon of tern's
+ * user in its sandbox (which cannot open it). A user who cannot open it
+ * is refused by qmgr all the same, and hears it from qmgr.
+ */
+static int
+send_request(int fd, const struct tern_config *cfg, struct ipc_out *req)
+{
+	union {
+		struct cmsghdr hdr;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	char *path = xasprintf("%s/private", cfg->server.run_dir);
+	int proof = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct msghdr mh;
+	struct iovec iov;
+	struct cmsghdr *cm;
+	const uint8_t *b;
+	size_t len;
+	ssize_t w;
+
+	free(path);
+	if (proof == -1)
+		return send_frame(fd, req);
+	ipc_out_set_fd(req, proof);	/* closed by ipc_out_free */
+	b = ipc_out_bytes(req, &len);
+	iov.iov_base = (void *)b;
+	iov.iov_len = len;
+	memset(&mh, 0, sizeof(mh));
+	memset(&ctl, 0, sizeof(ctl));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = ctl.buf;
+	mh.msg_controllen = sizeof(ctl.buf);
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &proof, sizeof(int));
+	do
+		w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+	while (w == -1 && errno == EINTR);
+	/* The descriptor went with the first byte; the rest follows. */
+	if (w > 0 && (size_t)w < len)
+		w = write_all(fd, b + w, len - (size_t)w) == -1 ? -1 : (ssize_t)len;
+	ipc_out_free(req);
+	return w == (ssize_t)len ? 0 : -1;
+}
+
 int
 ctl_qmgr_request(const struct tern_config *cfg, struct ipc_out *req,
     uint64_t *count)
@@ -137,7 +187,7 @@ ctl_qmgr_request(const struct tern_config *cfg, struct ipc_out *req,
 	hello = ipc_out_new(IPC_HELLO, 0);
 	ipc_put_u32(hello, IPC_VERSION);
 	ipc_put_str(hello, "ternctl");
-	if (send_frame(fd, hello) == -1 || send_frame(fd, req) == -1) {
+	if (send_frame(fd, hello) == -1 || send_request(fd, cfg, req) == -1) {
 		fprintf(stderr, "ternctl: sending to tern-qmgr: %s\n", strerror(errno));
 		close(fd);
 		return 1;

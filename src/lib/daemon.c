@@ -20,19 +20,21 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "sandbox.h"
 #include "util.h"
 
 static bool daemon_chrooted;
 
 /*
- * LeakSanitizer asks this at exit; inside a chroot it has no /proc and
- * would fail the exit status of a healthy daemon, so it stays off there.
+ * LeakSanitizer asks this at exit; inside a chroot or a sandbox
+ * (sandbox.c) it cannot read /proc and would fail the exit status of a
+ * healthy daemon, so it stays off there.
  */
 int __lsan_is_turned_off(void);
 int
 __lsan_is_turned_off(void)
 {
-	return daemon_chrooted;
+	return daemon_chrooted || sandbox_is_on();
 }
 
 static void

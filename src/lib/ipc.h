@@ -171,7 +171,9 @@ enum ipc_type {
 	 * message again. A crash in between repeats a DSN, never loses one.
 	 */
 	IPC_BOUNCE_READY = 0x0501,	/* bounce -> qmgr: u32 more messages it
-					 * can take now (credits add up) */
+					 * can take now (credits add up); the
+					 * first carries a descriptor of
+					 * queue_dir/verp.key (qmgr.c) */
 	IPC_BOUNCE_WORK = 0x0502,	/* qmgr -> bounce, reqid = work id:
 					 * str queue id */
 	IPC_BOUNCE_DONE = 0x0503,	/* bounce -> qmgr, reqid = work id:
@@ -208,6 +210,9 @@ enum ipc_type {
 	 * -- ternctl to tern-qmgr, over qmgr's socket: changes to the queue
 	 * go through qmgr so its active set stays consistent. Every request
 	 * gets one CTL_REPLY with the same reqid, sent after the commit.
+	 * A connection's first request carries (IPC_F_FD) a descriptor of
+	 * run_dir/private opened for reading, which shows it is ternctl:
+	 * sandboxed daemons of tern's user cannot open it (qmgr.c).
 	 */
 	IPC_CTL_FLUSH = 0x0601,		/* ternctl -> qmgr: str queue id ("" all):
 					 * every waiting recipient is due now */

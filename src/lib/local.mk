@@ -12,6 +12,7 @@ src_lib_libtern_a_SOURCES = \
 	src/lib/peercred.c src/lib/peercred.h \
 	src/lib/user_lookup.c src/lib/user_lookup.h \
 	src/lib/resolver.c src/lib/resolver.h \
+	src/lib/sandbox.c src/lib/sandbox.h \
 	src/lib/util.c src/lib/util.h
 
 # What a program linking libtern needs.

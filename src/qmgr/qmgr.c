@@ -11,7 +11,9 @@
  * ternctl's changes (CTL_*) share the socket;
  * a connection's first message says which it is. Only root and tern's
  * user may connect (SO_PEERCRED), and tern-smtpd cannot reach the
- * socket at all (its jail, see ternd(8)). It runs as the tern user
+ * socket at all (its jail, see ternd(8)). A connection that would be
+ * ternctl or tern-bounce must show it (is_proof_of): tern-smtp runs as
+ * the same user and could otherwise delete, suppress or end DSNs. It runs as the tern user
  * (not chrooted: it needs queue_dir) and is the only writer of the queue
  * besides cleanup. All writes happen on one writer thread (store.c).
  */
@@ -20,6 +22,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -138,6 +141,44 @@ notifier_on_msg(struct conn *c, struct ipc_msg *m)
 	sched_request_claim();
 }
 
+/*
+ * tern-smtp, tern-bounce and ternctl may all run as tern's user, so the
+ * peer's uid cannot tell them apart. What can: a descriptor of a file
+ * opened for real (not O_PATH), which a daemon in its sandbox
+ * (sandbox.c) can no longer open. ternctl sends one of run_dir/private
+ * with its first request; tern-bounce one of queue_dir/verp.key, which
+ * it opened before its sandbox and tern-smtp never opens. Takes the
+ * message's descriptor.
+ */
+static bool
+is_proof_of(struct ipc_msg *m, const struct stat *want)
+{
+	int fd = m->fd, flags;
+	struct stat st;
+	bool ok;
+
+	if (fd == -1)
+		return false;
+	m->fd = -1;
+	flags = fcntl(fd, F_GETFL);
+	ok = flags != -1 && (flags & O_PATH) == 0 && fstat(fd, &st) == 0 &&
+	    st.st_dev == want->st_dev && st.st_ino == want->st_ino;
+	close(fd);
+	return ok;
+}
+
+/* A first message that claims a role its peer did not show: refused. */
+static void
+conn_refuse(struct conn *c, struct ipc_msg *m, const char *role,
+    const char *proof)
+{
+	log_warn("refused %s from pid %ld: no descriptor of %s came with it, "
+	    "so it is not %s (a sandboxed daemon cannot open that)",
+	    ipc_type_name(m->type), (long)c->peer_pid, proof, role);
+	ipc_conn_protocol_error(c->ipc, "%s refused: not %s",
+	    ipc_type_name(m->type), role);
+}
+
 static void
 conn_on_msg(struct ipc_conn *ic, struct ipc_msg *m, void *arg)
 {
@@ -154,6 +195,10 @@ conn_on_msg(struct ipc_conn *ic, struct ipc_msg *m, void *arg)
 			c->kind = CONN_NOTIFIER;
 			break;
 		case IPC_BOUNCE_READY:
+			if (!is_proof_of(m, &qmgr.bounce_proof)) {
+				conn_refuse(c, m, "tern-bounce", VERP_KEY_FILE);
+				return;
+			}
 			c->kind = CONN_BOUNCE;
 			bounce_attach(c);
 			break;
@@ -163,6 +208,10 @@ conn_on_msg(struct ipc_conn *ic, struct ipc_msg *m, void *arg)
 		case IPC_CTL_RELEASE:
 		case IPC_CTL_SUPPRESS_ADD:
 		case IPC_CTL_SUPPRESS_REMOVE:
+			if (!is_proof_of(m, &qmgr.ctl_proof)) {
+				conn_refuse(c, m, "ternctl", "run_dir/private");
+				return;
+			}
 			c->kind = CONN_CTL;
 			break;
 		default:
@@ -225,6 +274,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	}
 	fd_set_nonblock(fd);
 	c = xcalloc(1, sizeof(*c));
+	c->peer_pid = peer.pid;
 	c->ipc = ipc_conn_new(qmgr.d.base, fd, "qmgr", conn_on_msg, conn_on_close,
 	    c);
 	qmgr.n_conns++;
@@ -279,6 +329,22 @@ qmgr_drain(struct daemon *d)
 	qmgr_maybe_exit();
 }
 
+/* The files whose descriptors show ternctl and tern-bounce (is_proof_of). */
+static void
+qmgr_note_proofs(void)
+{
+	const struct tern_config *cfg = qmgr.d.cfg;
+	char *path = xasprintf("%s/private", cfg->server.run_dir);
+
+	if (stat(path, &qmgr.ctl_proof) == -1)
+		log_fatal("%s: %s", path, strerror(errno));
+	free(path);
+	path = xasprintf("%s/%s", cfg->server.queue_dir, VERP_KEY_FILE);
+	if (stat(path, &qmgr.bounce_proof) == -1)
+		log_fatal("%s: %s", path, strerror(errno));
+	free(path);
+}
+
 static const struct daemon_spec qmgr_spec = {
 	.name = "qmgr",
 	.chroot_run_dir = false,
@@ -302,6 +368,7 @@ main(int argc, char **argv)
 	if (verp_key_load(d->cfg->server.queue_dir, qmgr.verp_key) == -1)
 		log_fatal("cannot load or create %s/%s",
 		    d->cfg->server.queue_dir, VERP_KEY_FILE);
+	qmgr_note_proofs();
 
 	fd = daemon_socket(d, "unix:qmgr");
 	if (fd == -1)

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 
 #include "daemon.h"
 #include "ipc.h"
@@ -122,6 +124,7 @@ struct conn {
 	struct agent *agent;
 	unsigned refs;			/* control requests awaiting a commit */
 	bool closed;
+	pid_t peer_pid;			/* SO_PEERCRED, for the log */
 };
 
 struct qmgr {
@@ -142,6 +145,9 @@ struct qmgr {
 	TAILQ_HEAD(, agent) agents;
 	bool claim_wanted;
 	uint8_t verp_key[VERP_KEY_LEN];	/* queue_dir/verp.key */
+	/* What a peer shows to be ternctl or tern-bounce (qmgr.c). */
+	struct stat ctl_proof;		/* run_dir/private */
+	struct stat bounce_proof;	/* queue_dir/verp.key */
 	struct bounce_classifier *classifier; /* [bounce] classes_file */
 };
 

@@ -3,7 +3,8 @@
  * process that reads the DKIM private keys: it loads them as root at
  * start (ternd replaces it on reload), then chroots into its empty jail
  * (run_dir/jail/signer: it serves the socket ternd passed and reaches
- * none) and runs unprivileged. Messages are streamed through libopendkim chunk by chunk
+ * none) and runs unprivileged, sandboxed (sandbox.c: no file may be
+ * opened, no TCP port used, chrooted or not). Messages are streamed through libopendkim chunk by chunk
  * (IPC_SIGN_* in ipc.h) and never held whole; one signature per selector
  * of the sending [domain], rsa-sha256 or ed25519-sha256, with its
  * dkim_canonicalization.
@@ -28,6 +29,7 @@
 #include "header_split.h"
 #include "key_cache.h"
 #include "ipc.h"
+#include "sandbox.h"
 #include "log.h"
 #include "util.h"
 
@@ -992,6 +994,8 @@ main(int argc, char **argv)
 	    &signer.ed25519_recycle) == -1)
 		log_fatal("TERN_SIGNER_ED25519_RECYCLE=%s is not a number", env);
 	signer_setup_lib();
+	/* Before the signing threads: Landlock covers threads started later. */
+	sandbox_enter(sandbox_new());
 	workers_start(d->base);
 
 	fd = daemon_socket(d, "unix:signer");

@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "resolver.h"
+#include "sandbox.h"
 #include "smtp.h"
 #include "util.h"
 
@@ -233,4 +234,31 @@ dns_init(void)
 	for (size_t i = 0; i < resolver_n_transparent_zones; i++)
 		ub_ctx_set_option(agent.ub, "local-zone:",
 		    resolver_transparent_zones[i]);
+}
+
+/*
+ * unbound falls back to TCP for a truncated answer: the sandbox must let
+ * it reach each forwarder's port ("address@port", else 53), or port 53
+ * of whatever resolv.conf names.
+ */
+void
+dns_allow_servers(struct sandbox *sb)
+{
+	const struct tern_config *cfg = agent.cfg;
+
+	if (cfg->delivery.n_dns_servers == 0)
+		sandbox_allow_connect(sb, 53);
+	for (size_t i = 0; i < cfg->delivery.n_dns_servers; i++) {
+		char fwd[300];
+		const char *at;
+		uint64_t port = 53;
+
+		if (!resolver_forwarder_text(cfg->delivery.dns_servers[i], fwd,
+		    sizeof(fwd)))
+			continue;	/* dns_init refused it already */
+		at = strrchr(fwd, '@');
+		if (at != NULL && parse_uint64(at + 1, 65535, &port) == -1)
+			continue;
+		sandbox_allow_connect(sb, (uint16_t)port);
+	}
 }

@@ -8,33 +8,41 @@
  * short read-only LMDB transactions; tern-smtp writes nothing.
  *
  * It parses untrusted network input, runs unprivileged and holds no keys.
- * It is not chrooted: it needs the queue directory and the CA store.
+ * It is not chrooted, but once set up it is sandboxed (sandbox.c): the
+ * queue it opened read-only stays its only view of the queue directory;
+ * it may read nothing but the system trust store's directories, create
+ * nothing, and connect over TCP only to the SMTP and DNS ports.
  */
 #include "autoconfig.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unbound.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "ipc.h"
 #include "log.h"
 #include "queue.h"
+#include "sandbox.h"
 #include "smtp.h"
 #include "util.h"
 
 #define HOUSEKEEPING_SEC	1
 #define READER_CHECK_SEC	60
+#define QUEUE_WAIT_SEC		30	/* for a writer to create the queue */
 
 struct agent agent;
 
 static void agent_send_ready(void);
-static void agent_open_queue(void);
 
 /* ---- jobs ---- */
 
@@ -255,7 +263,6 @@ qmgr_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	j->t_received = tern_monotonic_usec();
 	j->qmgr_gen = agent.qmgr_gen;
 	agent.n_jobs++;
-	agent_open_queue();
 	log_debug("%s: job %u: %zu recipient(s) at %s", j->qid_text, j->id,
 	    j->n_rcpts, j->domain);
 	if (agent.d.draining) {
@@ -299,18 +306,24 @@ qmgr_state_cb(struct ipc_client *cl, bool up, void *arg)
 
 /* ---- setup ---- */
 
+/*
+ * Opens the queue read-only, waiting for a writer (tern-cleanup, started
+ * first) to have created it: the sandbox allows no open later.
+ */
 static void
 agent_open_queue(void)
 {
 	struct queue_options o;
 
-	if (agent.queue != NULL)
-		return;
 	queue_options_from_config(&o, agent.cfg, QUEUE_OPEN_READONLY);
-	agent.queue = queue_open(&o);
-	if (agent.queue == NULL)
-		log_debug("queue not open yet: %s",
-		    queue_strerror(queue_last_error()));
+	for (int tries = 0; tries < QUEUE_WAIT_SEC * 2; tries++) {
+		agent.queue = queue_open(&o);
+		if (agent.queue != NULL)
+			return;
+		usleep(500000);
+	}
+	log_fatal("cannot open the queue %s: %s", o.dir,
+	    queue_strerror(queue_last_error()));
 }
 
 static void
@@ -334,6 +347,66 @@ agent_init_tls(void)
 	agent.ssl_ctx = ctx;
 }
 
+/*
+ * The system trust store's hashed directory is read per handshake
+ * (OpenSSL looks a CA up when it verifies): the directories named by
+ * SSL_CERT_DIR or OpenSSL's default stay readable, and so do those
+ * their entries link into (Debian: /usr/share/ca-certificates). A
+ * tls_ca_file was read whole at setup.
+ */
+static void
+agent_allow_trust_store(struct sandbox *sb)
+{
+	const char *env = getenv(X509_get_default_cert_dir_env());
+	char *dirs = xstrdup(env != NULL ? env : X509_get_default_cert_dir());
+	char *save = NULL;
+
+	for (char *dir = strtok_r(dirs, ":", &save); dir != NULL;
+	    dir = strtok_r(NULL, ":", &save)) {
+		DIR *dp = opendir(dir);
+		struct dirent *e;
+
+		if (dp == NULL)
+			continue;
+		sandbox_allow_read(sb, dir);
+		while ((e = readdir(dp)) != NULL) {
+			char *path, *real;
+			struct stat st;
+
+			if (e->d_name[0] == '.')
+				continue;
+			path = xasprintf("%s/%s", dir, e->d_name);
+			real = realpath(path, NULL);
+			if (real != NULL && stat(real, &st) == 0 &&
+			    S_ISREG(st.st_mode)) {
+				char *slash = strrchr(real, '/');
+
+				if (slash != NULL && slash != real) {
+					*slash = '\0';
+					sandbox_allow_read(sb, real);
+				}
+			}
+			free(real);
+			free(path);
+		}
+		closedir(dp);
+	}
+	free(dirs);
+}
+
+/* Gives up everything but what delivering still needs (sandbox.c). */
+static void
+agent_sandbox(void)
+{
+	struct sandbox *sb = sandbox_new();
+
+	if (agent.cfg->delivery.tls_ca_file == NULL)
+		agent_allow_trust_store(sb);
+	sandbox_allow_connect(sb, (uint16_t)agent.cfg->delivery.smtp_port);
+	dns_allow_servers(sb);
+	sandbox_enter(sb);
+}
+
 static void
 housekeeping_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -343,10 +416,8 @@ housekeeping_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	++ticks;
-	if (agent.queue == NULL && (ticks % 10 == 0 || agent.n_jobs > 0))
-		agent_open_queue();
 	dest_housekeeping();
-	if (agent.queue != NULL && ticks % READER_CHECK_SEC == 0) {
+	if (ticks % READER_CHECK_SEC == 0) {
 		int cleared = 0;
 
 		queue_reader_check(agent.queue, &cleared);
@@ -396,6 +467,7 @@ main(int argc, char **argv)
 	daemon_service_path(d, "qmgr", path, sizeof(path));
 	agent.qmgr = ipc_client_new(d->base, path, "smtp", qmgr_msg_cb,
 	    qmgr_state_cb, NULL);
+	agent_sandbox();
 	log_debug("delivery agent ready, %u job credits", agent.credits_max);
 	return daemon_run(d);
 }

@@ -32,6 +32,7 @@
 
 struct event;
 struct evbuffer;
+struct sandbox;
 struct ssl_ctx_st;
 struct ub_ctx;
 struct queue;
@@ -164,6 +165,8 @@ struct dns_answer {
 typedef void (*dns_cb)(void *arg, const struct dns_answer *a);
 
 void dns_init(void);
+/* Allows TCP to the resolvers' ports (sandbox.c): DNS over TCP. */
+void dns_allow_servers(struct sandbox *sb);
 /* Asks for (name, type); cb follows from the event loop, never inside. */
 void dns_query(const char *name, int type, dns_cb cb, void *arg);
 /* Parses a DNS message into a (for tests and fuzzing); 0 or -1. */

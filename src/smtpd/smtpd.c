@@ -4,14 +4,16 @@
  * unprivileged and, when started as root, chrooted into its jail
  * (run_dir/jail/smtpd), where the one socket is private/cleanup (which
  * takes only submissions and inbound mail, tern-cleanup(8)): it cannot
- * write the queue, read keys or reach tern-qmgr or tern-signer.
+ * write the queue, read keys or reach tern-qmgr or tern-signer. Once set
+ * up it is sandboxed (sandbox.c), chrooted or not (a development run):
+ * no file may be opened, no TCP port bound or connected to.
  * Every message goes to tern-cleanup, and 250 is said only once cleanup
  * reports the durable commit.
  *
  * The story of this file: take the listening sockets the master passed
  * ("listen:NAME"), load each listener's certificate and the AUTH users
  * while still privileged, drop privileges (daemon.c), connect to cleanup,
- * run the event loop. Sessions are in session.c, commands in commands.c.
+ * give up the file system and TCP (sandbox.c), run the event loop. Sessions are in session.c, commands in commands.c.
  */
 #include "autoconfig.h"
 
@@ -25,6 +27,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "sandbox.h"
 #include "smtpd.h"
 #include "util.h"
 
@@ -148,5 +151,7 @@ main(int argc, char **argv)
 			log_fatal("cannot listen on [listen %s]", l->cfg->name);
 		evconnlistener_set_error_cb(l->evl, accept_error_cb);
 	}
+	/* Accepting needs no right; the AUTH thread starts later, sandboxed. */
+	sandbox_enter(sandbox_new());
 	return daemon_run(d);
 }
