@@ -19,6 +19,8 @@
 #define CONTENT_CHUNKS_PER_READ	4
 #define QUIT_TIMEOUT_SEC	5
 
+void session_flush_soon(struct session *s);
+
 enum session_state {
 	SS_CONNECTING,		/* TCP connect in progress */
 	SS_GREETING,		/* waiting for 220 */
@@ -55,6 +57,11 @@ struct session {
 	enum session_state state;
 	struct smtp_reply_parser parser;
 	struct event *ev_timer;
+	/* Plain sessions (no TLS) write their output straight to the socket,
+	 * once per loop turn, with the bufferevent's EV_WRITE off: through the
+	 * bufferevent each write costs two epoll_ctl() and a loop turn. Only
+	 * what the socket does not take is left to the bufferevent. */
+	struct event *ev_flush;
 	bool in_read;			/* inside the read callback */
 	bool dead;			/* freed at the end of the callback */
 

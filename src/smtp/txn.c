@@ -324,8 +324,10 @@ session_content_fill(struct session *s)
 	/* The server is taking data: the timeout counts from the last
 	 * progress, not from the 354. */
 	session_timer(s, agent.cfg->delivery.data_timeout);
-	if (evbuffer_get_length(out) >= CONTENT_HIGH_WATER)
+	if (evbuffer_get_length(out) >= CONTENT_HIGH_WATER) {
+		session_flush_soon(s);
 		return;
+	}
 	if (s->dot.bytes != j->size) {
 		log_warn("%s: content is %llu bytes, the job said %llu", j->qid_text,
 		    (unsigned long long)s->dot.bytes, (unsigned long long)j->size);
@@ -336,4 +338,5 @@ session_content_fill(struct session *s)
 	dot_finish(&s->dot, out);
 	session_set_state(s, SS_DOT);
 	session_timer(s, agent.cfg->delivery.data_timeout);
+	session_flush_soon(s);
 }
