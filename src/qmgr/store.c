@@ -217,11 +217,12 @@ writer_main(void *arg)
 		if (w->update_rc == 0 && w->maintenance)
 			maintenance(w);
 
+		/* No wait for the loop to take it: the next work comes only
+		 * after done_cb() (st.busy), so the writer sleeps once per work
+		 * instead of waking again just to learn that done was taken. */
 		pthread_mutex_lock(&st.lock);
 		st.done = w;
 		event_active(st.ev_done, EV_READ, 0);
-		while (st.done != NULL && !st.stop)
-			pthread_cond_wait(&st.cond, &st.lock);
 	}
 	pthread_mutex_unlock(&st.lock);
 	return NULL;
@@ -325,7 +326,6 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_lock(&st.lock);
 	w = st.done;
 	st.done = NULL;
-	pthread_cond_broadcast(&st.cond);
 	pthread_mutex_unlock(&st.lock);
 	if (w == NULL)
 		return;
@@ -426,8 +426,9 @@ store_kick(void)
 	st.busy = true;
 	pthread_mutex_lock(&st.lock);
 	st.todo = w;
-	pthread_cond_broadcast(&st.cond);
 	pthread_mutex_unlock(&st.lock);
+	/* After the unlock: the writer wakes to a free mutex. */
+	pthread_cond_signal(&st.cond);
 }
 
 void
