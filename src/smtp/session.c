@@ -38,6 +38,7 @@ const char *const state_names[] = {
 	[SS_HANDSHAKE] = "TLS handshake", [SS_IDLE] = "idle",
 	[SS_MAIL] = "MAIL FROM", [SS_DATA] = "DATA",
 	[SS_CONTENT] = "end of data", [SS_DOT] = "end of data",
+	[SS_DATA_VOID] = "DATA",
 	[SS_RSET] = "RSET", [SS_QUIT] = "QUIT",
 };
 
@@ -147,6 +148,7 @@ session_stage(const struct session *s)
 		return DELIVERY_STAGE_MAIL;
 	case SS_DATA:
 	case SS_CONTENT:
+	case SS_DATA_VOID:
 		return DELIVERY_STAGE_DATA;
 	case SS_DOT:
 		return DELIVERY_STAGE_DOT;
@@ -294,6 +296,7 @@ session_broken(struct session *s, const char *status, const char *fmt, ...)
 	case SS_DATA:
 	case SS_CONTENT:
 	case SS_DOT:
+	case SS_DATA_VOID:
 		break;
 	}
 	if (s->n_msgs > 0 && !s->got_txn_reply && !s->fresh_retry_done &&
@@ -697,6 +700,17 @@ session_reply(struct session *s, const struct smtp_reply *r)
 		}
 		session_result_accepted(s, r, DELIVERY_STAGE_DATA);
 		s->n_msgs++;
+		session_after_job(s);
+		return;
+	case SS_DATA_VOID:
+		if (r->code == 354 && !s->void_dot_sent) {
+			session_write(s, ".\r\n");
+			s->void_dot_sent = true;
+			session_timer(s, agent.cfg->delivery.data_timeout);
+			return;
+		}
+		/* The results are in; RSET, as after any failed MAIL phase. */
+		session_set_state(s, SS_MAIL);
 		session_after_job(s);
 		return;
 	case SS_DOT:

@@ -33,6 +33,10 @@ enum session_state {
 	SS_DATA,		/* DATA sent, waiting for 354 */
 	SS_CONTENT,		/* sending the message */
 	SS_DOT,			/* the final dot sent, waiting for the reply */
+	SS_DATA_VOID,		/* a pipelined DATA of a transaction without an
+				 * accepted recipient: its reply is read (after
+				 * a 354, a lone dot ends the empty message)
+				 * before RSET */
 	SS_RSET,		/* RSET sent */
 	SS_QUIT,		/* QUIT sent */
 };
@@ -81,6 +85,8 @@ struct session {
 	struct cmd *cmds;
 	size_t n_cmds, n_sent, n_replied;
 	bool mail_failed;
+	bool data_sent;			/* DATA went out with MAIL and RCPT */
+	bool void_dot_sent;		/* SS_DATA_VOID: the lone dot is out */
 	bool got_txn_reply;		/* any reply in this transaction */
 	size_t n_accepted;
 	struct dot_state dot;
