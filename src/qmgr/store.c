@@ -52,6 +52,7 @@ struct work {
 	struct queue_claim *claim;
 	int claim_rc;
 	enum queue_err claim_err;
+	bool claimed;			/* in the update's transaction */
 	bool maintenance;
 	int64_t now_ms;
 };
@@ -64,6 +65,7 @@ static struct {
 	struct work *todo;		/* handed to the writer */
 	struct work *done;		/* finished, for the loop */
 	bool busy;			/* a work is out */
+	bool busy_claim;		/* ... and it claims */
 	bool stop;
 	/* what the loop is gathering */
 	struct work *next;
@@ -146,6 +148,14 @@ store_full(void)
 }
 
 bool
+store_claim_pending(void)
+{
+	return (st.busy && st.busy_claim) ||
+	    (st.held != NULL && st.held->claim_max > 0) ||
+	    (st.next != NULL && st.next->claim_max > 0);
+}
+
+bool
 store_busy(void)
 {
 	return st.busy || st.held != NULL || (st.next != NULL &&
@@ -199,7 +209,18 @@ writer_main(void *arg)
 		pthread_mutex_unlock(&st.lock);
 
 		w->now_ms = queue_now_ms();
+		/* Results and a claim without a flush between them: one
+		 * transaction, one sync (and one turn at the queue's write
+		 * lock, which tern-cleanup's committer shares). Whatever goes
+		 * wrong there, the two are done apart as before. */
 		if (w->u != NULL && queue_update_count(w->u) > 0 &&
+		    w->claim_max > 0 && !w->flush &&
+		    queue_update_commit_claim(qmgr.q, w->u, queue_now_ms(),
+		    w->claim_max, &w->claim) == 0) {
+			w->update_rc = 0;
+			w->claim_rc = 0;
+			w->claimed = true;
+		} else if (w->u != NULL && queue_update_count(w->u) > 0 &&
 		    (w->update_rc = queue_update_commit(qmgr.q, w->u)) == -1)
 			w->update_err = queue_last_error();
 		if (w->update_rc == 0 && w->flush) {
@@ -208,7 +229,7 @@ writer_main(void *arg)
 			if (w->flush_rc == -1)
 				w->flush_err = queue_last_error();
 		}
-		if (w->update_rc == 0 && w->claim_max > 0) {
+		if (w->update_rc == 0 && w->claim_max > 0 && !w->claimed) {
 			w->claim_rc = queue_claim_due(qmgr.q, queue_now_ms(),
 			    w->claim_max, &w->claim);
 			if (w->claim_rc == -1)
@@ -424,6 +445,7 @@ store_kick(void)
 		st.next = NULL;
 	}
 	st.busy = true;
+	st.busy_claim = w->claim_max > 0;
 	pthread_mutex_lock(&st.lock);
 	st.todo = w;
 	pthread_mutex_unlock(&st.lock);
