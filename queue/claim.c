@@ -167,6 +167,37 @@ claim_txn(struct qtxn *t, void *varg)
 	return 0;
 }
 
+struct claim_arg *
+qclaim_arg_new(int64_t now_ms, size_t max)
+{
+	struct claim_arg *a = xcalloc(1, sizeof(*a));
+
+	a->now_ms = now_ms;
+	a->max = max;
+	a->out = xcalloc(1, sizeof(*a->out));
+	qarena_init(&a->out->arena);
+	return a;
+}
+
+int
+qclaim_txn(struct qtxn *t, void *arg)
+{
+	return claim_txn(t, arg);
+}
+
+struct queue_claim *
+qclaim_arg_finish(struct claim_arg *a, bool ok)
+{
+	struct queue_claim *c = &a->out->pub;
+
+	if (!ok) {
+		queue_claim_free(c);
+		c = NULL;
+	}
+	free(a);
+	return c;
+}
+
 int
 queue_claim_due(struct queue *q, int64_t now_ms, size_t max,
     struct queue_claim **out)

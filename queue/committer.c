@@ -139,8 +139,9 @@ queue_committer_submit(struct queue_committer *c, struct queue_msg *m,
 	c->v[c->n].cb = cb;
 	c->v[c->n].arg = arg;
 	c->n++;
-	pthread_cond_signal(&c->cond);
 	pthread_mutex_unlock(&c->lock);
+	/* After the unlock: the committer wakes to a free mutex. */
+	pthread_cond_signal(&c->cond);
 }
 
 void

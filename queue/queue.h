@@ -459,6 +459,15 @@ size_t queue_update_count(const struct queue_update *u);
 /* Commits; 0 when the commit happened (each operation still has its own
  * status), -1 when nothing was committed. */
 int queue_update_commit(struct queue *q, struct queue_update *u);
+/*
+ * queue_update_commit(u) and then queue_claim_due(now_ms, max) in one
+ * write transaction: one commit and one sync instead of two (the claim
+ * sees the update's changes). On failure nothing was committed, *out is
+ * NULL and u's statuses mean nothing: the caller may commit the two apart
+ * (that path also retries a full queue without the soft-bounce counts).
+ */
+int queue_update_commit_claim(struct queue *q, struct queue_update *u,
+    int64_t now_ms, size_t max, struct queue_claim **out);
 /* QUEUE_OK when operation i was applied. */
 enum queue_err queue_update_status(const struct queue_update *u, size_t i);
 /* True when operation i removed its message (finished or deleted). */

@@ -110,6 +110,13 @@ typedef int (*qwrite_fn)(struct qtxn *t, void *arg);
  * and retrying on MDB_MAP_FULL; 0 or -1 with the error set. */
 int qtxn_write(struct queue *q, qwrite_fn fn, void *arg);
 
+/* queue_update_commit_claim()'s claim half (claim.c): its state, its
+ * transaction body, and its result (NULL after a failure). */
+struct claim_arg;
+struct claim_arg *qclaim_arg_new(int64_t now_ms, size_t max);
+int qclaim_txn(struct qtxn *t, void *arg);
+struct queue_claim *qclaim_arg_finish(struct claim_arg *a, bool ok);
+
 /* mdb_get into *v; in a write txn the bytes are copied into the arena,
  * since a later put may move them. 0, MDB_NOTFOUND or an LMDB code. */
 int qget(struct qtxn *t, enum qdb db, const void *key, size_t klen,

@@ -563,6 +563,38 @@ has_soft_failure(const struct queue_update *u)
 	return false;
 }
 
+/* The update, then the claim, in one transaction. */
+struct update_claim {
+	struct queue_update *u;
+	struct claim_arg *claim;
+};
+
+static int
+update_claim_txn(struct qtxn *t, void *arg)
+{
+	struct update_claim *uc = arg;
+	int rc = update_txn(t, uc->u);
+
+	return rc != 0 ? rc : qclaim_txn(t, uc->claim);
+}
+
+static void log_soft_failures(const struct queue_update *u);
+
+int
+queue_update_commit_claim(struct queue *q, struct queue_update *u,
+    int64_t now_ms, size_t max, struct queue_claim **out)
+{
+	struct update_claim uc = { u, qclaim_arg_new(now_ms, max) };
+	int rc;
+
+	u->soft_dropped = QUEUE_OK;
+	rc = qtxn_write(q, update_claim_txn, &uc);
+	*out = qclaim_arg_finish(uc.claim, rc == 0);
+	if (rc == 0)
+		log_soft_failures(u);
+	return rc;
+}
+
 int
 queue_update_commit(struct queue *q, struct queue_update *u)
 {
@@ -596,9 +628,16 @@ queue_update_commit(struct queue *q, struct queue_update *u)
 		}
 		return -1;
 	}
+	log_soft_failures(u);
+	return 0;
+}
+
+static void
+log_soft_failures(const struct queue_update *u)
+{
 	/* Only now is it so: a transaction tried again after the map grew
 	 * applied its ops twice, and a failed one not at all. */
-	for (i = 0; i < u->n; i++) {
+	for (size_t i = 0; i < u->n; i++) {
 		const struct op *o = &u->ops[i];
 
 		if (o->kind != OP_SOFT_FAILURE)
@@ -611,7 +650,6 @@ queue_update_commit(struct queue *q, struct queue_update *u)
 			log_warn("soft bounce of <%s> not counted: %s",
 			    o->soft.address, queue_strerror(u->soft_dropped));
 	}
-	return 0;
 }
 
 /* ---- one-operation conveniences ---- */

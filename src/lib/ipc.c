@@ -677,10 +677,23 @@ ipc_conn_queue(struct ipc_conn *c, struct ipc_out *o)
 	return true;
 }
 
+/*
+ * Small frames wait for the end of the loop's turn, so every frame of one
+ * turn (the replies to a batch of requests, the frames of pipelined
+ * commands) goes out in one sendmsg() and wakes the peer once; a buffer of
+ * IPC_DATA_CHUNK or more is written at once, as before, so bulk data never
+ * piles up in memory.
+ */
 void
 ipc_conn_send(struct ipc_conn *c, struct ipc_out *o)
 {
-	if (ipc_conn_queue(c, o) && ipc_conn_flush(c) == -1)
+	if (!ipc_conn_queue(c, o))
+		return;
+	if (evbuffer_get_length(c->out) < IPC_DATA_CHUNK) {
+		event_active(c->ev_write, EV_WRITE, 0);
+		return;
+	}
+	if (ipc_conn_flush(c) == -1)
 		ipc_conn_close(c, strerror(errno));
 }
 

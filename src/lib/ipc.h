@@ -389,7 +389,9 @@ typedef void (*ipc_close_cb)(struct ipc_conn *c, const char *why, void *arg);
  */
 struct ipc_conn *ipc_conn_new(struct event_base *base, int fd, const char *name,
     ipc_msg_cb on_msg, ipc_close_cb on_close, void *arg);
-/* Queues a frame; consumes o. Never blocks. */
+/* Queues a frame; consumes o. Never blocks. It is written at the end of
+ * the loop's turn with the other frames of that turn (at once when
+ * IPC_DATA_CHUNK bytes or more are waiting). */
 void ipc_conn_send(struct ipc_conn *c, struct ipc_out *o);
 /* The same, but the write waits until the loop is done with the current
  * callbacks, so frames sent together go out in one system call. */

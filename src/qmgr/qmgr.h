@@ -29,6 +29,8 @@
 #define QMGR_CLAIM_BATCH	1000	/* recipients claimed per transaction */
 #define QMGR_JOB_RCPT_MAX	100	/* recipients in one job (one SMTP transaction) */
 #define QMGR_POLL_MS		1000	/* the schedule is looked at least this often */
+#define QMGR_BUSY_POLL_MS	20	/* ... and this often while due work
+					 * waits for a claim under way */
 #define QMGR_JITTER_PCT		10	/* retries come up to 10% later */
 /* One destination holds at most this many claimed recipients waiting to
  * be sent, so a slow or blocked one cannot fill the active set and starve
@@ -165,6 +167,8 @@ void store_start(void);
 void store_stop(void);
 /* Work held, in flight or gathered: not yet committed. */
 bool store_busy(void);
+/* A claim is asked for or under way: its end asks for the next one. */
+bool store_claim_pending(void);
 /* The queue had no room for a group of changes: it is held and retried,
  * and nothing new is claimed or sent until it is committed. */
 bool store_full(void);

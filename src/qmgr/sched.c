@@ -237,6 +237,13 @@ sched_arm_poll(void)
 
 	if (queue_schedule_earliest(qmgr.q, &due) == 0 && due - now < wait)
 		wait = due > now ? due - now : 0;
+	/* Work due now, but a claim is already asked for (its end asks for
+	 * the next) or the active set is full (a result makes room and asks):
+	 * polling at once would spin the loop (epoll_wait with no timeout,
+	 * thousands a second) until then; a short pause keeps an eye on it. */
+	if (wait == 0 && (store_claim_pending() ||
+	    qmgr.n_active >= QMGR_ACTIVE_MAX))
+		wait = QMGR_BUSY_POLL_MS;
 	tv.tv_sec = wait / 1000;
 	tv.tv_usec = (wait % 1000) * 1000;
 	evtimer_add(qmgr.ev_poll, &tv);

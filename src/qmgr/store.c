@@ -52,6 +52,7 @@ struct work {
 	struct queue_claim *claim;
 	int claim_rc;
 	enum queue_err claim_err;
+	bool claimed;			/* in the update's transaction */
 	bool maintenance;
 	int64_t now_ms;
 };
@@ -64,6 +65,7 @@ static struct {
 	struct work *todo;		/* handed to the writer */
 	struct work *done;		/* finished, for the loop */
 	bool busy;			/* a work is out */
+	bool busy_claim;		/* ... and it claims */
 	bool stop;
 	/* what the loop is gathering */
 	struct work *next;
@@ -146,6 +148,14 @@ store_full(void)
 }
 
 bool
+store_claim_pending(void)
+{
+	return (st.busy && st.busy_claim) ||
+	    (st.held != NULL && st.held->claim_max > 0) ||
+	    (st.next != NULL && st.next->claim_max > 0);
+}
+
+bool
 store_busy(void)
 {
 	return st.busy || st.held != NULL || (st.next != NULL &&
@@ -199,7 +209,18 @@ writer_main(void *arg)
 		pthread_mutex_unlock(&st.lock);
 
 		w->now_ms = queue_now_ms();
+		/* Results and a claim without a flush between them: one
+		 * transaction, one sync (and one turn at the queue's write
+		 * lock, which tern-cleanup's committer shares). Whatever goes
+		 * wrong there, the two are done apart as before. */
 		if (w->u != NULL && queue_update_count(w->u) > 0 &&
+		    w->claim_max > 0 && !w->flush &&
+		    queue_update_commit_claim(qmgr.q, w->u, queue_now_ms(),
+		    w->claim_max, &w->claim) == 0) {
+			w->update_rc = 0;
+			w->claim_rc = 0;
+			w->claimed = true;
+		} else if (w->u != NULL && queue_update_count(w->u) > 0 &&
 		    (w->update_rc = queue_update_commit(qmgr.q, w->u)) == -1)
 			w->update_err = queue_last_error();
 		if (w->update_rc == 0 && w->flush) {
@@ -208,7 +229,7 @@ writer_main(void *arg)
 			if (w->flush_rc == -1)
 				w->flush_err = queue_last_error();
 		}
-		if (w->update_rc == 0 && w->claim_max > 0) {
+		if (w->update_rc == 0 && w->claim_max > 0 && !w->claimed) {
 			w->claim_rc = queue_claim_due(qmgr.q, queue_now_ms(),
 			    w->claim_max, &w->claim);
 			if (w->claim_rc == -1)
@@ -217,11 +238,12 @@ writer_main(void *arg)
 		if (w->update_rc == 0 && w->maintenance)
 			maintenance(w);
 
+		/* No wait for the loop to take it: the next work comes only
+		 * after done_cb() (st.busy), so the writer sleeps once per work
+		 * instead of waking again just to learn that done was taken. */
 		pthread_mutex_lock(&st.lock);
 		st.done = w;
 		event_active(st.ev_done, EV_READ, 0);
-		while (st.done != NULL && !st.stop)
-			pthread_cond_wait(&st.cond, &st.lock);
 	}
 	pthread_mutex_unlock(&st.lock);
 	return NULL;
@@ -325,7 +347,6 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_lock(&st.lock);
 	w = st.done;
 	st.done = NULL;
-	pthread_cond_broadcast(&st.cond);
 	pthread_mutex_unlock(&st.lock);
 	if (w == NULL)
 		return;
@@ -424,10 +445,12 @@ store_kick(void)
 		st.next = NULL;
 	}
 	st.busy = true;
+	st.busy_claim = w->claim_max > 0;
 	pthread_mutex_lock(&st.lock);
 	st.todo = w;
-	pthread_cond_broadcast(&st.cond);
 	pthread_mutex_unlock(&st.lock);
+	/* After the unlock: the writer wakes to a free mutex. */
+	pthread_cond_signal(&st.cond);
 }
 
 void

@@ -38,6 +38,7 @@ const char *const state_names[] = {
 	[SS_HANDSHAKE] = "TLS handshake", [SS_IDLE] = "idle",
 	[SS_MAIL] = "MAIL FROM", [SS_DATA] = "DATA",
 	[SS_CONTENT] = "end of data", [SS_DOT] = "end of data",
+	[SS_DATA_VOID] = "DATA",
 	[SS_RSET] = "RSET", [SS_QUIT] = "QUIT",
 };
 
@@ -63,9 +64,39 @@ session_timer(struct session *s, int64_t secs)
 }
 
 void
+session_flush_soon(struct session *s)
+{
+	if (s->ssl == NULL)
+		event_active(s->ev_flush, EV_WRITE, 0);
+}
+
+/* Writes what a plain session queued in this turn (see ev_flush). */
+static void
+session_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	struct evbuffer *out;
+
+	(void)fd;
+	(void)what;
+	if (s->bev == NULL || s->ssl != NULL ||
+	    (bufferevent_get_enabled(s->bev) & EV_WRITE))
+		return;		/* gone, TLS, or the bufferevent is writing */
+	out = bufferevent_get_output(s->bev);
+	if (evbuffer_get_length(out) == 0)
+		return;
+	(void)evbuffer_write(out, bufferevent_getfd(s->bev));
+	if (evbuffer_get_length(out) > 0)
+		bufferevent_enable(s->bev, EV_WRITE);	/* the rest, or the error */
+	else if (s->state == SS_CONTENT)
+		session_content_fill(s);	/* what the write callback would do */
+}
+
+void
 session_write(struct session *s, const char *line)
 {
 	bufferevent_write(s->bev, line, strlen(line));
+	session_flush_soon(s);
 }
 
 void
@@ -117,6 +148,7 @@ session_stage(const struct session *s)
 		return DELIVERY_STAGE_MAIL;
 	case SS_DATA:
 	case SS_CONTENT:
+	case SS_DATA_VOID:
 		return DELIVERY_STAGE_DATA;
 	case SS_DOT:
 		return DELIVERY_STAGE_DOT;
@@ -162,6 +194,7 @@ session_free(struct session *s)
 		return;
 	}
 	event_free(s->ev_timer);
+	event_free(s->ev_flush);
 	free(s->targets);
 	dest_session_gone(d, s);
 	free(s);
@@ -263,6 +296,7 @@ session_broken(struct session *s, const char *status, const char *fmt, ...)
 	case SS_DATA:
 	case SS_CONTENT:
 	case SS_DOT:
+	case SS_DATA_VOID:
 		break;
 	}
 	if (s->n_msgs > 0 && !s->got_txn_reply && !s->fresh_retry_done &&
@@ -413,7 +447,8 @@ session_start(struct dest *d, struct job *j)
 	memcpy(s->targets, mx->targets, mx->n_targets * sizeof(*s->targets));
 	targets_shuffle_equal(s->targets, s->n_targets);
 	s->ev_timer = evtimer_new(agent.d.base, session_timer_cb, s);
-	if (s->ev_timer == NULL)
+	s->ev_flush = event_new(agent.d.base, -1, 0, session_flush_cb, s);
+	if (s->ev_timer == NULL || s->ev_flush == NULL)
 		log_fatal("evtimer_new failed");
 	smtp_reply_parser_reset(&s->parser);
 	/* Registered first: a connect that fails at once frees the session. */
@@ -667,6 +702,17 @@ session_reply(struct session *s, const struct smtp_reply *r)
 		s->n_msgs++;
 		session_after_job(s);
 		return;
+	case SS_DATA_VOID:
+		if (r->code == 354 && !s->void_dot_sent) {
+			session_write(s, ".\r\n");
+			s->void_dot_sent = true;
+			session_timer(s, agent.cfg->delivery.data_timeout);
+			return;
+		}
+		/* The results are in; RSET, as after any failed MAIL phase. */
+		session_set_state(s, SS_MAIL);
+		session_after_job(s);
+		return;
 	case SS_DOT:
 		bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
 		session_result_accepted(s, r, DELIVERY_STAGE_DOT);
@@ -742,9 +788,10 @@ session_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
-	(void)bev;
 	if (s->state == SS_CONTENT)
 		session_content_fill(s);
+	else if (s->ssl == NULL && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);	/* back to ev_flush */
 }
 
 void
@@ -759,7 +806,14 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		if (s->state == SS_CONNECTING) {
 			session_set_state(s, SS_GREETING);
-			bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+			/* Plain: EV_WRITE (on by default) only when the socket
+			 * is full, see ev_flush. */
+			if (s->ssl == NULL) {
+				bufferevent_disable(s->bev, EV_WRITE);
+				bufferevent_enable(s->bev, EV_READ);
+			} else {
+				bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+			}
 			session_timer(s, agent.cfg->delivery.command_timeout);
 		} else if (s->state == SS_HANDSHAKE)
 			session_tls_done(s);

@@ -19,6 +19,8 @@
 #define CONTENT_CHUNKS_PER_READ	4
 #define QUIT_TIMEOUT_SEC	5
 
+void session_flush_soon(struct session *s);
+
 enum session_state {
 	SS_CONNECTING,		/* TCP connect in progress */
 	SS_GREETING,		/* waiting for 220 */
@@ -31,6 +33,10 @@ enum session_state {
 	SS_DATA,		/* DATA sent, waiting for 354 */
 	SS_CONTENT,		/* sending the message */
 	SS_DOT,			/* the final dot sent, waiting for the reply */
+	SS_DATA_VOID,		/* a pipelined DATA of a transaction without an
+				 * accepted recipient: its reply is read (after
+				 * a 354, a lone dot ends the empty message)
+				 * before RSET */
 	SS_RSET,		/* RSET sent */
 	SS_QUIT,		/* QUIT sent */
 };
@@ -55,6 +61,11 @@ struct session {
 	enum session_state state;
 	struct smtp_reply_parser parser;
 	struct event *ev_timer;
+	/* Plain sessions (no TLS) write their output straight to the socket,
+	 * once per loop turn, with the bufferevent's EV_WRITE off: through the
+	 * bufferevent each write costs two epoll_ctl() and a loop turn. Only
+	 * what the socket does not take is left to the bufferevent. */
+	struct event *ev_flush;
 	bool in_read;			/* inside the read callback */
 	bool dead;			/* freed at the end of the callback */
 
@@ -74,6 +85,8 @@ struct session {
 	struct cmd *cmds;
 	size_t n_cmds, n_sent, n_replied;
 	bool mail_failed;
+	bool data_sent;			/* DATA went out with MAIL and RCPT */
+	bool void_dot_sent;		/* SS_DATA_VOID: the lone dot is out */
 	bool got_txn_reply;		/* any reply in this transaction */
 	size_t n_accepted;
 	struct dot_state dot;

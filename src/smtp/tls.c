@@ -50,6 +50,9 @@ session_start_tls(struct session *s)
 	SSL_set_tlsext_host_name(s->ssl, t->host);
 	SSL_set_hostflags(s->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	SSL_set1_host(s->ssl, t->host);
+	/* The filter writes through the socket bufferevent: EV_WRITE back on
+	 * (plain sessions keep it off, see ev_flush). */
+	bufferevent_enable(s->bev, EV_WRITE);
 	tls = bufferevent_openssl_filter_new(agent.d.base, s->bev, s->ssl,
 	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 	if (tls == NULL)

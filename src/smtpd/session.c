@@ -25,6 +25,8 @@
 
 #define DATA_CHUNK		16384
 #define CLOSE_POLL_MS		20
+/* Input a plain session buffers at most while it waits for cleanup. */
+#define READ_HIGH_WATER		(256 * 1024)
 
 static const char *const state_names[] = {
 	[S_CONNECTED] = "connected",
@@ -95,6 +97,8 @@ session_free(struct session *s)
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
 	event_free(s->ev_timer);
+	event_free(s->ev_flush);
+	evbuffer_free(s->replies);
 	if (s->counted)
 		clients_remove(s->addr);
 	free(s->auth_user);
@@ -106,11 +110,44 @@ session_free(struct session *s)
 		daemon_exit(&smtpd.d);
 }
 
+/*
+ * Writes the replies collected in this turn. Straight to the socket when
+ * the bufferevent has nothing queued: through the bufferevent, each reply
+ * costs two epoll_ctl() (write event on, then off) and a loop turn. What
+ * the socket does not take (or an error) is left to the bufferevent.
+ */
+static void
+session_flush_replies(struct session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	if (evbuffer_get_length(s->replies) == 0)
+		return;
+	if (evbuffer_get_length(out) == 0)
+		(void)evbuffer_write(s->replies, bufferevent_getfd(s->bev));
+	if (evbuffer_get_length(s->replies) > 0)
+		evbuffer_add_buffer(out, s->replies);
+	else if (s->closing)
+		session_write_cb(s->bev, s);
+}
+
+static void
+session_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	session_flush_replies(arg);
+}
+
 static void
 session_write_line(struct session *s, const char *fmt, va_list ap)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 
+	if (s->plain) {
+		out = s->replies;
+		event_active(s->ev_flush, EV_WRITE, 0);
+	}
 	evbuffer_add_vprintf(out, fmt, ap);
 	evbuffer_add(out, "\r\n", 2);
 }
@@ -151,15 +188,25 @@ session_close_after_reply(struct session *s)
 	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
 	if (s->state != S_QUIT)
 		session_enter_state(s, S_QUIT);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+	if (evbuffer_get_length(s->replies) > 0)
+		session_flush_replies(s);	/* closes once written */
+	else if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
 		session_write_cb(s->bev, s);
 }
 
+/*
+ * Stops reading until session_resume(). A plain session waiting for
+ * cleanup (three times per message) reads on into its buffer instead,
+ * bounded by READ_HIGH_WATER: two epoll_ctl() per wait saved. An EOF, error
+ * or timeout that comes meanwhile waits for the end of the wait (see
+ * session_event_cb).
+ */
 void
 session_wait(struct session *s, enum session_wait w)
 {
 	s->wait = w;
-	bufferevent_disable(s->bev, EV_READ);
+	if (!(s->plain && w == W_CLEANUP))
+		bufferevent_disable(s->bev, EV_READ);
 }
 
 /* Ends a wait and reads on: pipelined commands may be waiting. */
@@ -169,6 +216,7 @@ session_resume(struct session *s)
 	s->wait = W_NONE;
 	if (s->closing)
 		return;
+	/* Restarts the read timeout; no system call when still reading. */
 	bufferevent_enable(s->bev, EV_READ);
 	/* From inside session_process, its loop reads on by itself. */
 	if (!s->in_process)
@@ -298,18 +346,25 @@ session_accept(struct listener *l, int fd, struct sockaddr *sa, int salen)
 		s->counted = true;
 
 	s->ev_timer = evtimer_new(smtpd.d.base, session_timer_cb, s);
+	s->ev_flush = event_new(smtpd.d.base, -1, 0, session_flush_cb, s);
+	s->replies = evbuffer_new();
+	if (s->ev_flush == NULL || s->replies == NULL)
+		log_fatal("cannot allocate a session");
 	fd_set_tcp_nodelay(fd);
 	if (smtps && refuse == NULL) {
 		s->bev = tls_socket_new(l, fd);
 	} else {
 		s->bev = bufferevent_socket_new(smtpd.d.base, fd,
 		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+		s->plain = s->bev != NULL;
 	}
 	if (s->bev == NULL || s->ev_timer == NULL)
 		log_fatal("cannot allocate a session");
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
 	    session_event_cb, s);
 	session_set_timeouts(s);
+	if (s->plain)
+		bufferevent_setwatermark(s->bev, EV_READ, 0, READ_HIGH_WATER);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	if (refuse != NULL && smtps) {
 		/* No TLS for a refused client: just close. */
@@ -336,6 +391,10 @@ session_start_tls(struct session *s)
 	evbuffer_drain(bufferevent_get_input(s->bev),
 	    evbuffer_get_length(bufferevent_get_input(s->bev)));
 	session_reply(s, "220 2.0.0 Ready to start TLS");
+	/* The 220 goes out in the clear, before the filter exists. */
+	session_flush_replies(s);
+	s->plain = false;
+	bufferevent_setwatermark(s->bev, EV_READ, 0, 0);
 	s->bev = tls_filter_new(s->listener, s->bev);
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
 	    session_event_cb, s);
@@ -535,6 +594,12 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		session_tls_done(s);
 		return;
 	}
+	/* Read on during a cleanup wait (session_wait): the bufferevent has
+	 * stopped reading; session_resume() reads again and meets the EOF or
+	 * error then, or starts a new timeout, as if it had not read meanwhile. */
+	if (s->plain && s->wait == W_CLEANUP && (what & BEV_EVENT_READING) &&
+	    !(bufferevent_get_enabled(s->bev) & EV_READ))
+		return;
 	if (what & BEV_EVENT_TIMEOUT) {
 		if (s->closing) {
 			session_free(s);

@@ -125,6 +125,12 @@ struct session {
 	bool counted;			/* in the per-client table */
 	const char *delayed_reply;	/* written when a W_DELAY ends */
 	enum { P_NONE, P_BEGIN, P_RCPT, P_END } pending;
+	/* A plain TCP session (no TLS): its replies collect in replies and
+	 * are written by ev_flush straight to the socket, one write() per
+	 * loop turn, and it reads on while it waits for cleanup. */
+	bool plain;
+	struct evbuffer *replies;
+	struct event *ev_flush;
 	/* When unprocessed input (a partial command line) first sat in the
 	 * buffer: a client that trickles bytes must still finish its line
 	 * within the timeout (the read timeout alone restarts per byte). */

@@ -373,7 +373,11 @@ def test_hostile_replies_defer(tern, dns, port, hostile, script):
     q.job(qid, "example.test")
     r, = rcpt_results(q.wait_results(1, timeout=30))
     assert r["code"] == 0 and r["status"].startswith("4."), r
-    assert not any(l.startswith(b"DATA") for l in h.received)
+    # DATA may end the pipelined MAIL/RCPT group (RFC 2920 3.1), but no
+    # message content follows it: the agent saw no 354.
+    sent = [l[:4] for l in h.received]
+    if b"DATA" in sent:
+        assert set(sent[sent.index(b"DATA") + 1:]) <= {b"QUIT", b"RSET"}, sent
     # The agent survived: it takes the next job.
     q.job(qid, "example.test")
     assert len(q.wait_results(2, timeout=30)) == 2
@@ -464,6 +468,44 @@ def test_mail_rejection_fails_transaction(tern, dns, port, hostile,
         assert b"RCPT" not in sent, sent
     ternlib.wait_for(lambda: b"RSET" in [l[:4] for l in h.received], 5,
                      what="RSET after the refused MAIL")
+
+
+def test_pipelined_data_without_recipients(tern, dns, port, hostile):
+    """DATA goes out with MAIL and RCPT (RFC 2920 3.1). When no recipient
+    was accepted and the server still says 354 to it, a lone dot ends
+    the empty message, then RSET; the recipient keeps its RCPT result."""
+    d = simple_dns(dns)
+
+    def script(h, conn):
+        conn.sendall(b"220 hostile ESMTP\r\n")
+        h.readline(conn)
+        conn.sendall(b"250-hostile\r\n250 PIPELINING\r\n")
+        while True:
+            line = h.readline(conn)
+            if line.startswith(b"RCPT"):
+                conn.sendall(b"550 5.1.1 no such user\r\n")
+            elif line.startswith(b"DATA"):
+                conn.sendall(b"354 go ahead anyway\r\n")
+            elif line.startswith(b"."):
+                conn.sendall(b"554 5.5.1 no valid recipients\r\n")
+            elif line.startswith(b"QUIT"):
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
+
+    h = hostile("127.0.0.2", port, script)
+    t, q = setup_tern(tern, d.server, port)
+    qid, = q.queue(["nobody@example.test"])
+    t.start()
+    q.job(qid, "example.test")
+    r, = rcpt_results(q.wait_results(1))
+    assert r["code"] == 550 and r["stage"] == "rcpt", r
+    ternlib.wait_for(lambda: b"RSET" in [l[:4] for l in h.received], 5,
+                     what="RSET after the empty DATA")
+    sent = [l.rstrip(b"\r\n") for l in h.received]
+    data_at = [i for i, l in enumerate(sent) if l.startswith(b"DATA")][0]
+    assert sent[data_at + 1:data_at + 3] == [b".", b"RSET"], sent
 
 
 def test_lost_after_data_defers(tern, dns, port, hostile):

@@ -390,6 +390,44 @@ test_schedule_order(void **state)
 	assert_int_equal(queue_last_error(), QUEUE_ERR_NOTFOUND);
 }
 
+/* Results and a claim in one transaction: the claim sees the results. */
+static void
+test_update_commit_claim(void **state)
+{
+	struct qtest *t = *state;
+	int64_t now = queue_now_ms() + 60000;
+	struct queue_claim *c;
+	struct queue_update *u;
+	struct queue_result r;
+	uint64_t a, b;
+
+	a = qtest_commit1(t->q, qtest_msg(2, 10, "x.test"));
+	c = claim_all(t->q, now, 100);
+	assert_int_equal(c->n_rcpts, 2);
+	queue_claim_free(c);
+	b = qtest_commit1(t->q, qtest_msg(1, 10, "y.test"));
+	u = queue_update_new(queue_now_ms());
+	r = result(a, 0, QUEUE_RCPT_DELIVERED, 250, 0);
+	queue_update_result(u, &r);
+	r = result(a, 1, QUEUE_RCPT_DEFERRED, 451, now - 1);
+	queue_update_result(u, &r);
+	assert_int_equal(queue_update_commit_claim(t->q, u, now, 100, &c), 0);
+	assert_int_equal(queue_update_status(u, 0), QUEUE_OK);
+	assert_int_equal(queue_update_status(u, 1), QUEUE_OK);
+	/* b's recipient and a's deferred one, due again before now. */
+	assert_int_equal(c->n_msgs, 2);
+	assert_int_equal(c->n_rcpts, 2);
+	assert_true(c->msgs[0].info.qid == b);
+	assert_true(c->msgs[1].info.qid == a);
+	assert_int_equal(c->msgs[1].rcpts[0].index, 1);
+	assert_int_equal(c->msgs[1].rcpts[0].attempts, 1);
+	queue_claim_free(c);
+	queue_update_free(u);
+	assert_int_equal(qtest_count(t->q, QDB_SCHEDULE), 0);
+	assert_int_equal(qtest_count(t->q, QDB_ACTIVE), 2);
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+}
+
 struct ev_acc {
 	uint8_t types[64];
 	uint64_t seqs[64];
@@ -1700,6 +1738,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_list_order_and_reopen,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schedule_order, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_update_commit_claim, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_results_and_dsn, setup,
 		    teardown),
