@@ -34,7 +34,7 @@
 #include "peer_proof.h"
 #include "signer_client.h"
 #include "util.h"
-#include "../bounce/verp.h"
+#include "verp.h"
 
 /* Messages committed at most in one group (one fsync). */
 #define COMMIT_GROUP_MAX	256
