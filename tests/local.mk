@@ -18,6 +18,12 @@ tests_unit_test_log_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_log_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test_log
 
+check_PROGRAMS += tests/unit/test_peer_proof
+tests_unit_test_peer_proof_SOURCES = tests/unit/test_peer_proof.c
+tests_unit_test_peer_proof_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_peer_proof_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_peer_proof
+
 check_PROGRAMS += tests/unit/test_signer
 tests_unit_test_signer_SOURCES = tests/unit/test_signer.c \
 	src/signer/header_split.c src/signer/header_split.h

@@ -103,7 +103,8 @@ static void work_finish(struct work *w);
 /* ---- setup ---- */
 
 /*
- * tern-qmgr takes BOUNCE_READY only with a descriptor of the VERP key:
+ * tern-qmgr takes BOUNCE_READY, and tern-cleanup a DSN, only with a
+ * descriptor of the VERP key:
  * tern-bounce opens it now, before its sandbox; tern-smtp, as the same
  * user, never does and after its sandbox cannot.
  */
@@ -974,6 +975,8 @@ main(int argc, char **argv)
 	daemon_service_path(d, "cleanup", path, sizeof(path));
 	bn.cleanup = ipc_client_new(d->base, path, "bounce", cleanup_msg_cb,
 	    cleanup_state_cb, NULL);
+	/* cleanup takes a DSN (CLEANUP_SOURCE_BOUNCE) only with it too. */
+	ipc_client_set_proof(bn.cleanup, bn.verp_key_fd);
 	daemon_service_path(d, "qmgr", path, sizeof(path));
 	bn.qmgr = ipc_client_new(d->base, path, "bounce", qmgr_msg_cb,
 	    qmgr_state_cb, NULL);

@@ -31,8 +31,10 @@
 
 #include "cleanup.h"
 #include "log.h"
+#include "peer_proof.h"
 #include "signer_client.h"
 #include "util.h"
+#include "verp.h"
 
 /* Messages committed at most in one group (one fsync). */
 #define COMMIT_GROUP_MAX	256
@@ -66,6 +68,23 @@ client_idle_cb(evutil_socket_t fd, short what, void *arg)
 	    (unsigned long)cl->peer.uid, cl->peer.user);
 }
 
+/* tern-qmgr creates the VERP key after we start: noted once it is there
+ * (the identity stays zero, which no file has, until then). */
+static void
+note_bounce_proof(void)
+{
+	struct stat *st = &cleanup.proofs[CLIENT_PROOF_BOUNCE - 1];
+	char *path;
+
+	if (st->st_ino != 0)
+		return;
+	path = xasprintf("%s/%s", cleanup.d.cfg->server.queue_dir,
+	    VERP_KEY_FILE);
+	if (stat(path, st) == -1)
+		memset(st, 0, sizeof(*st));
+	free(path);
+}
+
 static void
 client_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 {
@@ -74,6 +93,16 @@ client_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	(void)c;
 	if (cl->idle != NULL)
 		client_idle_restart(cl);
+	if (cl->is_private && !cl->proof_seen) {
+		int which;
+
+		note_bounce_proof();
+		which = peer_proof_which(m, cleanup.proofs, 2);
+
+		cl->proof_seen = true;
+		cl->proof = which == -1 ? CLIENT_PROOF_NONE :
+		    (enum client_proof)(which + 1);
+	}
 	txn_dispatch(cl, m);
 }
 
@@ -158,6 +187,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		cleanup.n_local_clients++;
 	}
 	cl->is_smtpd = kind == LISTENER_SMTPD;
+	cl->is_private = kind == LISTENER_PRIVATE;
 	fd_set_nonblock(fd);
 	fd_set_cloexec(fd, true);
 	cl->conn = ipc_conn_new(cleanup.d.base, fd, "cleanup", client_msg_cb,
@@ -318,12 +348,22 @@ main(int argc, char **argv)
 			log_fatal("cannot set up the reader check timer");
 	}
 
+	/* Who may hand in what on the private socket, and what shows
+	 * tern-signer we are not a sandboxed daemon (peer_proof.h). */
+	peer_proof_note(&cleanup.proofs[CLIENT_PROOF_PRIVATE - 1],
+	    d->cfg->server.run_dir, "private");
+	cleanup.private_fd = peer_proof_open_private(d->cfg->server.run_dir);
+	if (cleanup.private_fd == -1)
+		log_fatal("%s/private: %s", d->cfg->server.run_dir,
+		    strerror(errno));
+
 	daemon_service_path(d, "qmgr", path, sizeof(path));
 	cleanup.qmgr = ipc_client_new(d->base, path, "cleanup", qmgr_msg_cb,
 	    NULL, NULL);
 	if (has_dkim_domains(d->cfg)) {
 		daemon_service_path(d, "signer", path, sizeof(path));
-		cleanup.signer = signer_client_new(d->base, path);
+		cleanup.signer = signer_client_new(d->base, path,
+		    cleanup.private_fd);
 	}
 
 	cleanup.listener = accept_on(d, "unix:cleanup", &listener_private);

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <event2/util.h>
 
 #include "daemon.h"
@@ -42,6 +43,11 @@ struct cleanup {
 	struct txn *done;
 	struct event *ev_done;
 	struct user_lookup *users;	/* names the sendmail socket's users */
+	/* What the clients of the private socket show (peer_proof.h):
+	 * [CLIENT_PROOF_PRIVATE - 1] run_dir/private, [CLIENT_PROOF_BOUNCE
+	 * - 1] queue_dir/verp.key. */
+	struct stat proofs[2];
+	int private_fd;			/* ours, shown to tern-signer */
 };
 
 extern struct cleanup cleanup;
@@ -49,6 +55,13 @@ extern struct cleanup cleanup;
 /* Local users' connections at once; more are closed at accept (their
  * sendmail then uses the maildrop). One transaction at a time each. */
 #define LOCAL_CLIENTS_MAX	256
+
+/* What a client of the private socket showed with its first frame. */
+enum client_proof {
+	CLIENT_PROOF_NONE = 0,		/* nothing: a sandboxed daemon? */
+	CLIENT_PROOF_PRIVATE = 1,	/* run_dir/private: tern's own */
+	CLIENT_PROOF_BOUNCE = 2,	/* queue_dir/verp.key: tern-bounce */
+};
 
 /* One connection from a client (smtpd, sendmail, bounce, ...). */
 struct client {
@@ -66,6 +79,14 @@ struct client {
 	 * has (submission, inbound); any other is refused (txn.c).
 	 */
 	bool is_smtpd;
+	/*
+	 * On run_dir/private/cleanup, which tern-smtp (same user, sandboxed)
+	 * can reach too: the first frame must carry a descriptor that shows
+	 * who the client is; a DSN source needs tern-bounce's (txn.c).
+	 */
+	bool is_private;
+	bool proof_seen;
+	enum client_proof proof;
 	struct peer_identity peer;
 	struct event *idle;		/* local users: [smtpd] timeout */
 	/* Local users: being named off the loop (user_lookup.h); no

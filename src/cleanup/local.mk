@@ -11,6 +11,8 @@ src_cleanup_libcleanup_a_SOURCES = \
 src_cleanup_tern_cleanup_SOURCES = src/cleanup/cleanup.c src/cleanup/cleanup.h \
 	src/cleanup/txn.c
 src_cleanup_tern_cleanup_LDADD = src/cleanup/libcleanup.a $(TERNQ_LIBS)
+# VERP_KEY_FILE: tern-bounce's proof (peer_proof.h)
+src_cleanup_tern_cleanup_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/src/bounce
 CLEANUP_LIBS = src/cleanup/libcleanup.a $(TERN_LIBS)
 
 # A blocking test client of the CLEANUP conversation (integration tests).

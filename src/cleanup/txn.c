@@ -294,6 +294,28 @@ on_begin(struct client *cl, struct ipc_msg *m)
 		reply(cl, m->reqid, v.code, v.status, v.text, "");
 		return;
 	}
+	/* On the private socket the source must match what the client
+	 * showed with its first frame: a sandboxed tern-smtp shows nothing
+	 * (tern-cleanup(8)). */
+	if (cl->is_private && cl->proof != (source == CLEANUP_SOURCE_BOUNCE ?
+	    CLIENT_PROOF_BOUNCE : CLIENT_PROOF_PRIVATE)) {
+		char *shown = info_field(sender, INFO_FIELD_MAX);
+		pid_t pid = 0;
+		uid_t uid = 0;
+		gid_t gid = 0;
+
+		(void)ipc_conn_peer_cred(cl->conn, &pid, &uid, &gid);
+		log_warn("NOQUEUE: reject: MAIL from pid %ld on the private "
+		    "socket claiming source %s (sender=<%s>): no descriptor of "
+		    "%s came with its first frame: 554 5.7.0",
+		    (long)pid, cleanup_source_name(source),
+		    shown, source == CLEANUP_SOURCE_BOUNCE ?
+		    "queue_dir/verp.key" : "run_dir/private");
+		free(shown);
+		reply(cl, m->reqid, 554, "5.7.0", "Not authorized to submit as "
+		    "this source", "");
+		return;
+	}
 	if (cleanup.d.draining) {
 		reply(cl, m->reqid, 421, "4.3.2", "Service shutting down", "");
 		return;

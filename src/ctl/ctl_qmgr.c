@@ -19,6 +19,7 @@
 #include "ctl.h"
 #include "listing.h"
 #include "log.h"
+#include "peer_proof.h"
 #include "util.h"
 
 struct tern_config *
@@ -123,40 +124,16 @@ send_frame(int fd, struct ipc_out *o)
 static int
 send_request(int fd, const struct tern_config *cfg, struct ipc_out *req)
 {
-	union {
-		struct cmsghdr hdr;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} ctl;
-	char *path = xasprintf("%s/private", cfg->server.run_dir);
-	int proof = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	struct msghdr mh;
-	struct iovec iov;
-	struct cmsghdr *cm;
+	int proof = peer_proof_open_private(cfg->server.run_dir);
 	const uint8_t *b;
 	size_t len;
 	ssize_t w;
 
-	free(path);
 	if (proof == -1)
 		return send_frame(fd, req);
 	ipc_out_set_fd(req, proof);	/* closed by ipc_out_free */
 	b = ipc_out_bytes(req, &len);
-	iov.iov_base = (void *)b;
-	iov.iov_len = len;
-	memset(&mh, 0, sizeof(mh));
-	memset(&ctl, 0, sizeof(ctl));
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = ctl.buf;
-	mh.msg_controllen = sizeof(ctl.buf);
-	cm = CMSG_FIRSTHDR(&mh);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &proof, sizeof(int));
-	do
-		w = sendmsg(fd, &mh, MSG_NOSIGNAL);
-	while (w == -1 && errno == EINTR);
+	w = peer_proof_sendmsg(fd, b, len, proof);
 	/* The descriptor went with the first byte; the rest follows. */
 	if (w > 0 && (size_t)w < len)
 		w = write_all(fd, b + w, len - (size_t)w) == -1 ? -1 : (ssize_t)len;

@@ -57,6 +57,12 @@ enum ipc_type {
 	 * HTTP API). One connection carries many transactions at once; reqid
 	 * names the transaction and is chosen by the client. Every request
 	 * but DATA and ABORT gets exactly one CLEANUP_REPLY.
+	 * On run_dir/private/cleanup the first frame after HELLO carries
+	 * (IPC_F_FD) a descriptor, opened for reading, that shows who the
+	 * client is (peer_proof.h): queue_dir/verp.key for tern-bounce,
+	 * whose BEGINs alone may claim CLEANUP_SOURCE_BOUNCE, run_dir/private
+	 * for the others (tern-pickup). A BEGIN whose source does not match
+	 * gets 554 5.7.0. The other sockets ignore a descriptor.
 	 */
 	IPC_CLEANUP_BEGIN = 0x0101,	/* client -> cleanup: a new transaction.
 					 * u8 source (enum cleanup_source),
@@ -90,7 +96,10 @@ enum ipc_type {
 	/*
 	 * -- tern-cleanup to tern-signer (src/signer). One connection carries
 	 * many signing jobs at once; reqid names the job and is chosen by the
-	 * client. Only END gets a reply (one SIGN_REPLY).
+	 * client. Only END gets a reply (one SIGN_REPLY). The first frame
+	 * after HELLO carries (IPC_F_FD) a descriptor of run_dir/private
+	 * opened for reading (peer_proof.h); without it the signer closes
+	 * the connection.
 	 */
 	IPC_SIGN_BEGIN = 0x0201,	/* client -> signer, no reply: a new job.
 					 * str signing domain (the From: domain,
@@ -434,6 +443,10 @@ struct ipc_client *ipc_client_new(struct event_base *base, const char *path,
 bool ipc_client_is_up(const struct ipc_client *cl);
 /* Sends when up and returns 0; otherwise frees o and returns -1. */
 int ipc_client_send(struct ipc_client *cl, struct ipc_out *o);
+/* The first frame sent on each connection carries (IPC_F_FD) a copy of
+ * fd, which shows the server who we are (peer_proof.h); fd stays the
+ * caller's. The frames must not carry a descriptor of their own. */
+void ipc_client_set_proof(struct ipc_client *cl, int fd);
 /* The same with ipc_conn_send_soon. */
 int ipc_client_send_soon(struct ipc_client *cl, struct ipc_out *o);
 /* The live connection, or NULL while down. */

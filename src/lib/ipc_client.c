@@ -9,6 +9,7 @@
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ipc.h"
 #include "log.h"
@@ -28,6 +29,8 @@ struct ipc_client {
 	ipc_msg_cb on_msg;
 	ipc_state_cb on_state;
 	void *arg;
+	int proof_fd;			/* ipc_client_set_proof, or -1 */
+	bool proof_sent;		/* on the current connection */
 };
 
 static void ipc_client_connect(struct ipc_client *cl);
@@ -80,6 +83,7 @@ ipc_client_connect(struct ipc_client *cl)
 		return;
 	}
 	cl->warned = false;
+	cl->proof_sent = false;
 	cl->conn = ipc_conn_new(cl->base, fd, cl->name, ipc_client_msg_cb,
 	    ipc_client_close_cb, cl);
 	if (cl->on_state != NULL)
@@ -101,6 +105,7 @@ ipc_client_new(struct event_base *base, const char *path, const char *name,
 	struct ipc_client *cl = xcalloc(1, sizeof(*cl));
 
 	cl->base = base;
+	cl->proof_fd = -1;
 	cl->path = xstrdup(path);
 	cl->name = xstrdup(name);
 	cl->on_msg = on_msg;
@@ -127,6 +132,27 @@ ipc_client_conn(const struct ipc_client *cl)
 	return cl->conn;
 }
 
+void
+ipc_client_set_proof(struct ipc_client *cl, int fd)
+{
+	cl->proof_fd = fd;
+}
+
+/* The first frame of a connection carries a copy of the proof. */
+static void
+ipc_client_attach_proof(struct ipc_client *cl, struct ipc_out *o)
+{
+	int fd;
+
+	if (cl->proof_fd == -1 || cl->proof_sent)
+		return;
+	if ((fd = dup(cl->proof_fd)) == -1)
+		log_fatal("dup: %s", strerror(errno));
+	fd_set_cloexec(fd, true);
+	ipc_out_set_fd(o, fd);
+	cl->proof_sent = true;
+}
+
 int
 ipc_client_send(struct ipc_client *cl, struct ipc_out *o)
 {
@@ -134,6 +160,7 @@ ipc_client_send(struct ipc_client *cl, struct ipc_out *o)
 		ipc_out_free(o);
 		return -1;
 	}
+	ipc_client_attach_proof(cl, o);
 	ipc_conn_send(cl->conn, o);
 	return 0;
 }
@@ -145,6 +172,7 @@ ipc_client_send_soon(struct ipc_client *cl, struct ipc_out *o)
 		ipc_out_free(o);
 		return -1;
 	}
+	ipc_client_attach_proof(cl, o);
 	ipc_conn_send_soon(cl->conn, o);
 	return 0;
 }

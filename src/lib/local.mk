@@ -10,6 +10,7 @@ src_lib_libtern_a_SOURCES = \
 	src/lib/signer_client.c src/lib/signer_client.h \
 	src/lib/smtp_reply.c src/lib/smtp_reply.h \
 	src/lib/peercred.c src/lib/peercred.h \
+	src/lib/peer_proof.c src/lib/peer_proof.h \
 	src/lib/user_lookup.c src/lib/user_lookup.h \
 	src/lib/resolver.c src/lib/resolver.h \
 	src/lib/sandbox.c src/lib/sandbox.h \

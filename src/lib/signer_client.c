@@ -162,7 +162,8 @@ signer_state_cb(struct ipc_client *cl, bool up, void *arg)
 }
 
 struct signer_client *
-signer_client_new(struct event_base *base, const char *socket_path)
+signer_client_new(struct event_base *base, const char *socket_path,
+    int proof_fd)
 {
 	struct signer_client *sc = xcalloc(1, sizeof(*sc));
 
@@ -175,6 +176,7 @@ signer_client_new(struct event_base *base, const char *socket_path)
 		log_fatal("event_new failed");
 	sc->ipc = ipc_client_new(base, socket_path, "signer-client",
 	    signer_msg_cb, signer_state_cb, sc);
+	ipc_client_set_proof(sc->ipc, proof_fd);
 	return sc;
 }
 

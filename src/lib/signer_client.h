@@ -24,9 +24,12 @@ struct signer_job;
 typedef void (*signer_done_fn)(void *arg, int status, const char *error,
     const char *const *headers, size_t n_headers);
 
-/* Connects to the signer socket at socket_path (and reconnects). */
+/* Connects to the signer socket at socket_path (and reconnects). The
+ * first frame of each connection carries a copy of proof_fd (a
+ * descriptor of run_dir/private, which tern-signer asks for; it stays
+ * the caller's). */
 struct signer_client *signer_client_new(struct event_base *base,
-    const char *socket_path);
+    const char *socket_path, int proof_fd);
 /* Frees the client; jobs still open are dropped without a callback. */
 void signer_client_free(struct signer_client *sc);
 /* Whether the connection to the signer is up (jobs begun now can work). */

@@ -12,7 +12,7 @@
  * a connection's first message says which it is. Only root and tern's
  * user may connect (SO_PEERCRED), and tern-smtpd cannot reach the
  * socket at all (its jail, see ternd(8)). A connection that would be
- * ternctl or tern-bounce must show it (is_proof_of): tern-smtp runs as
+ * ternctl or tern-bounce must show it (peer_proof.h): tern-smtp runs as
  * the same user and could otherwise delete, suppress or end DSNs. It runs as the tern user
  * (not chrooted: it needs queue_dir) and is the only writer of the queue
  * besides cleanup. All writes happen on one writer thread (store.c).
@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "peer_proof.h"
 #include "peercred.h"
 #include "qmgr.h"
 #include "util.h"
@@ -141,32 +142,6 @@ notifier_on_msg(struct conn *c, struct ipc_msg *m)
 	sched_request_claim();
 }
 
-/*
- * tern-smtp, tern-bounce and ternctl may all run as tern's user, so the
- * peer's uid cannot tell them apart. What can: a descriptor of a file
- * opened for real (not O_PATH), which a daemon in its sandbox
- * (sandbox.c) can no longer open. ternctl sends one of run_dir/private
- * with its first request; tern-bounce one of queue_dir/verp.key, which
- * it opened before its sandbox and tern-smtp never opens. Takes the
- * message's descriptor.
- */
-static bool
-is_proof_of(struct ipc_msg *m, const struct stat *want)
-{
-	int fd = m->fd, flags;
-	struct stat st;
-	bool ok;
-
-	if (fd == -1)
-		return false;
-	m->fd = -1;
-	flags = fcntl(fd, F_GETFL);
-	ok = flags != -1 && (flags & O_PATH) == 0 && fstat(fd, &st) == 0 &&
-	    st.st_dev == want->st_dev && st.st_ino == want->st_ino;
-	close(fd);
-	return ok;
-}
-
 /* A first message that claims a role its peer did not show: refused. */
 static void
 conn_refuse(struct conn *c, struct ipc_msg *m, const char *role,
@@ -195,7 +170,7 @@ conn_on_msg(struct ipc_conn *ic, struct ipc_msg *m, void *arg)
 			c->kind = CONN_NOTIFIER;
 			break;
 		case IPC_BOUNCE_READY:
-			if (!is_proof_of(m, &qmgr.bounce_proof)) {
+			if (!peer_proof_check(m, &qmgr.bounce_proof)) {
 				conn_refuse(c, m, "tern-bounce", VERP_KEY_FILE);
 				return;
 			}
@@ -208,7 +183,7 @@ conn_on_msg(struct ipc_conn *ic, struct ipc_msg *m, void *arg)
 		case IPC_CTL_RELEASE:
 		case IPC_CTL_SUPPRESS_ADD:
 		case IPC_CTL_SUPPRESS_REMOVE:
-			if (!is_proof_of(m, &qmgr.ctl_proof)) {
+			if (!peer_proof_check(m, &qmgr.ctl_proof)) {
 				conn_refuse(c, m, "ternctl", "run_dir/private");
 				return;
 			}
@@ -329,20 +304,15 @@ qmgr_drain(struct daemon *d)
 	qmgr_maybe_exit();
 }
 
-/* The files whose descriptors show ternctl and tern-bounce (is_proof_of). */
+/* The files whose descriptors show ternctl and tern-bounce (peer_proof.h). */
 static void
 qmgr_note_proofs(void)
 {
 	const struct tern_config *cfg = qmgr.d.cfg;
-	char *path = xasprintf("%s/private", cfg->server.run_dir);
 
-	if (stat(path, &qmgr.ctl_proof) == -1)
-		log_fatal("%s: %s", path, strerror(errno));
-	free(path);
-	path = xasprintf("%s/%s", cfg->server.queue_dir, VERP_KEY_FILE);
-	if (stat(path, &qmgr.bounce_proof) == -1)
-		log_fatal("%s: %s", path, strerror(errno));
-	free(path);
+	peer_proof_note(&qmgr.ctl_proof, cfg->server.run_dir, "private");
+	peer_proof_note(&qmgr.bounce_proof, cfg->server.queue_dir,
+	    VERP_KEY_FILE);
 }
 
 static const struct daemon_spec qmgr_spec = {

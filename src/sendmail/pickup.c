@@ -32,6 +32,7 @@
 #include "daemon.h"
 #include "ipc.h"
 #include "log.h"
+#include "peer_proof.h"
 #include "maildrop.h"
 #include "peercred.h"
 #include "submit.h"
@@ -184,6 +185,7 @@ pickup_one(int dfd, const char *name, const struct peer_identity *who)
 	const char *why;
 	size_t len;
 	char *buf;
+	int proof;
 
 	buf = pickup_read(dfd, name, &len, who->uid, &why);
 	if (buf == NULL) {
@@ -209,6 +211,14 @@ pickup_one(int dfd, const char *name, const struct peer_identity *who)
 			return -1;
 		}
 		pickup.warned_down = false;
+		/* tern-cleanup takes mail on its private socket only from
+		 * who shows run_dir/private (peer_proof.h). */
+		proof = peer_proof_open_private(pickup.d->cfg->server.run_dir);
+		if (proof == -1)
+			log_warn("%s/private: %s", pickup.d->cfg->server.run_dir,
+			    strerror(errno));
+		else
+			submit_set_proof(pickup.conn, proof);
 	}
 	peercred_auth_text(who, auth, sizeof(auth));
 	oc = submit_message(pickup.conn, CLEANUP_SOURCE_SENDMAIL, auth, &m, &res);

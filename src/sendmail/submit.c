@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ipc.h"
+#include "peer_proof.h"
 #include "log.h"
 #include "maildrop.h"
 #include "submit.h"
@@ -22,6 +23,7 @@ struct submit_conn {
 	uint32_t next_reqid;
 	uint8_t *frame;			/* the last frame read */
 	size_t frame_cap;
+	int proof_fd;			/* goes with the next frame, or -1 */
 };
 
 /* Waits until fd is ready for events; -1 on timeout or error. */
@@ -43,8 +45,25 @@ static int
 submit_send(struct submit_conn *c, struct ipc_out *o)
 {
 	size_t len, off = 0;
-	const uint8_t *p = ipc_out_bytes(o, &len);
+	const uint8_t *p;
 
+	if (c->proof_fd != -1) {
+		ssize_t w;
+		int fd = c->proof_fd;
+
+		ipc_out_set_fd(o, fd);	/* closed by ipc_out_free */
+		c->proof_fd = -1;
+		p = ipc_out_bytes(o, &len);
+		while ((w = peer_proof_sendmsg(c->fd, p, len, fd)) == -1 &&
+		    errno == EAGAIN && submit_wait(c, POLLOUT) == 0)
+			;
+		if (w <= 0) {
+			ipc_out_free(o);
+			return -1;
+		}
+		off = (size_t)w;
+	}
+	p = ipc_out_bytes(o, &len);
 	while (off < len) {
 		ssize_t w = write(c->fd, p + off, len - off);
 
@@ -132,6 +151,7 @@ submit_connect(const char *path, const char *name, int timeout_ms)
 		return NULL;
 	c = xcalloc(1, sizeof(*c));
 	c->fd = fd;
+	c->proof_fd = -1;
 	/* A daemon that accepts answers HELLO at once: a long wait means
 	 * nobody accepts (ternd holds the socket, the daemon is down). */
 	c->timeout_ms = timeout_ms < SUBMIT_HELLO_TIMEOUT_MS ? timeout_ms
@@ -168,8 +188,18 @@ submit_close(struct submit_conn *c)
 	if (c == NULL)
 		return;
 	close(c->fd);
+	if (c->proof_fd != -1)
+		close(c->proof_fd);
 	free(c->frame);
 	free(c);
+}
+
+void
+submit_set_proof(struct submit_conn *c, int fd)
+{
+	if (c->proof_fd != -1)
+		close(c->proof_fd);
+	c->proof_fd = fd;
 }
 
 /* Waits for the CLEANUP_REPLY to reqid; -1 when the connection failed. */

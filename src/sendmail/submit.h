@@ -49,6 +49,10 @@ struct submit_conn;
 struct submit_conn *submit_connect(const char *path, const char *name,
     int timeout_ms);
 void submit_close(struct submit_conn *c);
+/* The next frame carries fd (closed once sent): on run_dir/private/cleanup
+ * a descriptor of run_dir/private shows tern-cleanup that we are
+ * tern-pickup, not a sandboxed daemon of tern's user (peer_proof.h). */
+void submit_set_proof(struct submit_conn *c, int fd);
 
 /*
  * Submits one message: BEGIN (source, auth user as given; cleanup may

@@ -29,6 +29,7 @@
 #include "header_split.h"
 #include "key_cache.h"
 #include "ipc.h"
+#include "peer_proof.h"
 #include "sandbox.h"
 #include "log.h"
 #include "util.h"
@@ -132,6 +133,7 @@ struct signer_conn {
 	TAILQ_HEAD(, signer_job) jobs;
 	size_t n_jobs;
 	TAILQ_HEAD(, signer_job) working;	/* ended, with a worker */
+	bool proven;			/* its first frame showed the proof */
 };
 
 TAILQ_HEAD(signer_job_queue, signer_job);
@@ -164,6 +166,10 @@ struct signer {
 	uint64_t ed25519_recycle;	/* 0: never */
 	bool reading_paused;		/* the loop's view of w.reading_paused */
 	struct signer_workers w;
+	/* run_dir/private, noted before the chroot: a client's first frame
+	 * must carry a descriptor of it (peer_proof.h), which tern-cleanup
+	 * sends and a sandboxed daemon of tern's user cannot open. */
+	struct stat client_proof;
 };
 
 static struct signer signer;
@@ -816,6 +822,23 @@ conn_msg_cb(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	const void *data;
 	size_t len;
 
+	if (!sc->proven) {
+		pid_t pid = 0;
+		uid_t uid = 0;
+		gid_t gid = 0;
+
+		if (!peer_proof_check(m, &signer.client_proof)) {
+			(void)ipc_conn_peer_cred(c, &pid, &uid, &gid);
+			log_warn("refused %s from pid %ld: no descriptor of "
+			    "run_dir/private came with it, so it is not "
+			    "tern-cleanup (a sandboxed daemon cannot open that)",
+			    ipc_type_name(m->type) ? ipc_type_name(m->type) :
+			    "a message", (long)pid);
+			ipc_conn_protocol_error(c, "refused: not tern-cleanup");
+			return;
+		}
+		sc->proven = true;
+	}
 	switch (m->type) {
 	case IPC_SIGN_BEGIN:
 		if (ipc_get_str(m, &domain) == -1 || ipc_msg_end(m) == -1) {
@@ -955,6 +978,8 @@ static void
 signer_open_privileged(struct daemon *d)
 {
 	signer_load_keys(d);
+	peer_proof_note(&signer.client_proof, d->cfg->server.run_dir,
+	    "private");
 }
 
 static const struct daemon_spec signer_spec = {

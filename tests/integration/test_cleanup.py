@@ -577,9 +577,11 @@ def test_signer_killed_gives_4xx_until_restarted(tern, test_dir, monkeypatch):
 # ---- the conversation itself, frame by frame ----
 
 class Raw:
-    """A raw CLEANUP connection (framing of src/lib/ipc.h)."""
+    """A raw CLEANUP connection (framing of src/lib/ipc.h). The first
+    frame after HELLO carries a descriptor of proof (default the socket's
+    directory, run_dir/private: peer_proof.h); proof="" sends none."""
 
-    def __init__(self, path):
+    def __init__(self, path, proof=None):
         import socket
         self.s = socket.socket(socket.AF_UNIX)
         self.s.settimeout(10)
@@ -588,6 +590,9 @@ class Raw:
         self.send(0x0001, 0, struct.pack(">I", ternlib.IPC_VERSION) +
                   self.str("raw"))
         assert self.recv()[0] == 0x0001
+        if proof is None:
+            proof = os.path.dirname(path)
+        self.proof_fd = os.open(proof, os.O_RDONLY) if proof else None
 
     @staticmethod
     def str(s):
@@ -595,6 +600,14 @@ class Raw:
         return struct.pack(">I", len(b)) + b
 
     def send(self, ftype, reqid, payload=b""):
+        if getattr(self, "proof_fd", None) is not None:
+            import socket
+            fd, self.proof_fd = self.proof_fd, None
+            b = struct.pack(">IHHI", len(payload), ftype, 1, reqid) + payload
+            n = socket.send_fds(self.s, [b], [fd])
+            os.close(fd)
+            self.s.sendall(b[n:])
+            return
         self.s.sendall(struct.pack(">IHHI", len(payload), ftype, 0, reqid) +
                        payload)
 
@@ -840,9 +853,13 @@ def test_smtpd_socket_refuses_sources_smtpd_does_not_have(tern):
     queued = read_queue(t.queue_dir)[0]
     assert queued[sub]["msg"]["source"] == CLEANUP_SOURCE["SUBMISSION"]
     assert queued[inb]["msg"]["source"] == CLEANUP_SOURCE["INBOUND"]
-    # The private socket is tern's own: tern-bounce's DSN from <> passes.
+    # The private socket is tern's own: tern-bounce's DSN from <> passes
+    # (with the descriptor of verp.key tern-bounce shows, peer_proof.h).
     t.cleanup_sock = os.path.join(t.run_dir, "private", "cleanup")
+    verp_key = os.path.join(t.queue_dir, "verp.key")
+    ternlib.wait_for(lambda: os.path.exists(verp_key), 10, what="the VERP key")
     dsn = queued_id(submit(t, b"From: MAILER-DAEMON@example.test\r\n\r\nd\r\n",
-                           sender="", args=["-s", str(CLEANUP_SOURCE["BOUNCE"])]))
+                           sender="", args=["-s", str(CLEANUP_SOURCE["BOUNCE"]),
+                                            "-P", verp_key]))
     assert read_queue(t.queue_dir)[0][dsn]["msg"]["source"] == \
         CLEANUP_SOURCE["BOUNCE"]

@@ -122,10 +122,15 @@ def test_agents_are_confined_while_mail_flows(tern, sinks, test_dir):
     })
     sub = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
     data_mdb = os.path.join(t.queue_dir, "data.mdb")
+    private = os.path.join(t.run_dir, "private")
     t.start(extra_env=probe_env(
         probe, out, write=data_mdb, read=dkim, create_dir="/tmp",
-        connect_port=service.getsockname()[1],
-        proof=os.path.join(t.run_dir, "private")))
+        connect_port=service.getsockname()[1], proof=private,
+        # a DSN handed to tern-cleanup, a forged message to tern-signer
+        cleanup_sock=os.path.join(private, "cleanup"),
+        cleanup_proof=os.path.join(t.queue_dir, "verp.key"),
+        signer_sock=os.path.join(private, "signer"),
+        signer_domain="example.test", ipc_version=IPC_VERSION))
     try:
         submit(sub, "user@dest.test")
         submit(sub, "gone@dest.test")
@@ -141,21 +146,33 @@ def test_agents_are_confined_while_mail_flows(tern, sinks, test_dir):
 
         # The control: the same tries succeed in tern-qmgr, which runs
         # as the same user without a sandbox.
+        # It hands tern-cleanup a DSN with a descriptor of verp.key and
+        # has a message signed with one of run_dir/private: both taken.
         control, = probe_results(t, out, "qmgr").values()
         assert control == {"main_thread": "yes", "write": "OK", "read": "OK",
                            "create": "OK", "connect": "OK", "proof": "OK",
-                           "fastopen": "OK"}, control
+                           "fastopen": "OK", "cleanup": "250",
+                           "signer": "signed"}, control
         for daemon in ("smtp", "bounce"):
             res = probe_results(t, out, daemon)
             assert len(res) == (2 if daemon == "smtp" else 1), res
             for pid, r in res.items():
                 # Fast Open fails as if it were off (seccomp: Landlock
-                # alone would let it connect).
+                # alone would let it connect). Landlock cannot stop the
+                # connects to tern-cleanup and tern-signer; they refuse
+                # what only an O_PATH descriptor vouches for (peer_proof.h).
                 assert r == {"main_thread": "yes", "write": "EACCES",
                              "read": "EACCES", "create": "EACCES",
                              "proof": "EACCES",
                              "connect": "EACCES",
-                             "fastopen": "EOPNOTSUPP"}, (daemon, pid, r)
+                             "fastopen": "EOPNOTSUPP", "cleanup": "554",
+                             "signer": "closed"}, (daemon, pid, r)
+        t.wait_log(r"tern/cleanup\[\d+\]: warning: NOQUEUE: reject: MAIL from "
+                   r"pid \d+ on the private socket claiming source bounce "
+                   r"\(sender=<>\): no descriptor of queue_dir/verp.key",
+                   count=3)
+        t.wait_log(r"tern/signer\[\d+\]: warning: refused SIGN_BEGIN from "
+                   r"pid \d+: no descriptor of run_dir/private", count=3)
 
         # Mail still flows after the tries.
         submit(sub, "again@dest.test")
@@ -428,3 +445,73 @@ def test_without_landlock_one_warning_and_mail_flows(tern, sinks, test_dir):
         assert "sandbox on" not in t.log_text()
     finally:
         dns.stop()
+
+
+# ---- tern-cleanup and tern-signer tell tern's programs from the agents ----
+
+def test_cleanup_and_signer_take_only_who_shows_it(tern, test_dir):
+    """Landlock cannot stop tern-smtp (tern's user) from connecting to
+    run_dir/private/cleanup and private/signer. tern-cleanup takes a DSN
+    (source bounce, whose sender is not checked) on its private socket
+    only with a descriptor of queue_dir/verp.key, any other source only
+    with one of run_dir/private; tern-signer signs only for who showed
+    run_dir/private (tern-cleanup). The refusals from inside a sandboxed
+    tern-smtp are in test_agents_are_confined_while_mail_flows; here an
+    unsandboxed client shows the right descriptor, or a wrong one."""
+    from test_cleanup import CLIENT, read_queue
+    from test_signer import SIGN_CLIENT
+    dkim, _record = dkim_key(test_dir)
+    t = tern({"domain example.test": {"dkim_selector": "s1",
+                                      "dkim_key": dkim}})
+    t.start()
+    private = os.path.join(t.run_dir, "private")
+    verp_key = os.path.join(t.queue_dir, "verp.key")
+    wait_for(lambda: os.path.exists(verp_key), what="the VERP key")
+    msg = os.path.join(test_dir, "msg.eml")
+    with open(msg, "wb") as f:
+        f.write(b"From: <app@example.test>\r\nTo: <x@dest.test>\r\n"
+                b"Subject: hi\r\n\r\nhello\r\n")
+
+    def cleanup(source, proof):
+        return subprocess.run(
+            [CLIENT, "-s", str(source), "-f", "" if source == 4 else
+             "app@example.test", "-r", "x@dest.test", "-P", proof,
+             os.path.join(private, "cleanup"), msg],
+            capture_output=True, text=True, timeout=30,
+            env=ternlib.daemon_env())
+
+    for source, proof in ((4, ""), (4, private), (4, t.dir), (3, ""),
+                          (3, verp_key), (1, "")):
+        r = cleanup(source, proof)
+        assert r.returncode != 0 and "BEGIN 554 5.7.0" in r.stdout, \
+            (source, proof, r.stdout, r.stderr)
+    t.wait_log(r"NOQUEUE: reject: MAIL from pid \d+ on the private socket "
+               r"claiming source bounce", count=3)
+    t.wait_log(r"claiming source sendmail \(sender=<app@example.test>\): "
+               r"no descriptor of run_dir/private", count=2)
+    assert read_queue(t.queue_dir)[0] == {}, "queued anyway"
+    # the right descriptors are taken, and the message is signed
+    for source, proof in ((4, verp_key), (3, private)):
+        r = cleanup(source, proof)
+        assert r.returncode == 0 and "END 250" in r.stdout, \
+            (source, proof, r.stdout, r.stderr)
+    msgs = read_queue(t.queue_dir)[0]
+    assert sorted(m["msg"]["source"] for m in msgs.values()) == [3, 4]
+    assert all(b"DKIM-Signature:" in m["content"] for m in msgs.values())
+
+    def sign(proof):
+        return subprocess.run(
+            [SIGN_CLIENT, "-t", "5", "-P", proof,
+             os.path.join(private, "signer"), "example.test", msg],
+            capture_output=True, text=True, timeout=60,
+            env=ternlib.daemon_env())
+    for proof in ("", t.dir, verp_key):
+        r = sign(proof)
+        assert "status=0" not in r.stderr and \
+            "DKIM-Signature" not in r.stdout, (proof, r.stdout, r.stderr)
+    t.wait_log(r"refused SIGN_BEGIN from pid \d+: no descriptor of "
+               r"run_dir/private came with it, so it is not tern-cleanup",
+               count=3)
+    r = sign(private)
+    assert r.returncode == 0 and "status=0" in r.stderr, r.stderr
+    assert r.stdout.startswith("DKIM-Signature:"), r.stdout

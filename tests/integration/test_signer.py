@@ -498,6 +498,21 @@ def hello():
                  ipc_str("test"))
 
 
+def send_proven(s, t, data):
+    """Sends data (HELLO and frames), the first frame after HELLO with a
+    descriptor of run_dir/private (IPC_F_FD), as tern-signer asks for
+    (peer_proof.h)."""
+    at = len(hello())
+    b = bytearray(data)
+    b[at + 6:at + 8] = struct.pack(">H", 1)
+    fd = os.open(os.path.join(t.run_dir, "private"), os.O_RDONLY)
+    try:
+        n = socket.send_fds(s, [bytes(b[:65536])], [fd])
+    finally:
+        os.close(fd)
+    s.sendall(bytes(b[n:]))
+
+
 def read_frames(sock, want_type, timeout=5):
     """Reads until a frame of want_type arrives or the signer closes."""
     sock.settimeout(timeout)
@@ -535,7 +550,7 @@ def test_malformed_frames_close_only_that_connection(signing, test_dir, bad):
     sock_path = os.path.join(t.run_dir, "private", "signer")
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(sock_path)
-        s.sendall(hello() + bad)
+        send_proven(s, t, hello() + bad)
         assert read_frames(s, SIGN_REPLY) is None    # closed, no reply
     t.wait_log(r"tern/signer\[\d+\]: .*(malformed|unknown|unexpected|"
                r"already open|longer)")
@@ -550,7 +565,7 @@ def test_too_many_open_jobs_close_the_connection(signing, test_dir):
     pid = t.pids_of("signer")[0]
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(os.path.join(t.run_dir, "private", "signer"))
-        s.sendall(hello() + b"".join(
+        send_proven(s, t, hello() + b"".join(
             frame(SIGN_BEGIN, i, ipc_str("example.test"))
             for i in range(1, 10002)))
         assert read_frames(s, SIGN_REPLY, timeout=30) is None
@@ -588,7 +603,7 @@ def test_connection_closed_while_jobs_sign(signing, test_dir):
     for i in range(40):
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(sock_path)
-            s.sendall(request)
+            send_proven(s, t, request)
             time.sleep((0, 0.0005, 0.002, 0.01)[i % 4])
     t.wait_log(r"tern/signer\[\d+\]: reqid=\d+ domain=example\.test: the "
                r"client went away while it was signed: dropped")
@@ -607,12 +622,12 @@ def test_raw_protocol_reply_and_abort(signing, test_dir):
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(os.path.join(t.run_dir, "private", "signer"))
         data = struct.pack(">I", len(MESSAGE)) + MESSAGE
-        s.sendall(hello() +
-                  frame(SIGN_BEGIN, 7, ipc_str("example.test")) +
-                  frame(SIGN_DATA, 7, data) + frame(SIGN_ABORT, 7) +
-                  frame(SIGN_ABORT, 99) +               # unknown: ignored
-                  frame(SIGN_BEGIN, 7, ipc_str("example.test")) +
-                  frame(SIGN_DATA, 7, data) + frame(SIGN_END, 7))
+        send_proven(s, t, hello() +
+                    frame(SIGN_BEGIN, 7, ipc_str("example.test")) +
+                    frame(SIGN_DATA, 7, data) + frame(SIGN_ABORT, 7) +
+                    frame(SIGN_ABORT, 99) +               # unknown: ignored
+                    frame(SIGN_BEGIN, 7, ipc_str("example.test")) +
+                    frame(SIGN_DATA, 7, data) + frame(SIGN_END, 7))
         reqid, payload = read_frames(s, SIGN_REPLY)
     assert reqid == 7
     status = payload[0]

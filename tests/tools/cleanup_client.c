@@ -19,12 +19,16 @@
  *   -e ENVID -R RET   DSN ENVID and RET (0..2);  -z SIZE  declared size
  *   -k N              DATA chunk size (default 65536)
  *   -n N              send the message N times, one transaction each
+ *   -P PATH           send a descriptor of PATH with the first frame, the
+ *                     proof of who we are (peer_proof.h); default the
+ *                     socket's directory (run_dir/private), "" none
  * Exit status: 0 when every END got 2xx, 1 when one was refused, 2 on
  * a usage or connection error.
  */
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +38,7 @@
 #include <unistd.h>
 
 #include "ipc.h"
+#include "peer_proof.h"
 #include "util.h"
 
 static int sock = -1;
@@ -45,11 +50,26 @@ die(const char *what)
 	exit(2);
 }
 
+static int proof_fd = -1;	/* sent with the first frame after HELLO */
+
 static void
 send_out(struct ipc_out *o)
 {
 	size_t len, off = 0;
-	const uint8_t *b = ipc_out_bytes(o, &len);
+	const uint8_t *b;
+
+	if (proof_fd != -1) {
+		ssize_t n;
+
+		ipc_out_set_fd(o, proof_fd);	/* closed by ipc_out_free */
+		b = ipc_out_bytes(o, &len);
+		n = peer_proof_sendmsg(sock, b, len, proof_fd);
+		if (n <= 0)
+			die("sendmsg");
+		off = (size_t)n;
+		proof_fd = -1;
+	}
+	b = ipc_out_bytes(o, &len);
 
 	while (off < len) {
 		ssize_t n = write(sock, b + off, len - off);
@@ -141,6 +161,7 @@ main(int argc, char **argv)
 	const char *sender = "", *auth = "", *tls = "", *helo = "client.test";
 	const char *cname = "client.test", *caddr = "127.0.0.1", *envid = "";
 	const char *listener = "test";
+	const char *proof = NULL;
 	bool trusted = false;
 	unsigned source = 1, body = 0, ret = 0, count = 1;
 	size_t chunk = IPC_DATA_CHUNK, n_rcpts = 0, len = 0;
@@ -156,7 +177,7 @@ main(int argc, char **argv)
 	/* A cleanup that dies mid-stream must give EPIPE and exit 2, not
 	 * kill the client with SIGPIPE (which tests read as a crash). */
 	signal(SIGPIPE, SIG_IGN);
-	while ((ch = getopt(argc, argv, "f:r:s:b:Ua:t:H:c:i:e:R:z:k:n:TL:")) != -1) {
+	while ((ch = getopt(argc, argv, "f:r:s:b:Ua:t:H:c:i:e:R:z:k:n:TL:P:")) != -1) {
 		switch (ch) {
 		case 'f': sender = optarg; break;
 		case 'r': {
@@ -197,6 +218,7 @@ main(int argc, char **argv)
 		case 'n': count = (unsigned)atoi(optarg); break;
 		case 'T': trusted = true; break;
 		case 'L': listener = optarg; break;
+		case 'P': proof = optarg; break;
 		default:
 			fprintf(stderr, "usage: cleanup_client [options] SOCKET FILE\n");
 			return 2;
@@ -239,6 +261,19 @@ main(int argc, char **argv)
 			fprintf(stderr, "cleanup_client: no HELLO from the server\n");
 			return 2;
 		}
+	}
+	{
+		/* Default: the socket's directory (run_dir/private). */
+		char *dir = xstrdup(argv[optind]), *slash = strrchr(dir, '/');
+
+		if (slash != NULL)
+			*slash = '\0';
+		if (proof == NULL)
+			proof = slash != NULL ? dir : ".";
+		if (*proof != '\0' &&
+		    (proof_fd = open(proof, O_RDONLY | O_CLOEXEC)) == -1)
+			die(proof);
+		free(dir);
 	}
 
 	for (unsigned k = 0; k < count; k++, reqid++) {

@@ -13,7 +13,9 @@
  */
 #include "autoconfig.h"
 
+#include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,10 +173,11 @@ main(int argc, char **argv)
 {
 	struct event *ev;
 	struct timeval give_up = { 120, 0 };
-	int ch, rc = 0;
+	int ch, rc = 0, proof_fd = -1;
+	const char *proof = NULL;
 
 	n_jobs = 1;
-	while ((ch = getopt(argc, argv, "n:o:c:at:w:")) != -1) {
+	while ((ch = getopt(argc, argv, "n:o:c:at:w:P:")) != -1) {
 		switch (ch) {
 		case 'n': n_jobs = atoi(optarg); break;
 		case 'o': out_dir = optarg; break;
@@ -182,6 +185,7 @@ main(int argc, char **argv)
 		case 'a': abort_odd = true; break;
 		case 't': timeout_sec = (unsigned)atoi(optarg); break;
 		case 'w': hold_ms = atol(optarg); break;
+		case 'P': proof = optarg; break;
 		default: goto usage;
 		}
 	}
@@ -192,7 +196,24 @@ main(int argc, char **argv)
 	slots = xcalloc((size_t)n_jobs, sizeof(*slots));
 
 	base = event_base_new();
-	sc = signer_client_new(base, argv[optind]);
+	{
+		/* The proof tern-signer asks for (peer_proof.h): by default
+		 * the socket's directory, run_dir/private; -P "" none. */
+		char *dir = xstrdup(argv[optind]), *slash = strrchr(dir, '/');
+
+		if (slash != NULL)
+			*slash = '\0';
+		if (proof == NULL)
+			proof = slash != NULL ? dir : ".";
+		if (*proof != '\0' &&
+		    (proof_fd = open(proof, O_RDONLY | O_CLOEXEC)) == -1) {
+			fprintf(stderr, "sign_client: %s: %s\n", proof,
+			    strerror(errno));
+			return 2;
+		}
+		sc = signer_client_new(base, argv[optind], proof_fd);
+		free(dir);
+	}
 	signer_client_set_timeout(sc, timeout_sec);
 	ev = evtimer_new(base, wait_up_cb, &ev);
 	ev_hold = evtimer_new(base, hold_cb, NULL);
@@ -213,6 +234,6 @@ main(int argc, char **argv)
 	return rc;
 usage:
 	fprintf(stderr, "usage: sign_client [-n jobs] [-c chunk] [-o dir] [-a] "
-	    "[-t timeout] [-w ms] SOCKET DOMAIN FILE\n");
+	    "[-t timeout] [-w ms] [-P proof] SOCKET DOMAIN FILE\n");
 	return 2;
 }
