@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "maildrop.h"
 #include "service.h"
 #include "util.h"
 
@@ -93,19 +95,16 @@ make_dir(const char *path, unsigned mode, const struct passwd *owner)
 }
 
 /*
- * queue_dir's mode: 0700, or 0711 when tern-pickup has opened it so that
- * users reach the maildrop through it (tern-pickup(8)); ternd keeps that
- * rather than change it back at every start.
+ * queue_dir's mode: 0711 when the maildrop's group exists, so that its
+ * users reach queue_dir/maildrop (enter, not list), as tern-pickup sets
+ * it; else 0700. Set here, before any daemon runs: tern-pickup changing
+ * it later would take queue_dir back to root for a moment (no
+ * CAP_FOWNER), and the daemons writing there would fail meanwhile.
  */
 static unsigned
-queue_dir_mode(const char *path)
+queue_dir_mode(void)
 {
-	struct stat sb;
-
-	if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode) &&
-	    (sb.st_mode & 07777) == 0711)
-		return 0711;
-	return 0700;
+	return getgrnam(MAILDROP_GROUP) != NULL ? 0711 : 0700;
 }
 
 /*
@@ -145,8 +144,7 @@ prepare_directories(const struct tern_config *cfg)
 			log_fatal("user '%s' (server.user) does not exist; create it "
 			    "(see init/tern.sysusers)", cfg->server.user);
 	}
-	make_dir(cfg->server.queue_dir, queue_dir_mode(cfg->server.queue_dir),
-	    owner);
+	make_dir(cfg->server.queue_dir, queue_dir_mode(), owner);
 	make_dir(cfg->server.run_dir, 0755, NULL);
 	private = xasprintf("%s/private", cfg->server.run_dir);
 	make_dir(private, 0700, owner);

@@ -33,6 +33,8 @@
 #define MAILDROP_MAGIC		"TERN-MAILDROP 1\n"
 #define MAILDROP_MAX_RCPTS	10000
 #define MAILDROP_LINE_MAX	1024	/* an envelope line */
+/* Users in this group may drop mail; with it, queue_dir is 0711. */
+#define MAILDROP_GROUP		"tern-drop"
 
 struct maildrop_msg {
 	char *sender;			/* "" the null sender */

@@ -42,7 +42,6 @@
 #define PICKUP_INTERVAL_SEC	1
 #define PICKUP_BATCH		100	/* files per scan */
 #define PICKUP_TIMEOUT_MS	(60 * 1000)
-#define MAILDROP_GROUP		"tern-drop"
 
 /* A maildrop file whose owner is being named. */
 struct pending {
