@@ -307,12 +307,14 @@ on_begin(struct client *cl, struct ipc_msg *m)
 		(void)ipc_conn_peer_cred(cl->conn, &pid, &uid, &gid);
 		log_warn("NOQUEUE: reject: MAIL from pid %ld on the private "
 		    "socket claiming source %s (sender=<%s>): no descriptor of "
-		    "%s came with its first frame: 554 5.7.0",
+		    "%s came with its first frame: 451 4.7.0",
 		    (long)pid, cleanup_source_name(source),
 		    shown, source == CLEANUP_SOURCE_BOUNCE ?
 		    "queue_dir/verp.key" : "run_dir/private");
 		free(shown);
-		reply(cl, m->reqid, 554, "5.7.0", "Not authorized to submit as "
+		/* Temporary: tern-bounce and tern-pickup keep the message and
+		 * try again (say the VERP key was replaced: after a reload). */
+		reply(cl, m->reqid, 451, "4.7.0", "Not authorized to submit as "
 		    "this source", "");
 		return;
 	}

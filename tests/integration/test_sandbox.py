@@ -165,7 +165,7 @@ def test_agents_are_confined_while_mail_flows(tern, sinks, test_dir):
                              "read": "EACCES", "create": "EACCES",
                              "proof": "EACCES",
                              "connect": "EACCES",
-                             "fastopen": "EOPNOTSUPP", "cleanup": "554",
+                             "fastopen": "EOPNOTSUPP", "cleanup": "451",
                              "signer": "closed"}, (daemon, pid, r)
         t.wait_log(r"tern/cleanup\[\d+\]: warning: NOQUEUE: reject: MAIL from "
                    r"pid \d+ on the private socket claiming source bounce "
@@ -483,7 +483,7 @@ def test_cleanup_and_signer_take_only_who_shows_it(tern, test_dir):
     for source, proof in ((4, ""), (4, private), (4, t.dir), (3, ""),
                           (3, verp_key), (1, "")):
         r = cleanup(source, proof)
-        assert r.returncode != 0 and "BEGIN 554 5.7.0" in r.stdout, \
+        assert r.returncode != 0 and "BEGIN 451 4.7.0" in r.stdout, \
             (source, proof, r.stdout, r.stderr)
     t.wait_log(r"NOQUEUE: reject: MAIL from pid \d+ on the private socket "
                r"claiming source bounce", count=3)
