@@ -606,7 +606,8 @@ class Raw:
             b = struct.pack(">IHHI", len(payload), ftype, 1, reqid) + payload
             n = socket.send_fds(self.s, [b], [fd])
             os.close(fd)
-            self.s.sendall(b[n:])
+            if n < len(b):      # sendall(b"") would still call send()
+                self.s.sendall(b[n:])
             return
         self.s.sendall(struct.pack(">IHHI", len(payload), ftype, 0, reqid) +
                        payload)

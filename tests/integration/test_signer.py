@@ -510,7 +510,10 @@ def send_proven(s, t, data):
         n = socket.send_fds(s, [bytes(b[:65536])], [fd])
     finally:
         os.close(fd)
-    s.sendall(bytes(b[n:]))
+    # Not sendall(b"") when all went: it still calls send(), which fails
+    # with EPIPE if the signer already closed on the malformed frame.
+    if n < len(b):
+        s.sendall(bytes(b[n:]))
 
 
 def read_frames(sock, want_type, timeout=5):
