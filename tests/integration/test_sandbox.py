@@ -4,7 +4,8 @@ LD_PRELOAD probe (tests/tools/sandbox_probe.c) tries, from the daemon's
 event loop, what a compromised daemon would try -- open the queue's
 data.mdb for writing, read a DKIM key, create a file in /tmp, open
 run_dir/private, connect to a local TCP service, plainly and by TCP Fast
-Open (which Landlock's connect rule does not see) -- and records the
+Open (which Landlock's connect rule does not see), send a UDP datagram,
+open a netlink socket (Landlock has no rule for either) -- and records the
 kernel's answers. tern-qmgr (not sandboxed, same user) runs the same probe
 as the control: there every try succeeds, so a refusal in the others is
 the sandbox's, not the file modes'. Mail flows meanwhile: submission, DKIM
@@ -151,8 +152,8 @@ def test_agents_are_confined_while_mail_flows(tern, sinks, test_dir):
         control, = probe_results(t, out, "qmgr").values()
         assert control == {"main_thread": "yes", "write": "OK", "read": "OK",
                            "create": "OK", "connect": "OK", "proof": "OK",
-                           "fastopen": "OK", "cleanup": "250",
-                           "signer": "signed"}, control
+                           "fastopen": "OK", "udp": "OK", "netlink": "OK",
+                           "cleanup": "250", "signer": "signed"}, control
         for daemon in ("smtp", "bounce"):
             res = probe_results(t, out, daemon)
             assert len(res) == (2 if daemon == "smtp" else 1), res
@@ -161,12 +162,17 @@ def test_agents_are_confined_while_mail_flows(tern, sinks, test_dir):
                 # alone would let it connect). Landlock cannot stop the
                 # connects to tern-cleanup and tern-signer; they refuse
                 # what only an O_PATH descriptor vouches for (peer_proof.h).
+                # tern-smtp needs IP sockets (UDP for DNS), tern-bounce
+                # may create Unix sockets only.
+                ip = {"fastopen": "EOPNOTSUPP", "udp": "OK"} \
+                    if daemon == "smtp" else \
+                    {"fastopen": "EACCES", "udp": "EACCES"}
                 assert r == {"main_thread": "yes", "write": "EACCES",
                              "read": "EACCES", "create": "EACCES",
                              "proof": "EACCES",
-                             "connect": "EACCES",
-                             "fastopen": "EOPNOTSUPP", "cleanup": "451",
-                             "signer": "closed"}, (daemon, pid, r)
+                             "connect": "EACCES", "netlink": "EACCES",
+                             "cleanup": "451",
+                             "signer": "closed", **ip}, (daemon, pid, r)
         t.wait_log(r"tern/cleanup\[\d+\]: warning: NOQUEUE: reject: MAIL from "
                    r"pid \d+ on the private socket claiming source bounce "
                    r"\(sender=<>\): no descriptor of queue_dir/verp.key",
@@ -296,14 +302,20 @@ def test_unjailed_smtpd_and_signer_are_confined(tern, sinks, test_dir):
         control, = probe_results(t, out, "qmgr").values()
         assert control == {"main_thread": "yes", "write": "OK", "read": "OK",
                            "create": "OK", "connect": "OK", "proof": "OK",
-                           "fastopen": "OK"}, control
+                           "fastopen": "OK", "udp": "OK",
+                           "netlink": "OK"}, control
         for daemon in ("smtpd", "signer", "smtp", "bounce"):
+            ip = {"fastopen": "EOPNOTSUPP", "udp": "OK"} \
+                if daemon == "smtp" else \
+                {"fastopen": "EACCES", "udp": "EACCES"}
             for pid, r in probe_results(t, out, daemon).items():
                 assert r == {"main_thread": "yes", "write": "EACCES",
                              "read": "EACCES", "create": "EACCES",
                              "proof": "EACCES",
-                             "connect": "EACCES",
-                             "fastopen": "EOPNOTSUPP"}, (daemon, pid, r)
+                             "connect": "EACCES", "netlink": "EACCES",
+                             **ip}, (daemon, pid, r)
+        t.wait_log(r"tern/smtpd\[\d+\]: sandbox on \(Landlock ABI \d+\): "
+                   r"\d+ readable path\(s\), Unix sockets only")
         submit(sub, "again@dest.test")
         sink.wait_messages(2, timeout=40)
     finally:
@@ -444,6 +456,51 @@ def test_without_landlock_one_warning_and_mail_flows(tern, sinks, test_dir):
             assert r["create"] == "OK", (pid, r)
         assert "sandbox on" not in t.log_text()
     finally:
+        dns.stop()
+
+
+@pytest.mark.parametrize("abi", [1, 3])
+def test_older_landlock_abi_still_confines(tern, sinks, test_dir, abi):
+    """On a kernel with Landlock but without its TCP rules (ABI 1 to 3;
+    here the probe answers the version question with an older number
+    and the daemons build the older rulesets, which this kernel takes)
+    the file system stays closed, tern-smtp may connect anywhere, and
+    the daemons that need no IP get none, by the seccomp filter."""
+    probe, out = build_probe(test_dir)
+    sink = sinks(host=DEST_HOST)
+    dns = Dns(["mx-host=dest.test,mx.dest.test,10",
+               f"host-record=mx.dest.test,{DEST_HOST}"], test_dir)
+    service = local_service()
+    t = tern({
+        "server": {"verbose": "yes"},
+        "delivery": {"dns_servers": dns.server, "smtp_port": str(sink.port),
+                     "tls": "none", "agents": "1"},
+        "domain example.test": {},
+    })
+    sub = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
+    env = probe_env(probe, out, write=os.path.join(t.queue_dir, "data.mdb"),
+                    create_dir="/tmp", connect_port=service.getsockname()[1])
+    env["TERN_PROBE_LANDLOCK_ABI"] = str(abi)
+    t.start(extra_env=env)
+    try:
+        submit(sub, "user@dest.test")
+        sink.wait_messages(1, timeout=40)
+        t.wait_log(rf"tern/smtp\[\d+\]: sandbox on \(Landlock ABI {abi}\): "
+                   r".*TCP not restricted \(that needs ABI 4\)")
+        t.wait_log(rf"tern/bounce\[\d+\]: sandbox on \(Landlock ABI {abi}\): "
+                   r".*Unix sockets only")
+        for daemon in ("smtp", "bounce"):
+            ip = {"connect": "OK", "fastopen": "EOPNOTSUPP", "udp": "OK"} \
+                if daemon == "smtp" else \
+                {"connect": "EACCES", "fastopen": "EACCES", "udp": "EACCES"}
+            for pid, r in probe_results(t, out, daemon).items():
+                assert r == {"main_thread": "yes", "write": "EACCES",
+                             "create": "EACCES", "netlink": "EACCES",
+                             **ip}, (daemon, pid, r)
+        submit(sub, "again@dest.test")
+        sink.wait_messages(2, timeout=40)
+    finally:
+        service.close()
         dns.stop()
 
 

@@ -16,6 +16,8 @@
  *           a peer is ternctl: run_dir/private)
  *   connect a TCP connect to 127.0.0.1:TERN_PROBE_CONNECT_PORT
  *   fastopen the same by a TCP Fast Open sendto(MSG_FASTOPEN)
+ *   udp     a UDP datagram to 127.0.0.1:TERN_PROBE_CONNECT_PORT
+ *   netlink a netlink socket (a family no daemon needs)
  *   cleanup connect to TERN_PROBE_CLEANUP_SOCK (run_dir/private/cleanup)
  *           and begin a DSN (CLEANUP_SOURCE_BOUNCE) with a descriptor of
  *           TERN_PROBE_CLEANUP_PROOF (verp.key) opened for reading if it
@@ -33,9 +35,13 @@
  *
  * With TERN_PROBE_NO_LANDLOCK set, the Landlock system calls made
  * through syscall(3) fail with ENOSYS, as on a kernel without Landlock.
+ * With TERN_PROBE_LANDLOCK_ABI=N, asking for Landlock's ABI version
+ * answers N, as an older kernel would (the kernel takes the older
+ * rulesets the daemon then builds).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <linux/netlink.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -417,6 +423,37 @@ probe_signer(void)
 }
 
 static void
+probe_udp(void)
+{
+	const char *port = getenv("TERN_PROBE_CONNECT_PORT");
+	struct sockaddr_in sin;
+	int s, rc;
+
+	if (port == NULL)
+		return;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((unsigned short)atoi(port));
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	rc = s == -1 ? -1 : (int)sendto(s, "x", 1, 0, (struct sockaddr *)&sin,
+	    sizeof(sin));
+	dprintf(result_fd, "udp=%s\n", probe_result(rc == -1 ? -1 : 0));
+	if (s != -1)
+		close(s);
+}
+
+static void
+probe_netlink(void)
+{
+	int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+
+	dprintf(result_fd, "netlink=%s\n", probe_result(s));
+	if (s != -1)
+		close(s);
+}
+
+static void
 probe_run(void)
 {
 	dprintf(result_fd, "main_thread=%s\n", gettid() == getpid() ? "yes" :
@@ -427,6 +464,8 @@ probe_run(void)
 	probe_create();
 	probe_connect("connect", 0);
 	probe_connect("fastopen", 1);
+	probe_udp();
+	probe_netlink();
 	probe_cleanup();
 	probe_signer();
 	dprintf(result_fd, "end\n");
@@ -447,6 +486,10 @@ syscall(long nr, ...)
 	for (int i = 0; i < 6; i++)
 		a[i] = va_arg(ap, long);
 	va_end(ap);
+	/* landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) */
+	if (nr == SYS_landlock_create_ruleset && a[0] == 0 && a[2] == 1 &&
+	    getenv("TERN_PROBE_LANDLOCK_ABI") != NULL)
+		return atol(getenv("TERN_PROBE_LANDLOCK_ABI"));
 	if (getenv("TERN_PROBE_NO_LANDLOCK") != NULL &&
 	    (nr == SYS_landlock_create_ruleset || nr == SYS_landlock_add_rule ||
 	    nr == SYS_landlock_restrict_self)) {
