@@ -135,7 +135,7 @@ open_queue(void)
 		bn.q = queue_open(&o);
 		if (bn.q != NULL)
 			break;
-		usleep(500000);
+		daemon_setup_wait(&bn.d, 500);
 	}
 	if (bn.q == NULL)
 		log_fatal("cannot open the queue %s: %s", o.dir,

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -162,6 +163,12 @@ daemon_sigterm_cb(evutil_socket_t sig, short what, void *arg)
 	struct daemon *d = arg;
 
 	(void)what;
+	if (d->in_setup) {
+		/* Nothing taken yet, nothing to drain: waiting 30 s for a
+		 * queue that will not come would only hold ternd's stop. */
+		log_debug("signal %d during setup: exiting", (int)sig);
+		exit(0);
+	}
 	if (d->draining) {
 		log_info("second signal %d: exiting now", (int)sig);
 		exit(0);
@@ -236,6 +243,20 @@ daemon_run(struct daemon *d)
 		log_fatal("event loop failed");
 	log_debug("exiting");
 	return 0;
+}
+
+void
+daemon_setup_wait(struct daemon *d, unsigned ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000),
+	    (suseconds_t)(ms % 1000) * 1000 };
+
+	/* Only the SIGTERM event is there yet: the loop sees the signal. */
+	d->in_setup = true;
+	if (event_base_loopexit(d->base, &tv) == -1 ||
+	    event_base_dispatch(d->base) == -1)
+		log_fatal("event loop failed");
+	d->in_setup = false;
 }
 
 void

@@ -41,6 +41,7 @@ struct daemon {
 	struct daemon_socket *sockets;
 	size_t n_sockets;
 	bool draining;
+	bool in_setup;			/* in daemon_setup_wait() */
 	bool chrooted;
 	void *state;			/* the daemon's own state */
 };
@@ -50,6 +51,9 @@ void daemon_init(struct daemon *d, const struct daemon_spec *spec, int argc,
     char **argv);
 /* Runs the event loop until daemon_exit(); returns the exit status. */
 int daemon_run(struct daemon *d);
+/* Waits ms during setup (before daemon_run) for what another daemon
+ * makes; a SIGTERM meanwhile ends the process at once. */
+void daemon_setup_wait(struct daemon *d, unsigned ms);
 /* Leaves the event loop at its next turn. */
 void daemon_exit(struct daemon *d);
 /* The descriptor passed under name, or -1. */

@@ -320,7 +320,7 @@ agent_open_queue(void)
 		agent.queue = queue_open(&o);
 		if (agent.queue != NULL)
 			return;
-		usleep(500000);
+		daemon_setup_wait(&agent.d, 500);
 	}
 	log_fatal("cannot open the queue %s: %s", o.dir,
 	    queue_strerror(queue_last_error()));

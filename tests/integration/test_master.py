@@ -369,6 +369,28 @@ def test_reload_lets_an_open_transaction_finish(tern):
     assert t.stop() == 0
 
 
+def test_sigterm_while_readers_wait_for_the_queue(tern):
+    """tern-smtp and tern-bounce wait up to 30 s at start for a writer to
+    create the queue (they may not open it later, sandbox.c). A SIGTERM
+    during that wait ends them at once: here no writer can ever create
+    it (data.mdb is a directory), and ternd still stops at once, nobody
+    killed."""
+    t = tern({"server": {"verbose": "yes"}, "domain example.test": {}})
+    os.makedirs(os.path.join(t.queue_dir, "data.mdb"))
+    t.start(wait=False)
+    for daemon in ("smtp", "bounce"):
+        t.wait_log(rf"tern/{daemon}\[\d+\]: warning: queue .*: opening the "
+                   r"environment", timeout=20)
+    started = time.monotonic()
+    assert t.stop(timeout=15) == 0
+    assert time.monotonic() - started < 5
+    text = t.log_text()
+    assert "did not finish in time" not in text, text
+    assert re.search(r"tern/smtp\[\d+\]: signal 15 during setup: exiting",
+                     text), text
+    assert t.group_pids() == []
+
+
 def test_sigterm_tells_an_idle_session_421_at_once(tern):
     t = real_tern(tern)
     port = t.ports["submission"]
