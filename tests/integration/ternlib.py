@@ -161,7 +161,21 @@ class Tern:
             for name, port in self.ports.items():
                 wait_port("127.0.0.1", port)
             self.wait_log(r"daemon started -- version", timeout=10)  # not pickup's
+            # A forked daemon shows ternd's command line until its exec:
+            # pids_of() would miss it on a loaded machine.
+            wait_for(lambda: not self._children_before_exec(), 10,
+                     what="ternd's children to exec their daemons")
         return self
+
+    def _children_before_exec(self):
+        out = subprocess.run(["ps", "-eo", "pid=,pgid=,args="],
+                             capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            pid, pgid, args = line.split(None, 2)
+            if int(pgid) == self.proc.pid and int(pid) != self.proc.pid and \
+                    os.path.basename(args.split()[0]) == "ternd":
+                return True
+        return False
 
     def _link_daemons(self):
         """daemon_dir must hold tern-* side by side, as when installed:
