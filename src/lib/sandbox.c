@@ -206,35 +206,27 @@ sandbox_add_connect_rule(int ruleset, uint16_t port)
 		    strerror(errno));
 }
 
-#ifdef SANDBOX_AUDIT_ARCH
-/* Installs a seccomp filter; without one, says what stays possible. */
-static void
-sandbox_add_filter(const char *without, struct sock_filter *filter,
-    size_t len)
-{
-	struct sock_fprog prog = {
-		.len = (unsigned short)len,
-		.filter = filter,
-	};
-
-	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == -1)
-		log_warn("sandbox: no seccomp filter (%s): %s", strerror(errno),
-		    without);
-}
-#endif
-
 /*
- * Landlock checks connect(2), but a TCP Fast Open send (sendto, sendmsg
- * or sendmmsg with MSG_FASTOPEN) connects without that check (seen on
- * Linux 6.18). A seccomp filter makes the flag fail with EOPNOTSUPP, as
- * when Fast Open is off (libunbound then connects normally), and refuses
- * io_uring, whose sends it cannot see, and system calls of another ABI
- * (i386, x32), whose numbers it does not know.
+ * What Landlock does not cover, a seccomp filter does:
+ * - a TCP Fast Open send (sendto, sendmsg or sendmmsg with MSG_FASTOPEN)
+ *   connects without Landlock's connect check (seen on Linux 6.18): the
+ *   flag fails with EOPNOTSUPP, as when Fast Open is off (libunbound then
+ *   connects normally);
+ * - Landlock has no rules for UDP or for socket families other than
+ *   TCP's: a daemon that connects nowhere (inet false) may create Unix
+ *   sockets only, the others Unix, IPv4 and IPv6 ones (not netlink,
+ *   packet, vsock...); socket(2) fails with EACCES, as a refused
+ *   connect(2) does;
+ * - io_uring, whose sends it cannot see, and system calls of another ABI
+ *   (i386, x32), whose numbers it does not know, are refused.
  */
 static void
-sandbox_deny_fast_open(void)
+sandbox_filter_system_calls(bool inet)
 {
 #ifdef SANDBOX_AUDIT_ARCH
+	/* From each family test to the "allow" 11 places after AF_UNIX's. */
+	const unsigned char inet_to_allow = inet ? 9 : 0;
+	const unsigned char inet6_to_allow = inet ? 8 : 0;
 	struct sock_filter filter[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
 		    offsetof(struct seccomp_data, arch)),
@@ -248,6 +240,15 @@ sandbox_deny_fast_open(void)
 #endif
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_setup, 0, 1),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		/* socket(domain, ...): the low 32 bits of domain */
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 0, 5),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    offsetof(struct seccomp_data, args[0])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 10, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_INET, inet_to_allow, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_INET6, inet6_to_allow,
+		    0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EACCES),
 		/* sendmsg(fd, msg, flags): flags is argument 2 */
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_sendmsg, 0, 2),
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
@@ -263,55 +264,20 @@ sandbox_deny_fast_open(void)
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EOPNOTSUPP),
 	};
-
-	sandbox_add_filter("TCP Fast Open can pass Landlock's TCP rules",
-	    filter, sizeof(filter) / sizeof(filter[0]));
-#else
-	log_debug("sandbox: no seccomp filter on this architecture: TCP Fast "
-	    "Open can pass Landlock's TCP rules");
-#endif
-}
-
-/*
- * Landlock has no rules for UDP or for socket families other than TCP's,
- * so a daemon that connects nowhere (no allowed port) may create Unix
- * sockets only, and one that does only Unix, IPv4 and IPv6 ones (not
- * netlink, packet, vsock...). socket(2) fails with EACCES, as a refused
- * connect(2) does. A second filter: the kernel applies the stricter
- * answer of the two.
- */
-static void
-sandbox_limit_socket_families(bool inet)
-{
-#ifdef SANDBOX_AUDIT_ARCH
-	/* Jumps to the last instruction (allow) from the family tests. */
-	const unsigned char to_allow_inet = inet ? 2 : 0;
-	const unsigned char to_allow_inet6 = inet ? 1 : 0;
-	struct sock_filter filter[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-		    offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SANDBOX_AUDIT_ARCH, 1, 0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-		    offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 0, 5),
-		/* socket(domain, type, protocol): the low 32 bits of domain */
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-		    offsetof(struct seccomp_data, args[0])),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 3, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_INET, to_allow_inet, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_INET6, to_allow_inet6,
-		    0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EACCES),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	struct sock_fprog prog = {
+		.len = (unsigned short)(sizeof(filter) / sizeof(filter[0])),
+		.filter = filter,
 	};
 
-	sandbox_add_filter("sockets of any family can be created", filter,
-	    sizeof(filter) / sizeof(filter[0]));
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == -1)
+		log_warn("sandbox: no seccomp filter (%s): TCP Fast Open can "
+		    "pass Landlock's TCP rules, sockets of any family can be "
+		    "created", strerror(errno));
 #else
 	(void)inet;
-	log_debug("sandbox: no seccomp filter on this architecture: sockets "
-	    "of any family can be created");
+	log_debug("sandbox: no seccomp filter on this architecture: TCP Fast "
+	    "Open can pass Landlock's TCP rules, sockets of any family can be "
+	    "created");
 #endif
 }
 
@@ -383,9 +349,8 @@ sandbox_enter(struct sandbox *sb)
 		log_fatal("sandbox: cannot restrict the process: %s",
 		    strerror(errno));
 	close(ruleset);
-	/* On every ABI: the filters do not depend on Landlock's TCP rules. */
-	sandbox_deny_fast_open();
-	sandbox_limit_socket_families(sb->n_ports > 0);
+	/* On every ABI: the filter does not depend on Landlock's TCP rules. */
+	sandbox_filter_system_calls(sb->n_ports > 0);
 	sandbox_on = true;
 	if (sb->n_ports == 0)
 		log_debug("sandbox on (Landlock ABI %ld): %zu readable path(s), "

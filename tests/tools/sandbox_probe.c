@@ -120,19 +120,29 @@ probe_create(void)
 	}
 }
 
+/* The local service at 127.0.0.1:TERN_PROBE_CONNECT_PORT, if set. */
+static int
+probe_service(struct sockaddr_in *sin)
+{
+	const char *port = getenv("TERN_PROBE_CONNECT_PORT");
+
+	if (port == NULL)
+		return -1;
+	memset(sin, 0, sizeof(*sin));
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons((unsigned short)atoi(port));
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return 0;
+}
+
 static void
 probe_connect(const char *what, int fast_open)
 {
-	const char *port = getenv("TERN_PROBE_CONNECT_PORT");
 	struct sockaddr_in sin;
 	int s, rc;
 
-	if (port == NULL)
+	if (probe_service(&sin) == -1)
 		return;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((unsigned short)atoi(port));
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s == -1)
 		rc = -1;
@@ -425,16 +435,11 @@ probe_signer(void)
 static void
 probe_udp(void)
 {
-	const char *port = getenv("TERN_PROBE_CONNECT_PORT");
 	struct sockaddr_in sin;
 	int s, rc;
 
-	if (port == NULL)
+	if (probe_service(&sin) == -1)
 		return;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((unsigned short)atoi(port));
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	rc = s == -1 ? -1 : (int)sendto(s, "x", 1, 0, (struct sockaddr *)&sin,
 	    sizeof(sin));
