@@ -158,7 +158,7 @@ has_8bit(const unsigned char *p, size_t n)
 	return (any & 0x80) != 0;
 }
 
-/* The first byte >= 0x80 in p[0..n), eight bytes at a time. */
+/* The first byte >= 0x80 in p[0..n), 32 bytes at a time. */
 static const unsigned char *
 first_8bit(const unsigned char *p, size_t n)
 {
