@@ -30,6 +30,8 @@ struct queue_msg {
 	uint32_t n_chunks;
 	size_t last_len;		/* bytes in the last chunk */
 	size_t last_cap;		/* its allocation */
+	uint8_t *head;			/* stored before the chunks' content */
+	size_t head_len;
 	const char *invalid;		/* why it cannot be committed, or NULL */
 };
 
@@ -113,13 +115,16 @@ queue_msg_append(struct queue_msg *m, const void *data, size_t len)
 		}
 		room = QUEUE_CHUNK_SIZE - m->last_len;
 		n = len < room ? len : room;
-		/* The last chunk grows geometrically: a small message does
-		 * not cost a whole chunk of memory. */
+		/* The first chunk grows geometrically (by 4: fewer copies as
+		 * it grows): a small message does not cost a whole chunk of
+		 * memory. A message that filled one is large: the next chunks
+		 * are whole at once. */
 		if (m->last_len + n > m->last_cap) {
-			size_t cap = m->last_cap ? m->last_cap : 1024;
+			size_t cap = m->n_chunks > 1 ? QUEUE_CHUNK_SIZE :
+			    m->last_cap ? m->last_cap : 1024;
 
 			while (cap < m->last_len + n)
-				cap *= 2;
+				cap *= 4;
 			if (cap > QUEUE_CHUNK_SIZE)
 				cap = QUEUE_CHUNK_SIZE;
 			m->chunks[m->n_chunks - 1] = xrealloc(
@@ -131,6 +136,78 @@ queue_msg_append(struct queue_msg *m, const void *data, size_t len)
 		m->info.size += n;
 		p += n;
 		len -= n;
+	}
+}
+
+void
+queue_msg_append_head(struct queue_msg *m, const void *data, size_t len)
+{
+	if (len == 0)
+		return;
+	m->head = xrealloc(m->head, m->head_len + len);
+	memcpy(m->head + m->head_len, data, len);
+	m->head_len += len;
+	m->info.size += len;
+}
+
+size_t
+queue_msg_content_at(const struct queue_msg *m, uint64_t off,
+    const void **p)
+{
+	uint64_t i = off / QUEUE_CHUNK_SIZE;
+	size_t within = (size_t)(off % QUEUE_CHUNK_SIZE), len;
+
+	*p = NULL;
+	if (i >= m->n_chunks)
+		return 0;
+	len = i + 1 < m->n_chunks ? QUEUE_CHUNK_SIZE : m->last_len;
+	if (within >= len)
+		return 0;
+	*p = m->chunks[i] + within;
+	return len - within;
+}
+
+void
+queue_msg_drop_content(struct queue_msg *m)
+{
+	for (uint32_t i = 0; i < m->n_chunks; i++)
+		free(m->chunks[i]);
+	free(m->chunks);
+	free(m->head);
+	m->chunks = NULL;
+	m->n_chunks = 0;
+	m->last_len = m->last_cap = 0;
+	m->head = NULL;
+	m->head_len = 0;
+	m->info.size = 0;
+}
+
+/* Copies len stored bytes from off on (the head, then the content). */
+static void
+msg_copy_stored(const struct queue_msg *m, uint64_t off, uint8_t *dst,
+    size_t len)
+{
+	if (off < m->head_len) {
+		size_t n = m->head_len - (size_t)off < len ?
+		    m->head_len - (size_t)off : len;
+
+		memcpy(dst, m->head + off, n);
+		dst += n;
+		len -= n;
+		off = m->head_len;
+	}
+	off -= m->head_len;
+	while (len > 0) {
+		const void *p;
+		size_t n = queue_msg_content_at(m, off, &p);
+
+		TERN_ASSERT(n > 0);
+		if (n > len)
+			n = len;
+		memcpy(dst, p, n);
+		dst += n;
+		len -= n;
+		off += n;
 	}
 }
 
@@ -161,6 +238,7 @@ queue_msg_free(struct queue_msg *m)
 	for (i = 0; i < m->n_chunks; i++)
 		free(m->chunks[i]);
 	free(m->chunks);
+	free(m->head);
 	free((char *)m->info.sender);
 	free((char *)m->info.envid);
 	free((char *)m->info.auth_user);
@@ -323,14 +401,17 @@ batch_put_msg(struct qtxn *t, struct batch_item *it, int64_t now_ms)
 	if ((rc = batch_pick_qid(t, it)) != 0)
 		return rc;
 	info.qid = it->qid;
-	info.n_chunks = m->n_chunks;
+	/* The stored chunks hold the head and then the content. */
+	info.n_chunks = (uint32_t)(info.size / QUEUE_CHUNK_SIZE +
+	    (info.size % QUEUE_CHUNK_SIZE != 0));
 	info.n_rcpt = (uint32_t)m->n_rcpts;
 	info.n_delivered = info.n_failed = info.n_dsn_pending = 0;
 	if ((rc = qput_msg(t, &info)) != 0)
 		return rc;
-	for (i = 0; i < m->n_chunks; i++) {
-		size_t len = i + 1 < m->n_chunks ? QUEUE_CHUNK_SIZE :
-		    m->last_len;
+	for (i = 0; i < info.n_chunks; i++) {
+		uint64_t off = (uint64_t)i * QUEUE_CHUNK_SIZE;
+		size_t len = info.size - off < QUEUE_CHUNK_SIZE ?
+		    (size_t)(info.size - off) : QUEUE_CHUNK_SIZE;
 
 		/* MDB_RESERVE: the chunk is copied once, into the map. */
 		qkey_rcpt(k, info.qid, i);
@@ -341,7 +422,7 @@ batch_put_msg(struct qtxn *t, struct batch_item *it, int64_t now_ms)
 		if (rc != 0)
 			return rc;
 		*(uint8_t *)val.mv_data = QREC_VERSION;
-		memcpy((uint8_t *)val.mv_data + 1, m->chunks[i], len);
+		msg_copy_stored(m, off, (uint8_t *)val.mv_data + 1, len);
 	}
 	for (i = 0; i < m->n_rcpts; i++) {
 		memset(&r, 0, sizeof(r));

@@ -261,10 +261,21 @@ int queue_msg_add_rcpt(struct queue_msg *m, const char *address,
     const char *orcpt, uint8_t notify);
 /* Appends content bytes, as they come. */
 void queue_msg_append(struct queue_msg *m, const void *data, size_t len);
+/* Appends bytes to the head: the message as stored is the head, then the
+ * content (so fields known only at the end, like signatures, go first
+ * without moving the content). */
+void queue_msg_append_head(struct queue_msg *m, const void *data,
+    size_t len);
+/* The content (not the head) from byte off on: sets *p to it and returns
+ * how many bytes follow there contiguously (0 at the end). */
+size_t queue_msg_content_at(const struct queue_msg *m, uint64_t off,
+    const void **p);
+/* Drops the content and the head (a refused message keeps no memory). */
+void queue_msg_drop_content(struct queue_msg *m);
 /* The provisional queue id, for logs before the commit; the committed id
  * (queue_batch_qid) differs only after a collision, which is logged. */
 uint64_t queue_msg_id(const struct queue_msg *m);
-/* Content bytes appended so far. */
+/* Bytes appended so far, head and content. */
 uint64_t queue_msg_size(const struct queue_msg *m);
 void queue_msg_free(struct queue_msg *m);
 

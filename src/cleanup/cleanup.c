@@ -327,6 +327,7 @@ main(int argc, char **argv)
 	int status;
 
 	daemon_init(d, &cleanup_spec, argc, argv);
+	malloc_keep_freed_heap();
 	tzset();	/* Date and Received fields use local time */
 
 	queue_options_from_config(&qo, d->cfg, 0);

@@ -158,14 +158,116 @@ has_8bit(const unsigned char *p, size_t n)
 	return (any & 0x80) != 0;
 }
 
+/* The first byte >= 0x80 in p[0..n), 32 bytes at a time. */
+static const unsigned char *
+first_8bit(const unsigned char *p, size_t n)
+{
+	const uint64_t high = 0x8080808080808080ULL;
+	size_t i = 0;
+
+	for (; i + 32 <= n; i += 32) {
+		uint64_t w[4];
+
+		memcpy(w, p + i, sizeof(w));
+		if (((w[0] | w[1] | w[2] | w[3]) & high) != 0)
+			break;
+	}
+	for (; i < n; i++)
+		if (p[i] & 0x80)
+			return p + i;
+	return NULL;
+}
+
+/* Where the line holding p (which lies in [start, p]) begins. */
+static const unsigned char *
+line_start_of(const unsigned char *start, const unsigned char *p)
+{
+	while (p > start && p[-1] != '\n')
+		p--;
+	return p;
+}
+
+static size_t
+count_lines(const unsigned char *p, const unsigned char *end)
+{
+	size_t n = 0;
+
+	while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		n++;
+		p++;
+	}
+	return n;
+}
+
+/*
+ * The body's fast path, at the start of a line with nothing pending: the
+ * run of whole lines at p that end in CRLF, are at most MSG_LINE_MAX long,
+ * hold no other CR, no NUL and (unless allowed) no 8-bit byte, and keep
+ * the message within its size limit, is already normalized: it is passed
+ * on as it is, in one piece, not copied line by line. Returns the bytes
+ * taken; the line that stops the run goes the slow way (which normalizes
+ * it or finds its error). Every scan covers the run only, so input the
+ * fast path refuses line after line (bare LF ends) costs one memchr more
+ * per line, not a rescan of the chunk.
+ */
+static size_t
+body_run(struct msg_reader *r, const unsigned char *p, size_t n)
+{
+	const unsigned char *end = p + n, *q = p, *bad;
+	size_t lines = 0;
+
+	while (q < end) {
+		const unsigned char *lf = memchr(q, '\n', (size_t)(end - q));
+		size_t text;
+
+		if (lf == NULL || lf == q || lf[-1] != '\r')
+			break;
+		text = (size_t)(lf - 1 - q);
+		if (text > MSG_LINE_MAX || memchr(q, '\r', text) != NULL)
+			break;
+		if (r->opts.size_limit > 0 &&
+		    r->size + (uint64_t)(lf + 1 - p) > r->opts.size_limit)
+			break;
+		q = lf + 1;
+		lines++;
+	}
+	/* A NUL, or 8-bit data not allowed, ends the run before its line
+	 * (rare: the slow way then refuses the message). */
+	if (q > p && (bad = memchr(p, '\0', (size_t)(q - p))) != NULL) {
+		q = line_start_of(p, bad);
+		lines = count_lines(p, q);
+	}
+	if (q > p && (!r->has_8bit || !r->opts.allow_8bit) &&
+	    (bad = first_8bit(p, (size_t)(q - p))) != NULL) {
+		if (r->opts.allow_8bit) {
+			r->has_8bit = true;
+		} else {
+			q = line_start_of(p, bad);
+			lines = count_lines(p, q);
+		}
+	}
+	if (q == p)
+		return 0;
+	r->n_lines += lines;
+	r->size += (uint64_t)(q - p);
+	flush_body(r);
+	r->on_body(r->arg, (const char *)p, (size_t)(q - p));
+	return (size_t)(q - p);
+}
+
 void
 msg_reader_feed(struct msg_reader *r, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
 
 	for (size_t i = 0; i < len && r->error == MSG_OK; i++) {
-		unsigned char c = p[i];
+		unsigned char c;
 		size_t k;
+
+		if (r->in_body && r->line_len == 0 && !r->pending_cr &&
+		    (i += body_run(r, p + i, len - i)) == len)
+			break;
+		c = p[i];
 
 		/* The plain bytes of a line, as a run: nearly all of them. */
 		if (!r->pending_cr && (k = plain_span(p + i, len - i)) > 1) {

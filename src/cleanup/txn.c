@@ -9,7 +9,6 @@
  */
 #include "autoconfig.h"
 
-#include <event2/buffer.h>
 #include <event2/event.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -31,6 +30,7 @@
 #define INFO_FIELD_MAX	255	/* client name, helo, tls: informational */
 #define ENVID_MAX	100	/* RFC 3461 section 4.4 */
 #define ORCPT_MAX	500
+#define SIGN_BATCH	(256 * 1024)	/* content held back from the signer */
 #define SENDER_OWN_MAX	(PEER_USER_MAX + 256)	/* user@hostname */
 
 enum txn_state {
@@ -76,14 +76,15 @@ struct txn {
 	/* The content. */
 	struct msg_reader reader;
 	struct fixup_result fix;
-	struct evbuffer *content;	/* final header section and body */
 	struct queue_msg *qm;		/* created once the headers are known */
+	bool content_open;		/* qm takes the final content */
 	uint64_t provisional_qid;
 	char qid_text[QUEUE_ID_LEN + 1];	/* provisional, for logs */
 	uint64_t committed_size;
 
 	/* Signing. */
 	struct signer_job *sign;	/* in flight, or NULL */
+	uint64_t sign_sent;		/* bytes of content sent to it */
 	char sign_domain[256];
 	bool sign_done;
 	int sign_status;
@@ -171,8 +172,6 @@ txn_free(struct txn *t)
 	free(t->rcpts);
 	msg_reader_free(&t->reader);
 	fixup_result_free(&t->fix);
-	if (t->content != NULL)
-		evbuffer_free(t->content);
 	queue_msg_free(t->qm);
 	free(t->sign_error);
 	for (size_t i = 0; i < t->n_sig; i++)
@@ -195,9 +194,9 @@ txn_fail(struct txn *t, unsigned code, const char *status, const char *text)
 		signer_job_abort(t->sign);
 		t->sign = NULL;
 	}
-	if (t->content != NULL) {
-		evbuffer_free(t->content);
-		t->content = NULL;
+	if (t->content_open) {
+		t->content_open = false;
+		queue_msg_drop_content(t->qm);
 	}
 }
 
@@ -491,17 +490,41 @@ on_rcpt(struct client *cl, struct ipc_msg *m)
 
 /* ---- DATA: the content streams through reader, fix-ups, signer ---- */
 
+/*
+ * The content goes to the signer from the queue message that holds it,
+ * SIGN_BATCH bytes at a time and the rest at END (all: true): a message
+ * below that size reaches the signer as one burst of frames, which it
+ * reads in one wake-up and hashes in one pass, instead of a few frames per
+ * piece the client sent.
+ */
+static void
+sign_send(struct txn *t, bool all)
+{
+	uint64_t len = t->content_open ? queue_msg_size(t->qm) : 0;
+
+	if (t->sign == NULL || len <= t->sign_sent ||
+	    (!all && len - t->sign_sent < SIGN_BATCH))
+		return;
+	while (t->sign_sent < len) {
+		const void *p;
+		size_t n = queue_msg_content_at(t->qm, t->sign_sent, &p);
+
+		TERN_ASSERT(n > 0);
+		signer_job_data(t->sign, p, n);
+		t->sign_sent += n;
+	}
+}
+
 /* Appends final content and feeds the signer. */
 static void
 content_out(void *arg, const char *p, size_t n)
 {
 	struct txn *t = arg;
 
-	if (t->content == NULL)
+	if (!t->content_open)
 		return;
-	evbuffer_add(t->content, p, n);
-	if (t->sign != NULL)
-		signer_job_data(t->sign, p, n);
+	queue_msg_append(t->qm, p, n);
+	sign_send(t, false);
 }
 
 /* Appends final content only. */
@@ -510,7 +533,7 @@ content_add(void *arg, const char *p, size_t n)
 {
 	struct txn *t = arg;
 
-	evbuffer_add(t->content, p, n);
+	queue_msg_append(t->qm, p, n);
 }
 
 /* A unique left part for a new Message-ID. Made for every message (it
@@ -644,14 +667,9 @@ on_headers(void *arg, struct header_list *h)
 		if (t->fail_code != 0)
 			return;
 	}
-	t->content = evbuffer_new();
-	if (t->content == NULL)
-		log_fatal("evbuffer_new failed");
-	/* The header section goes to the signer in one piece. */
+	t->content_open = true;
+	/* The header section goes to the signer with the body (sign_send). */
 	fixup_write_headers(h, &t->fix, content_add, t);
-	if (t->sign != NULL)
-		signer_job_data(t->sign, evbuffer_pullup(t->content, -1),
-		    evbuffer_get_length(t->content));
 }
 
 static void
@@ -768,6 +786,7 @@ on_end(struct client *cl, struct ipc_msg *m)
 		struct signer_job *job = t->sign;
 
 		t->state = TXN_SIGNING;
+		sign_send(t, true);
 		signer_job_end(job);
 		return;
 	}
@@ -830,27 +849,20 @@ commit_cb(void *arg, enum queue_err status, uint64_t qid)
 	event_active(cleanup.ev_done, EV_READ, 0);
 }
 
-/* Moves the content into the queue message (signatures first) and hands
- * it to the committer. */
+/* Puts the signatures before the content and hands the message to the
+ * committer. */
 static void
 txn_commit(struct txn *t)
 {
-	struct evbuffer_iovec v;
-
+	/* The signatures go before the content, which stays where it is. */
 	for (size_t i = 0; i < t->n_sig; i++) {
 		size_t n = strlen(t->sig_headers[i]);
 
-		queue_msg_append(t->qm, t->sig_headers[i], n);
+		queue_msg_append_head(t->qm, t->sig_headers[i], n);
 		if (n < 2 || memcmp(t->sig_headers[i] + n - 2, "\r\n", 2) != 0)
-			queue_msg_append(t->qm, "\r\n", 2);
+			queue_msg_append_head(t->qm, "\r\n", 2);
 	}
-	/* One copy at a time: the queue message grows as content shrinks. */
-	while (evbuffer_peek(t->content, -1, NULL, &v, 1) > 0 && v.iov_len > 0) {
-		queue_msg_append(t->qm, v.iov_base, v.iov_len);
-		evbuffer_drain(t->content, v.iov_len);
-	}
-	evbuffer_free(t->content);
-	t->content = NULL;
+	t->content_open = false;
 	t->committed_size = queue_msg_size(t->qm);
 	t->state = TXN_COMMITTING;
 	queue_committer_submit(cleanup.committer, t->qm, commit_cb, t);

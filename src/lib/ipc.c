@@ -716,23 +716,33 @@ ipc_conn_write_cb(evutil_socket_t fd, short what, void *arg)
 		ipc_conn_close(c, strerror(errno));
 }
 
-/* Reads what is there, keeping any passed descriptors in arrival order. */
+/* Reads what is there, keeping any passed descriptors in arrival order.
+ * The bytes land in the input buffer's own space, not copied there from
+ * a buffer on the stack (a copy of every message that passes). */
 static int
 ipc_conn_fill(struct ipc_conn *c, bool *eof)
 {
-	uint8_t buf[65536];
 	union {
 		struct cmsghdr align;
 		char buf[CMSG_SPACE(sizeof(int) * 8)];
 	} ctl;
-	struct iovec iov = { buf, sizeof(buf) };
+	struct evbuffer_iovec space[2];
+	struct iovec iov[2];
 	struct msghdr mh;
 	struct cmsghdr *cm;
 	ssize_t r;
+	int n_space = evbuffer_reserve_space(c->in, 65536, space, 2);
+	int n_used = 0;
 
+	if (n_space <= 0)
+		log_fatal("out of memory");
+	for (int i = 0; i < n_space; i++) {
+		iov[i].iov_base = space[i].iov_base;
+		iov[i].iov_len = space[i].iov_len;
+	}
 	memset(&mh, 0, sizeof(mh));
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
+	mh.msg_iov = iov;
+	mh.msg_iovlen = (size_t)n_space;
 	mh.msg_control = ctl.buf;
 	mh.msg_controllen = sizeof(ctl.buf);
 	r = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
@@ -765,7 +775,15 @@ ipc_conn_fill(struct ipc_conn *c, bool *eof)
 		*eof = true;
 		return 0;
 	}
-	evbuffer_add(c->in, buf, (size_t)r);
+	/* What was read, in the reserved space it filled. */
+	while (n_used < n_space && r > 0) {
+		if ((size_t)r < space[n_used].iov_len)
+			space[n_used].iov_len = (size_t)r;
+		r -= (ssize_t)space[n_used].iov_len;
+		n_used++;
+	}
+	if (evbuffer_commit_space(c->in, space, n_used) == -1)
+		log_fatal("evbuffer_commit_space failed");
 	return 1;
 }
 

@@ -46,6 +46,10 @@ int fd_set_nonblock(int fd);
 int fd_set_cloexec(int fd, bool on);
 void fd_set_tcp_nodelay(int fd);
 
+/* For daemons that pass whole messages through malloc'd buffers: freed
+ * heap is kept for the next message, not returned and faulted in again. */
+void malloc_keep_freed_heap(void);
+
 /* Creates a directory (and its parents) with the given mode when missing. */
 int mkdir_p(const char *path, unsigned mode);
 

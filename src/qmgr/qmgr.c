@@ -329,6 +329,7 @@ main(int argc, char **argv)
 	int fd, rc;
 
 	daemon_init(d, &qmgr_spec, argc, argv);
+	malloc_keep_freed_heap();
 	TAILQ_INIT(&qmgr.ready);
 	TAILQ_INIT(&qmgr.agents);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());

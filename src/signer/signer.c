@@ -40,9 +40,10 @@
 #define MAX_HEADER_FIELD	(256 * 1024)
 #define MAX_JOBS_PER_CONN	10000	/* a client with more is broken */
 #define MAX_WORKERS		16
-/* A job goes to a worker at its END or once this much waits, so a small
- * message is one pass. */
-#define JOB_BATCH		(64 * 1024)
+/* A job goes to a worker at its END or once this much waits, so a
+ * message up to this size is one pass (tern-cleanup sends 256 KiB at a
+ * time). */
+#define JOB_BATCH		(256 * 1024)
 /* Reading stops while this much waits for the workers, and resumes below
  * half: memory stays flat however fast the client sends. */
 #define PENDING_MAX		(2 * 1024 * 1024)
@@ -1015,6 +1016,7 @@ main(int argc, char **argv)
 	TAILQ_INIT(&signer.conns);
 	signer.ed25519_recycle = ED25519_RECYCLE_DEFAULT;
 	daemon_init(d, &signer_spec, argc, argv);
+	malloc_keep_freed_heap();
 	if (env != NULL && parse_uint64(env, UINT64_MAX,
 	    &signer.ed25519_recycle) == -1)
 		log_fatal("TERN_SIGNER_ED25519_RECYCLE=%s is not a number", env);

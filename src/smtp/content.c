@@ -27,14 +27,21 @@ dot_stuff(struct dot_state *st, const void *data, size_t len,
 
 	st->bytes += len;
 	/* Whole runs up to the next line that starts with a dot: one
-	 * evbuffer_add per run, not per line (1,250 lines in 100 KiB). */
+	 * evbuffer_add per run, not per line (1,250 lines in 100 KiB). The
+	 * run ends are found with memchr for '.', not memmem for "\n.":
+	 * memmem walks every byte, memchr skips 32 at a time, and dots are
+	 * rarer than line ends (base64 has none). */
 	while (p < end) {
-		const char *dot, *stop;
+		const char *stop = end;
 
 		if (st->at_line_start && *p == '.')
 			evbuffer_add(out, ".", 1);
-		dot = memmem(p, (size_t)(end - p), "\n.", 2);
-		stop = dot != NULL ? dot + 1 : end;
+		for (const char *d = p + 1; d < end &&
+		    (d = memchr(d, '.', (size_t)(end - d))) != NULL; d++)
+			if (d[-1] == '\n') {
+				stop = d;
+				break;
+			}
 		evbuffer_add(out, p, (size_t)(stop - p));
 		st->at_line_start = stop[-1] == '\n';
 		st->last_cr = stop[-1] == '\r';

@@ -450,6 +450,7 @@ main(int argc, char **argv)
 	char path[4096];
 
 	daemon_init(d, &smtp_spec, argc, argv);
+	malloc_keep_freed_heap();
 	agent.cfg = d->cfg;
 	agent.helo_name = agent.cfg->delivery.helo_name ?
 	    agent.cfg->delivery.helo_name : agent.cfg->server.hostname;

@@ -194,3 +194,51 @@ def test_delivered_signatures_verify(tern, sinks, test_dir, keys, canon):
         assert verdicts(b"X-Relay: passed by\r\n" + data, records) == \
             [True] * n
         assert after(b"Regards", b"Regard") == [False] * n
+
+
+def test_large_bodies_verify(tern, sinks, test_dir, keys):
+    """Bodies larger than what tern-cleanup holds back from the signer
+    (256 KiB) and smaller, with trailing whitespace and a dot-led line:
+    the content reaches the signer in several batches or in one, and every
+    signature still verifies as delivered."""
+    made, records = keys
+    sink = sinks(host=SINK_HOST)
+    dns = Dns(["mx-host=dest.test,mx.dest.test,10",
+               f"host-record=mx.dest.test,{SINK_HOST}"], test_dir)
+    sels = made["both.test"]
+    t = tern({"delivery": {"dns_servers": dns.server,
+                           "smtp_port": str(sink.port), "tls": "none",
+                           "retry_schedule": "1s"},
+              "domain both.test": {
+                  "dkim_selector": " ".join(s for s, _, _ in sels),
+                  "dkim_key": " ".join(p for _, p, _ in sels)}})
+    port = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
+    t.start()
+    sizes = [100 * 1024, 256 * 1024 - 3, 700 * 1024]
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as s:
+            s.ehlo("app.example.test")
+            for n, size in enumerate(sizes):
+                lines, i = [], 0
+                while sum(len(x) for x in lines) < size:
+                    line = f"line {i} of the body, some words  \t"
+                    line += "x" * (i % 90)
+                    if i % 500 == 7:
+                        line = "." + line
+                    lines.append(line + "\r\n")
+                    i += 1
+                body = "".join(lines).encode()
+                msg = (f"From: App <app@both.test>\r\nTo: u@dest.test\r\n"
+                       f"Subject: large {n}\r\nMessage-ID: <large{n}@both.test>"
+                       f"\r\n\r\n").encode() + body
+                assert s.sendmail("app@both.test", ["u@dest.test"], msg) == {}
+        got = sink.wait_messages(len(sizes), timeout=60)
+    finally:
+        dns.stop()
+    assert len(got) == len(sizes)
+    for m in got:
+        data = m["data"]
+        assert len(data) > 100 * 1024
+        assert b"\r\n.line 7 of the body" in data
+        assert b"\n" not in data.replace(b"\r\n", b"")
+        assert verdicts(data, records) == [True] * len(sels), len(data)

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -241,6 +242,109 @@ test_big_body_streams(void **state)
 	free(msg);
 }
 
+/* What a reading of a message ends with, beside the output. */
+struct outcome {
+	enum msg_error error;
+	uint64_t size;
+	size_t n_lines;
+	bool has_8bit;
+};
+
+/* Reads msg in pieces: one byte at a time when piece_max is 1 (the byte
+ * by byte path only: no whole line ever arrives at once), else random
+ * sizes from 1 to piece_max. */
+static void
+run_pieces(const char *msg, size_t len, size_t piece_max, bool allow_8bit,
+    uint64_t limit, struct result *r, struct outcome *out)
+{
+	struct msg_reader rd;
+	struct msg_reader_opts o = { allow_8bit, limit };
+
+	memset(r, 0, sizeof(*r));
+	add(r, "", 0);
+	msg_reader_init(&rd, &o, on_headers, on_body, r);
+	for (size_t off = 0; off < len;) {
+		size_t n = piece_max == 1 ? 1 : 1 + (size_t)rand() % piece_max;
+
+		if (n > len - off)
+			n = len - off;
+		msg_reader_feed(&rd, msg + off, n);
+		off += n;
+	}
+	msg_reader_finish(&rd);
+	out->error = rd.error;
+	out->size = rd.size;
+	out->n_lines = rd.n_lines;
+	out->has_8bit = rd.has_8bit;
+	msg_reader_free(&rd);
+}
+
+/*
+ * The body's fast path (whole CRLF lines passed on in place) against the
+ * byte by byte path: random bodies of CRLF lines with now and then a bare
+ * LF or CR, an 8-bit byte, a NUL, an overlong line, cut in random pieces,
+ * with and without 8BITMIME and a size limit, give the same output, error,
+ * size, line count and 8-bit flag.
+ */
+static void
+test_body_fast_path_matches_bytewise(void **state)
+{
+	(void)state;
+	srand(1234);
+	for (int iter = 0; iter < 3000; iter++) {
+		size_t cap = 40000, len = 0;
+		char *msg = xmalloc(cap + 2000);
+		int odd = rand() % 4;	/* 0: clean; else rare oddities */
+		bool allow = rand() % 2;
+		uint64_t limit = rand() % 3 == 0 ? (uint64_t)(rand() % 30000) : 0;
+		struct result a, b;
+		struct outcome oa, ob;
+
+		len += (size_t)snprintf(msg, cap, "Subject: t\r\nFrom: a@b\r\n\r\n");
+		while (len < cap - 1100) {
+			size_t line = (size_t)(rand() % 3 == 0 ? rand() % 1000 :
+			    rand() % 80);
+			int end = rand() % 200;
+
+			if (odd && rand() % 300 == 0)
+				line = 990 + (size_t)(rand() % 20);
+			for (size_t k = 0; k < line; k++) {
+				char c = (char)('a' + rand() % 26);
+
+				if (odd && rand() % 5000 == 0)
+					c = (char)(0x80 | rand());
+				if (odd == 3 && rand() % 20000 == 0)
+					c = '\0';
+				msg[len++] = c;
+			}
+			if (odd && end == 0)
+				msg[len++] = '\n';
+			else if (odd && end == 1)
+				msg[len++] = '\r';
+			else {
+				msg[len++] = '\r';
+				msg[len++] = '\n';
+			}
+			if (rand() % 500 == 0)
+				break;
+		}
+		run_pieces(msg, len, 1, allow, limit, &a, &oa);
+		run_pieces(msg, len, 1 + (size_t)(rand() % 20000), allow, limit,
+		    &b, &ob);
+		assert_int_equal(oa.error, ob.error);
+		if (oa.error == MSG_OK) {
+			assert_int_equal(a.len, b.len);
+			assert_memory_equal(a.out, b.out, a.len);
+			assert_int_equal(oa.size, ob.size);
+			assert_int_equal(oa.n_lines, ob.n_lines);
+			assert_int_equal(oa.has_8bit, ob.has_8bit);
+		}
+		free(a.out);
+		free(b.out);
+		free(msg);
+	}
+}
+
 static void
 test_error_replies(void **state)
 {
@@ -268,6 +372,7 @@ main(void)
 		cmocka_unit_test(test_8bit_nul_and_size),
 		cmocka_unit_test(test_header_limits),
 		cmocka_unit_test(test_big_body_streams),
+		cmocka_unit_test(test_body_fast_path_matches_bytewise),
 		cmocka_unit_test(test_error_replies),
 	};
 

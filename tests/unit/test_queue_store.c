@@ -221,6 +221,103 @@ test_content_pieces(void **state)
 	free(data);
 }
 
+/* A head appended last is stored first: the head, then the content, cut
+ * into whole chunks across both, for heads and contents that end before,
+ * at and after a chunk edge. What a caller reads back of the content
+ * before the commit (queue_msg_content_at) is what it appended. */
+static void
+test_content_head(void **state)
+{
+	struct qtest *t = *state;
+	const size_t heads[] = { 0, 1, 300, QUEUE_CHUNK_SIZE + 7 };
+	const size_t contents[] = { 0, 5, QUEUE_CHUNK_SIZE - 300,
+	    QUEUE_CHUNK_SIZE, 2 * QUEUE_CHUNK_SIZE + 11 };
+
+	for (size_t h = 0; h < sizeof(heads) / sizeof(*heads); h++) {
+		for (size_t c = 0; c < sizeof(contents) / sizeof(*contents);
+		    c++) {
+			size_t hl = heads[h], cl = contents[c], off, piece = 1;
+			char *want = malloc(hl + cl + 1);
+			struct queue_msg_info env;
+			struct queue_loaded_msg *l;
+			struct queue_msg *m;
+			struct content_acc a;
+			uint64_t qid;
+
+			for (size_t i = 0; i < hl; i++)
+				want[i] = (char)('A' + i % 19);
+			for (size_t i = 0; i < cl; i++)
+				want[hl + i] = (char)('a' + i % 23);
+			memset(&env, 0, sizeof(env));
+			env.sender = "s@x.test";
+			m = queue_msg_new(&env);
+			queue_msg_add_rcpt(m, "r@x.test", NULL, 0);
+			for (off = 0; off < cl; off += piece, piece = piece * 5 + 1)
+				queue_msg_append(m, want + hl + off,
+				    piece < cl - off ? piece : cl - off);
+			/* Read back in place, chunk by chunk. */
+			for (off = 0; off < cl;) {
+				const void *p;
+				size_t n = queue_msg_content_at(m, off, &p);
+
+				assert_true(n > 0 && n <= cl - off);
+				assert_memory_equal(p, want + hl + off, n);
+				off += n;
+			}
+			{
+				const void *p;
+
+				assert_int_equal(queue_msg_content_at(m, cl, &p), 0);
+			}
+			/* The head in two calls. */
+			queue_msg_append_head(m, want, hl / 2);
+			queue_msg_append_head(m, want + hl / 2, hl - hl / 2);
+			assert_true(queue_msg_size(m) == hl + cl);
+			if (hl + cl == 0) {	/* nothing to store */
+				queue_msg_free(m);
+				free(want);
+				continue;
+			}
+			qid = qtest_commit1(t->q, m);
+			read_content(t->q, qid, &a);
+			assert_int_equal(a.len, hl + cl);
+			assert_memory_equal(a.buf, want, hl + cl);
+			free(a.buf);
+			assert_int_equal(queue_load(t->q, qid, &l), 0);
+			assert_true(l->info.size == hl + cl);
+			assert_int_equal(l->info.n_chunks, (hl + cl +
+			    QUEUE_CHUNK_SIZE - 1) / QUEUE_CHUNK_SIZE);
+			queue_loaded_free(l);
+			free(want);
+		}
+	}
+	assert_int_equal(qtest_check_invariants(t->q), 0);
+}
+
+/* A refused message drops its content and head. */
+static void
+test_content_drop(void **state)
+{
+	struct queue_msg_info env;
+	struct queue_msg *m;
+	const void *p;
+
+	(void)state;
+	memset(&env, 0, sizeof(env));
+	env.sender = "s@x.test";
+	m = queue_msg_new(&env);
+	queue_msg_append(m, "hello", 5);
+	queue_msg_append_head(m, "H: v\r\n", 6);
+	assert_true(queue_msg_size(m) == 11);
+	queue_msg_drop_content(m);
+	assert_true(queue_msg_size(m) == 0);
+	assert_int_equal(queue_msg_content_at(m, 0, &p), 0);
+	queue_msg_append(m, "again", 5);
+	assert_int_equal(queue_msg_content_at(m, 0, &p), 5);
+	assert_memory_equal(p, "again", 5);
+	queue_msg_free(m);
+}
+
 struct list_acc {
 	uint64_t qids[64];
 	size_t n;
@@ -1735,6 +1832,9 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_content_pieces, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_content_head, setup,
+		    teardown),
+		cmocka_unit_test(test_content_drop),
 		cmocka_unit_test_setup_teardown(test_list_order_and_reopen,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schedule_order, setup,

@@ -183,6 +183,35 @@ test_split_errors(void **state)
 	assert_string_equal(error, "the header field was refused");
 }
 
+/* Bodies of longer lines: a bare CR or LF at every place of a line, and a
+ * CR that ends a chunk, are found whatever the chunking; clean ones pass. */
+static void
+test_split_long_body_lines(void **state)
+{
+	const char *head = "A: 1\r\n\r\n";
+	char msg[256], want[300];
+
+	(void)state;
+	for (size_t at = 0; at < 40; at++) {
+		for (int kind = 0; kind < 2; kind++) {
+			char line[41];
+
+			memset(line, 'x', 40);
+			line[40] = '\0';
+			line[at] = kind ? '\n' : '\r';
+			snprintf(msg, sizeof(msg), "%sok%s\r\n%s\r\n", head,
+			    "0123456789abcdefghij", line);
+			expect_split_error(msg, kind ? "bare LF in the body" :
+			    "bare CR in the body");
+		}
+	}
+	snprintf(msg, sizeof(msg), "%s%s\r\n%s\r\n\r\n%s\r\n", head,
+	    "0123456789abcdefghijklmnopqrstuvwxyz", "short",
+	    "0123456789abcdefghijklmnopqrstuvwxyz0123456789");
+	snprintf(want, sizeof(want), "F[A: 1]EB[%s]", msg + strlen(head));
+	expect_split(msg, want);
+}
+
 /* ---- keys and records ---- */
 
 static char tmpdir[] = "/tmp/tern-signer-test-XXXXXX";
@@ -356,6 +385,7 @@ main(void)
 		cmocka_unit_test(test_split_fields_and_body),
 		cmocka_unit_test(test_split_message_ends_early),
 		cmocka_unit_test(test_split_errors),
+		cmocka_unit_test(test_split_long_body_lines),
 		cmocka_unit_test(test_key_load),
 		cmocka_unit_test(test_zone_line),
 		cmocka_unit_test(test_record_parse),
