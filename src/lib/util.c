@@ -226,8 +226,9 @@ fd_set_tcp_nodelay(int fd)
  * and serves 128 KiB and more with mmap: with buffers of 64 to 256 KiB
  * made and freed per message, every 100 KiB message then cost brk or
  * mmap calls and page faults that zero the same pages again (0.9% of
- * tern-smtp's and tern-cleanup's CPU at 100 KiB). Up to 8 MiB of freed
- * heap are kept instead.
+ * tern-smtp's and tern-cleanup's CPU at 100 KiB). Blocks below 512 KiB
+ * now come from the heap, and up to 2 MiB of freed heap are kept (8 MiB
+ * cost a few MB more memory for no more speed).
  */
 void
 malloc_keep_freed_heap(void)
