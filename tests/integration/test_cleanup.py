@@ -189,7 +189,10 @@ def test_fixups_and_durable_commit(tern):
     assert m["msg"]["source"] == 1
     assert [(r["address"], r["orcpt"], r["notify"]) for r in m["rcpts"]] == [
         ("a@dest.test", "", 0), ("b@dest.test", "rfc822;B@dest.test", 3)]
-    assert [e["type"] for e in events if e["qid"]] == [1, 1]  # queued
+    # queued, once per recipient; tern-qmgr may have tried a delivery
+    # already (later events) on a slow machine
+    types = [e["type"] for e in events if e["qid"]]
+    assert types[:2] == [1, 1] and types.count(1) == 2, types
 
     assert_crlf_only(content)
     hdrs = headers_of(content)
