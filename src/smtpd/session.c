@@ -1,8 +1,9 @@
 /*
- * session.c - one SMTP session of tern-smtpd: its bufferevent, reading
- * command lines and the DATA/BDAT stream, writing replies, timeouts,
- * STARTTLS, and the one function that changes state. The commands
- * themselves are in commands.c. Runs in tern-smtpd, unprivileged.
+ * session.c - one SMTP session of tern-smtpd: its socket (a plain one
+ * read here, a TLS one through its bufferevent), reading command lines
+ * and the DATA/BDAT stream, writing replies, timeouts, STARTTLS, and the
+ * one function that changes state. The commands themselves are in
+ * commands.c. Runs in tern-smtpd, unprivileged.
  */
 #include "autoconfig.h"
 
@@ -682,9 +683,17 @@ session_plain_read_cb(evutil_socket_t fd, short what, void *arg)
 		session_plain_read_end(s, true);
 		return;
 	}
-	if (s->wait != W_NONE &&
-	    READ_HIGH_WATER - evbuffer_get_length(in) < room)
-		room = READ_HIGH_WATER - evbuffer_get_length(in);
+	/* While it waits, a session buffers READ_HIGH_WATER at most. */
+	if (s->wait != W_NONE) {
+		size_t len = evbuffer_get_length(in);
+
+		if (len >= READ_HIGH_WATER) {
+			session_read_off(s);
+			return;
+		}
+		if (READ_HIGH_WATER - len < room)
+			room = READ_HIGH_WATER - len;
+	}
 	n = read(fd, buf, room);
 	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
 	    errno == EINTR))
@@ -706,7 +715,8 @@ session_plain_read_cb(evutil_socket_t fd, short what, void *arg)
 		evbuffer_drain(in, left);
 		evbuffer_add(in, buf + (size_t)n - left, left);
 	}
-	if (s->plain && s->reading && left >= READ_HIGH_WATER)
+	if (s->plain && s->reading && s->wait != W_NONE &&
+	    left >= READ_HIGH_WATER)
 		session_read_off(s);
 }
 

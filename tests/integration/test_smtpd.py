@@ -492,6 +492,29 @@ def test_large_message_with_pipelined_commands_after_the_dot(tern):
                                                          ["v@dest.test"]]
 
 
+def test_commands_pipelined_past_the_read_limit_while_cleanup_commits(tern):
+    """While a plain session waits for cleanup's commit it reads on, up to
+    256 KiB, then stops; when the 250 comes it answers everything that
+    waited, in order, and reads the rest."""
+    t = make(tern, rules="end_delay 1.0\n")
+    c = Raw(t.ports["submission"], timeout=30)
+    c.cmd("EHLO c.test")
+    assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
+    assert c.cmd("RCPT TO:<u@dest.test>").startswith("250")
+    assert c.cmd("DATA").startswith("354")
+    n = 80000	# 480 KB of NOOP, well past the 256 KiB the session buffers
+    c.send(msg().encode() + b".\r\n" + b"NOOP\r\n" * n + b"QUIT\r\n")
+    data = c.buf
+    while not data.endswith(b"221 2.0.0 Bye\r\n"):
+        chunk = c.s.recv(1 << 20)
+        assert chunk, data[-200:]
+        data += chunk
+    replies = data.split(b"\r\n")[:-1]
+    assert replies[0].startswith(b"250 2.0.0 Ok: queued as"), replies[0]
+    assert replies[1:-1] == [replies[1]] * n and replies[1].startswith(b"250")
+    assert len(cleanup_commits(t)) == 1
+
+
 def test_pregreeting_talk_is_cut_off(tern):
     t = make(tern, smtpd={"greeting_delay": "1s"})
     c = Raw(t.ports["submission"], greet=False)
