@@ -33,7 +33,8 @@ tests_unit_test_signer_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test_signer
 # tern-smtpd's parsers.
 check_PROGRAMS += tests/unit/test_smtp_parse
-tests_unit_test_smtp_parse_SOURCES = tests/unit/test_smtp_parse.c $(SMTPD_PARSER_SOURCES)
+tests_unit_test_smtp_parse_SOURCES = tests/unit/test_smtp_parse.c \
+	tests/unit/data_reader_ref.h $(SMTPD_PARSER_SOURCES)
 tests_unit_test_smtp_parse_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_smtp_parse_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test_smtp_parse
@@ -139,7 +140,8 @@ tests_fuzz_fuzz_smtp_address_SOURCES = tests/fuzz/fuzz_smtp_address.c $(SMTPD_PA
 tests_fuzz_fuzz_smtp_address_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_smtp_address_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_smtp_address_LDADD = $(TERN_LIBS)
-tests_fuzz_fuzz_smtp_data_SOURCES = tests/fuzz/fuzz_smtp_data.c $(SMTPD_PARSER_SOURCES)
+tests_fuzz_fuzz_smtp_data_SOURCES = tests/fuzz/fuzz_smtp_data.c \
+	tests/unit/data_reader_ref.h $(SMTPD_PARSER_SOURCES)
 tests_fuzz_fuzz_smtp_data_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_smtp_data_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_smtp_data_LDADD = $(TERN_LIBS)

@@ -475,7 +475,7 @@ cmd_data(struct session *s, char *args)
 		return;
 	}
 	/* RFC 2920: DATA ends a pipelined group; the message waits for 354. */
-	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+	if (evbuffer_get_length(s->in) > 0) {
 		log_info("unknown[%s]: message data sent before the 354 reply",
 		    s->addr);
 		session_reply(s, "554 5.5.0 Error: data sent before the 354 reply");

@@ -1,8 +1,9 @@
 /*
- * session.c - one SMTP session of tern-smtpd: its bufferevent, reading
- * command lines and the DATA/BDAT stream, writing replies, timeouts,
- * STARTTLS, and the one function that changes state. The commands
- * themselves are in commands.c. Runs in tern-smtpd, unprivileged.
+ * session.c - one SMTP session of tern-smtpd: its socket (a plain one
+ * read here, a TLS one through its bufferevent), reading command lines
+ * and the DATA/BDAT stream, writing replies, timeouts, STARTTLS, and the
+ * one function that changes state. The commands themselves are in
+ * commands.c. Runs in tern-smtpd, unprivileged.
  */
 #include "autoconfig.h"
 
@@ -27,6 +28,8 @@
 #define CLOSE_POLL_MS		20
 /* Input a plain session buffers at most while it waits for cleanup. */
 #define READ_HIGH_WATER		(256 * 1024)
+/* One read() of a plain session takes at most this much. */
+#define READ_MAX		(128 * 1024)
 
 static const char *const state_names[] = {
 	[S_CONNECTED] = "connected",
@@ -42,6 +45,7 @@ static const char *const state_names[] = {
 };
 
 static void session_read_cb(struct bufferevent *bev, void *arg);
+static void session_plain_read_cb(evutil_socket_t fd, short what, void *arg);
 static void session_write_cb(struct bufferevent *bev, void *arg);
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
 static void session_process(struct session *s);
@@ -94,8 +98,12 @@ session_free(struct session *s)
 	session_log_disconnect(s);
 	auth_cancel(s);
 	session_reset_transaction(s);
+	if (s->ev_read != NULL)
+		event_free(s->ev_read);
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
+	if (s->plain_in != NULL)
+		evbuffer_free(s->plain_in);
 	event_free(s->ev_timer);
 	event_free(s->ev_flush);
 	evbuffer_free(s->replies);
@@ -179,12 +187,51 @@ session_reply_error(struct session *s, const char *fmt, ...)
 	}
 }
 
+/*
+ * Reading on and off. A plain session reads through its own ev_read
+ * (session_plain_read_cb); adding it again restarts the read timeout,
+ * with no system call when it was added already. A TLS session reads
+ * through its bufferevent.
+ */
+static void
+session_read_on(struct session *s)
+{
+	struct timeval tv = { smtpd.d.cfg->smtpd.timeout, 0 };
+
+	if (!s->plain) {
+		bufferevent_enable(s->bev, EV_READ);
+		return;
+	}
+	/* Like the bufferevent's high watermark: no more while this much
+	 * waits (only a session waiting for cleanup gets there). */
+	if (evbuffer_get_length(s->in) >= READ_HIGH_WATER) {
+		if (s->reading)
+			event_del(s->ev_read);
+		s->reading = false;
+		return;
+	}
+	event_add(s->ev_read, &tv);
+	s->reading = true;
+}
+
+static void
+session_read_off(struct session *s)
+{
+	if (!s->plain) {
+		bufferevent_disable(s->bev, EV_READ);
+		return;
+	}
+	if (s->reading)
+		event_del(s->ev_read);
+	s->reading = false;
+}
+
 /* Stops reading; the session ends once the replies are written. */
 void
 session_close_after_reply(struct session *s)
 {
 	s->closing = true;
-	bufferevent_disable(s->bev, EV_READ);
+	session_read_off(s);
 	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
 	if (s->state != S_QUIT)
 		session_enter_state(s, S_QUIT);
@@ -206,7 +253,7 @@ session_wait(struct session *s, enum session_wait w)
 {
 	s->wait = w;
 	if (!(s->plain && w == W_CLEANUP))
-		bufferevent_disable(s->bev, EV_READ);
+		session_read_off(s);
 }
 
 /* Ends a wait and reads on: pipelined commands may be waiting. */
@@ -217,10 +264,15 @@ session_resume(struct session *s)
 	if (s->closing)
 		return;
 	/* Restarts the read timeout; no system call when still reading. */
-	bufferevent_enable(s->bev, EV_READ);
+	session_read_on(s);
 	/* From inside session_process, its loop reads on by itself. */
 	if (!s->in_process)
 		session_process(s);
+	/* A plain session that stopped at READ_HIGH_WATER used its input
+	 * just now: read again. */
+	if (s->plain && !s->reading && !s->closing && (s->wait == W_NONE ||
+	    s->wait == W_CLEANUP))
+		session_read_on(s);
 }
 
 static void
@@ -356,16 +408,22 @@ session_accept(struct listener *l, int fd, struct sockaddr *sa, int salen)
 	} else {
 		s->bev = bufferevent_socket_new(smtpd.d.base, fd,
 		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-		s->plain = s->bev != NULL;
+		s->plain = true;
+		s->plain_in = evbuffer_new();
+		s->ev_read = event_new(smtpd.d.base, fd, EV_READ | EV_PERSIST,
+		    session_plain_read_cb, s);
+		if (s->plain_in == NULL || s->ev_read == NULL)
+			log_fatal("cannot allocate a session");
 	}
 	if (s->bev == NULL || s->ev_timer == NULL)
 		log_fatal("cannot allocate a session");
+	s->in = s->plain ? s->plain_in : bufferevent_get_input(s->bev);
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
 	    session_event_cb, s);
 	session_set_timeouts(s);
-	if (s->plain)
-		bufferevent_setwatermark(s->bev, EV_READ, 0, READ_HIGH_WATER);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	/* A plain session's bufferevent only writes. */
+	bufferevent_enable(s->bev, s->plain ? EV_WRITE : EV_READ | EV_WRITE);
+	session_read_on(s);
 	if (refuse != NULL && smtps) {
 		/* No TLS for a refused client: just close. */
 		log_info("refused unknown[%s]: %s", s->addr, refuse + 10);
@@ -388,14 +446,16 @@ void
 session_start_tls(struct session *s)
 {
 	/* Plaintext sent after STARTTLS is an injection attempt: drop it. */
-	evbuffer_drain(bufferevent_get_input(s->bev),
-	    evbuffer_get_length(bufferevent_get_input(s->bev)));
+	evbuffer_drain(s->in, evbuffer_get_length(s->in));
 	session_reply(s, "220 2.0.0 Ready to start TLS");
 	/* The 220 goes out in the clear, before the filter exists. */
 	session_flush_replies(s);
+	/* From now on the bufferevent reads the socket, under the filter. */
+	session_read_off(s);
 	s->plain = false;
-	bufferevent_setwatermark(s->bev, EV_READ, 0, 0);
+	bufferevent_enable(s->bev, EV_READ);
 	s->bev = tls_filter_new(s->listener, s->bev);
+	s->in = bufferevent_get_input(s->bev);
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
 	    session_event_cb, s);
 	session_set_timeouts(s);
@@ -426,7 +486,7 @@ session_tls_done(struct session *s)
 static int
 session_read_line(struct session *s, char **line)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = s->in;
 	size_t len = evbuffer_get_length(in), eol_len, max;
 	struct evbuffer_ptr eol;
 	char peek[5];
@@ -507,7 +567,7 @@ session_process_input(struct session *s)
 		char *line;
 		int r;
 
-		in = bufferevent_get_input(s->bev);
+		in = s->in;
 		switch (s->state) {
 		case S_CONNECTED:
 			if (evbuffer_get_length(in) == 0)
@@ -546,6 +606,7 @@ session_timeout(struct session *s)
 {
 	log_info("timeout after %s from unknown[%s]", state_names[s->state],
 	    s->addr);
+	session_read_off(s);
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	bufferevent_enable(s->bev, EV_WRITE);
 	session_reply(s, "421 4.4.2 %s Error: timeout exceeded",
@@ -553,15 +614,14 @@ session_timeout(struct session *s)
 	session_close_after_reply(s);
 }
 
+/* New input was read: runs it, and times a partial command line. */
 static void
-session_read_cb(struct bufferevent *bev, void *arg)
+session_input_arrived(struct session *s)
 {
-	struct session *s = arg;
 	uint64_t now;
 
 	session_process(s);
-	if (s->closing || s->wait != W_NONE ||
-	    evbuffer_get_length(bufferevent_get_input(bev)) == 0) {
+	if (s->closing || s->wait != W_NONE || evbuffer_get_length(s->in) == 0) {
 		s->partial_since_usec = 0;
 		return;
 	}
@@ -571,6 +631,93 @@ session_read_cb(struct bufferevent *bev, void *arg)
 	else if (now - s->partial_since_usec >
 	    (uint64_t)smtpd.d.cfg->smtpd.timeout * 1000000)
 		session_timeout(s);
+}
+
+static void
+session_read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	session_input_arrived(arg);
+}
+
+/* The socket of a plain session ended (EOF or error) or timed out. */
+static void
+session_plain_read_end(struct session *s, bool timeout)
+{
+	/* During a cleanup wait: as with the bufferevent before, stop reading;
+	 * session_resume() reads again and meets the EOF or error then, or
+	 * starts a new timeout, as if it had not read meanwhile. */
+	if (s->wait == W_CLEANUP) {
+		session_read_off(s);
+		return;
+	}
+	if (timeout) {
+		session_timeout(s);
+		return;
+	}
+	if (!s->closing)
+		log_info("lost connection after %s from unknown[%s]",
+		    state_names[s->state], s->addr);
+	session_free(s);
+}
+
+/*
+ * A plain session's socket is readable: one read() into a buffer the
+ * whole daemon shares, no FIONREAD first (libevent's evbuffer_read asks
+ * before every read). When nothing was waiting, the session's input just
+ * refers to that buffer while it is used (a message's body is mostly
+ * used at once, without a copy or an allocation); what is left is
+ * copied before the next read.
+ */
+static void
+session_plain_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	static uint8_t buf[READ_MAX];
+	struct session *s = arg;
+	struct evbuffer *in = s->plain_in;
+	size_t room = sizeof(buf), left;
+	bool borrowed;
+	ssize_t n;
+
+	if (what & EV_TIMEOUT) {
+		session_plain_read_end(s, true);
+		return;
+	}
+	/* While it waits, a session buffers READ_HIGH_WATER at most. */
+	if (s->wait != W_NONE) {
+		size_t len = evbuffer_get_length(in);
+
+		if (len >= READ_HIGH_WATER) {
+			session_read_off(s);
+			return;
+		}
+		if (READ_HIGH_WATER - len < room)
+			room = READ_HIGH_WATER - len;
+	}
+	n = read(fd, buf, room);
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+	    errno == EINTR))
+		return;
+	if (n <= 0) {
+		session_plain_read_end(s, false);
+		return;
+	}
+	borrowed = evbuffer_get_length(in) == 0;
+	if (borrowed)
+		evbuffer_add_reference(in, buf, (size_t)n, NULL, NULL);
+	else
+		evbuffer_add(in, buf, (size_t)n);
+	session_input_arrived(s);
+	/* The session is still there: it is freed only from the loop. */
+	left = evbuffer_get_length(in);
+	if (borrowed && left > 0) {
+		/* Only the borrowed bytes can be in it: nothing else was read. */
+		evbuffer_drain(in, left);
+		evbuffer_add(in, buf + (size_t)n - left, left);
+	}
+	if (s->plain && s->reading && s->wait != W_NONE &&
+	    left >= READ_HIGH_WATER)
+		session_read_off(s);
 }
 
 static void
@@ -594,12 +741,6 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		session_tls_done(s);
 		return;
 	}
-	/* Read on during a cleanup wait (session_wait): the bufferevent has
-	 * stopped reading; session_resume() reads again and meets the EOF or
-	 * error then, or starts a new timeout, as if it had not read meanwhile. */
-	if (s->plain && s->wait == W_CLEANUP && (what & BEV_EVENT_READING) &&
-	    !(bufferevent_get_enabled(s->bev) & EV_READ))
-		return;
 	if (what & BEV_EVENT_TIMEOUT) {
 		if (s->closing) {
 			session_free(s);
@@ -636,7 +777,7 @@ session_drain_if_idle(struct session *s)
 {
 	if (!smtpd.d.draining || s->closing || s->tx != NULL ||
 	    s->wait != W_NONE || (s->state != S_HELO && s->state != S_READY) ||
-	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
+	    evbuffer_get_length(s->in) > 0)
 		return;
 	session_reply(s, "421 4.3.2 %s Service shutting down, closing "
 	    "transmission channel", smtpd.d.cfg->server.hostname);
@@ -727,24 +868,26 @@ session_scan_headers(struct session *s, const uint8_t *p, size_t n)
 void
 session_data_input(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = s->in;
 	struct transaction *tx = s->tx;
 	uint64_t limit = smtpd.d.cfg->server.message_size_limit;
-	uint8_t buf[DATA_CHUNK], out[DATA_CHUNK + 2];
+	uint8_t out[DATA_CHUNK + 2];
 
 	while (evbuffer_get_length(in) > 0 && !tx->reader.done) {
-		size_t n = evbuffer_get_length(in), used, out_len;
+		struct evbuffer_iovec seg;
+		size_t n, used, out_len;
 
-		if (n > sizeof(buf))
-			n = sizeof(buf);
+		/* The first contiguous piece, decoded where it lies. */
+		if (evbuffer_peek(in, 1, NULL, &seg, 1) < 1)
+			break;
+		n = seg.iov_len < DATA_CHUNK ? seg.iov_len : DATA_CHUNK;
 		if (s->state == S_BDAT) {
 			if (tx->bdat_left == 0)
 				break;
 			if (n > tx->bdat_left)
 				n = (size_t)tx->bdat_left;
 		}
-		evbuffer_copyout(in, buf, n);
-		used = data_reader_feed(&tx->reader, buf, n, out, &out_len);
+		used = data_reader_feed(&tx->reader, seg.iov_base, n, out, &out_len);
 		evbuffer_drain(in, used);
 		if (s->state == S_BDAT)
 			tx->bdat_left -= used;

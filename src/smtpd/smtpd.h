@@ -127,10 +127,16 @@ struct session {
 	enum { P_NONE, P_BEGIN, P_RCPT, P_END } pending;
 	/* A plain TCP session (no TLS): its replies collect in replies and
 	 * are written by ev_flush straight to the socket, one write() per
-	 * loop turn, and it reads on while it waits for cleanup. */
+	 * loop turn, and it reads on while it waits for cleanup. It reads
+	 * through ev_read into plain_in itself (one read() per event, no
+	 * FIONREAD); the bufferevent only writes. */
 	bool plain;
 	struct evbuffer *replies;
 	struct event *ev_flush;
+	struct event *ev_read;		/* plain: EV_READ|EV_PERSIST on the socket */
+	bool reading;			/* plain: ev_read is added */
+	struct evbuffer *plain_in;	/* plain: what was read, not yet used */
+	struct evbuffer *in;		/* the input: plain_in or the TLS bufferevent's */
 	/* When unprocessed input (a partial command line) first sat in the
 	 * buffer: a client that trickles bytes must still finish its line
 	 * within the timeout (the read timeout alone restarts per byte). */

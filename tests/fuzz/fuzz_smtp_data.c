@@ -4,6 +4,8 @@
  * the input picks; both must agree byte for byte, the output may never
  * exceed the promised bound, and the end of DATA must be a real
  * CRLF.CRLF (the consumed input ends with it, or starts with ".\r\n").
+ * The chunked decoding is also held, call by call, to the byte-at-a-time
+ * reference decoder (tests/unit/data_reader_ref.h).
  */
 #include "autoconfig.h"
 
@@ -12,6 +14,7 @@
 #include <string.h>
 
 #include "../../src/smtpd/data.h"
+#include "../unit/data_reader_ref.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -19,7 +22,8 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct data_reader whole, parts;
-	uint8_t *out1, *out2;
+	struct ref_reader ref;
+	uint8_t *out1, *out2, *out3;
 	size_t used1, len1, used2 = 0, len2 = 0, step = 0;
 	bool raw;
 
@@ -31,6 +35,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size -= 2;
 	out1 = malloc(size + 2);
 	out2 = malloc(size + 2 + 2 * (size / step + 1));
+	out3 = malloc(step + 2);
 	data_reader_init(&whole, raw);
 	used1 = data_reader_feed(&whole, data, size, out1, &len1);
 	if (len1 > size + 2 || used1 > size || (used1 < size && !whole.done))
@@ -41,10 +46,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (raw && whole.done)
 		__builtin_trap();
 	data_reader_init(&parts, raw);
+	ref_reader_init(&ref, raw);
 	while (used2 < size && !parts.done) {
-		size_t n = size - used2 < step ? size - used2 : step, l;
+		size_t n = size - used2 < step ? size - used2 : step, l, l3, u;
 
-		used2 += data_reader_feed(&parts, data + used2, n, out2 + len2, &l);
+		u = data_reader_feed(&parts, data + used2, n, out2 + len2, &l);
+		if (ref_reader_feed(&ref, data + used2, n, out3, &l3) != u ||
+		    l3 != l || memcmp(out3, out2 + len2, l) != 0 ||
+		    ref.flags != parts.flags || ref.size != parts.size ||
+		    ref.done != parts.done || ref.line_len != parts.line_len)
+			__builtin_trap();
+		used2 += u;
 		len2 += l;
 	}
 	if (used1 != used2 || len1 != len2 || memcmp(out1, out2, len1) != 0 ||
@@ -52,5 +64,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		__builtin_trap();
 	free(out1);
 	free(out2);
+	free(out3);
 	return 0;
 }

@@ -434,6 +434,87 @@ def test_smuggling_never_splits_a_message(tern, seq):
         assert commits == []
 
 
+def test_data_split_across_reads_at_every_point(tern):
+    """The stream decoder and the plain sessions' own reads: the DATA
+    stream cut in two at every point (the final CRLF.CRLF, a dot-stuffed
+    line, a CR or LF alone in a read), with RSET pipelined after the dot,
+    gives the same content and replies every time."""
+    t = make(tern)
+    c = Raw(t.ports["submission"])
+    c.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c.cmd("EHLO c.test")
+    head = b"From: app@example.test\r\nSubject: cut\r\n\r\n"
+    stream = head + b"..dot\r\nline of more than sixteen bytes\r\n.\r\nRSET\r\n"
+    want = head + b".dot\r\nline of more than sixteen bytes\r\n"
+    for k in range(1, len(stream)):
+        assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
+        assert c.cmd("RCPT TO:<u@dest.test>").startswith("250")
+        assert c.cmd("DATA").startswith("354")
+        c.send(stream[:k])
+        time.sleep(0.02)	# two reads, as far as the server can tell
+        c.send(stream[k:])
+        final = c.reply()
+        assert final.startswith("250 2.0.0 Ok: queued as"), (k, final)
+        assert c.reply().startswith("250 2.0.0"), k	# the RSET
+        qid = final.split()[-1]
+        assert cleanup_message(t, qid).endswith(want), k
+    assert c.cmd("QUIT").startswith("221")
+    assert len(cleanup_commits(t)) == len(stream) - 1
+
+
+def test_large_message_with_pipelined_commands_after_the_dot(tern):
+    """A message larger than one read, with the next transaction's commands
+    in the same write as its final dot: the rest of a read the session
+    could not use yet is kept, in order."""
+    t = make(tern)
+    c = Raw(t.ports["submission"])
+    c.cmd("EHLO c.test")
+    body = b"".join(b"%06d " % i + b"x" * 70 + b"\r\n" for i in range(4000))
+    body += b"..stuffed\r\n"
+    mail = b"From: app@example.test\r\nSubject: big\r\n\r\n" + body
+    assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
+    assert c.cmd("RCPT TO:<u@dest.test>").startswith("250")
+    assert c.cmd("DATA").startswith("354")
+    c.send(mail + b".\r\nMAIL FROM:<app@example.test>\r\n"
+           b"RCPT TO:<v@dest.test>\r\nDATA\r\n")
+    first = c.reply()
+    assert first.startswith("250 2.0.0 Ok: queued as"), first
+    assert c.reply().startswith("250 2.1.0")
+    assert c.reply().startswith("250 2.1.5")
+    assert c.reply().startswith("354")
+    c.send(b"Subject: second\r\n\r\nsecond\r\n.\r\n")
+    second = c.reply()
+    assert second.startswith("250 2.0.0 Ok: queued as"), second
+    content = cleanup_message(t, first.split()[-1])
+    assert content.endswith(mail[:-len(b"..stuffed\r\n")] + b".stuffed\r\n")
+    assert cleanup_message(t, second.split()[-1]).endswith(b"second\r\n")
+    assert [r["rcpts"] for r in cleanup_commits(t)] == [["u@dest.test"],
+                                                         ["v@dest.test"]]
+
+
+def test_commands_pipelined_past_the_read_limit_while_cleanup_commits(tern):
+    """While a plain session waits for cleanup's commit it reads on, up to
+    256 KiB, then stops; when the 250 comes it answers everything that
+    waited, in order, and reads the rest."""
+    t = make(tern, rules="end_delay 1.0\n")
+    c = Raw(t.ports["submission"], timeout=30)
+    c.cmd("EHLO c.test")
+    assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
+    assert c.cmd("RCPT TO:<u@dest.test>").startswith("250")
+    assert c.cmd("DATA").startswith("354")
+    n = 80000	# 480 KB of NOOP, well past the 256 KiB the session buffers
+    c.send(msg().encode() + b".\r\n" + b"NOOP\r\n" * n + b"QUIT\r\n")
+    data = c.buf
+    while not data.endswith(b"221 2.0.0 Bye\r\n"):
+        chunk = c.s.recv(1 << 20)
+        assert chunk, data[-200:]
+        data += chunk
+    replies = data.split(b"\r\n")[:-1]
+    assert replies[0].startswith(b"250 2.0.0 Ok: queued as"), replies[0]
+    assert replies[1:-1] == [replies[1]] * n and replies[1].startswith(b"250")
+    assert len(cleanup_commits(t)) == 1
+
+
 def test_pregreeting_talk_is_cut_off(tern):
     t = make(tern, smtpd={"greeting_delay": "1s"})
     c = Raw(t.ports["submission"], greet=False)

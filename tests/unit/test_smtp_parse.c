@@ -1,7 +1,8 @@
 /*
  * test_smtp_parse.c - table-driven unit tests for tern-smtpd's parsers:
  * RFC 5321 paths, MAIL/RCPT parameters with xtext, base64, and the
- * DATA/BDAT stream decoder (dot-unstuffing, smuggling sequences).
+ * DATA/BDAT stream decoder (dot-unstuffing, smuggling sequences; against
+ * the byte-at-a-time reference in data_reader_ref.h, split everywhere).
  */
 #include "autoconfig.h"
 
@@ -17,6 +18,7 @@
 #include "../../src/smtpd/data.h"
 #include "../../src/smtpd/header_from.h"
 #include "../../src/smtpd/smtp_parse.h"
+#include "data_reader_ref.h"
 #include "ipc.h"
 
 static const struct {
@@ -271,6 +273,111 @@ test_data_reader_long_line_and_bdat(void **state)
 	assert_memory_equal(out, "a\r\n.\r\n..\r\n", 10);
 }
 
+/*
+ * Feeds in[0..n) cut at the given points to the decoder and to the
+ * byte-at-a-time reference: every call must consume, produce and note
+ * the same.
+ */
+static void
+compare_with_reference(const uint8_t *in, size_t n, bool raw,
+    const size_t *cuts, size_t n_cuts)
+{
+	struct data_reader r;
+	struct ref_reader ref;
+	uint8_t *out = malloc(n + 2), *ref_out = malloc(n + 2);
+	size_t at = 0;
+
+	assert_non_null(out);
+	assert_non_null(ref_out);
+	data_reader_init(&r, raw);
+	ref_reader_init(&ref, raw);
+	for (size_t c = 0; c <= n_cuts && !r.done; c++) {
+		size_t to = c < n_cuts ? cuts[c] : n, len, ref_len, used, ref_used;
+
+		if (to < at)
+			continue;
+		used = data_reader_feed(&r, in + at, to - at, out, &len);
+		ref_used = ref_reader_feed(&ref, in + at, to - at, ref_out, &ref_len);
+		assert_int_equal(used, ref_used);
+		assert_int_equal(len, ref_len);
+		assert_memory_equal(out, ref_out, len);
+		assert_int_equal(r.flags, ref.flags);
+		assert_int_equal(r.done, ref.done);
+		assert_int_equal(r.size, ref.size);
+		assert_int_equal(r.line_len, ref.line_len);
+		at += used;
+	}
+	free(out);
+	free(ref_out);
+}
+
+/* Every input of the table, whole, cut once at every point, and cut
+ * into pieces of every size from 1 to 40. */
+static void
+compare_cut_everywhere(const uint8_t *in, size_t n, bool raw)
+{
+	size_t cuts[4096];
+
+	compare_with_reference(in, n, raw, NULL, 0);
+	for (size_t k = 0; k <= n; k++) {
+		cuts[0] = k;
+		compare_with_reference(in, n, raw, cuts, 1);
+	}
+	for (size_t step = 1; step <= 40; step++) {
+		size_t m = 0;
+
+		for (size_t k = step; k < n && m < sizeof(cuts) / sizeof(cuts[0]);
+		    k += step)
+			cuts[m++] = k;
+		compare_with_reference(in, n, raw, cuts, m);
+	}
+}
+
+static void
+test_data_reader_against_reference(void **state)
+{
+	static const char *const streams[] = {
+		"a\r\n.\r\n",
+		"Subject: x\r\n\r\nbody line one\r\nline two\r\n.\r\nMAIL FROM:<>\r\n",
+		"..dot-stuffed\r\n...two\r\n.\r\n",
+		"one line of sixteen bytes and more\r\n.x\r\n..\r\n.\r\n",
+		"bare\nLF\n.\nand\r\n.\r\n",
+		"bare\rCR\r.\r\r\n.\rx\r\n.\r\n",
+		"\r\n.\r\n",
+		"\r\r\r\n\n\n.\r\r\n.\r\n",
+		"a\0b\r\n.\0\r\n\0.\r\n.\r\n",
+		"0123456789abcdef0123456789abcdef\r0123456789abcdef\n.\r\n.\r\n",
+	};
+	uint8_t buf[3000];
+	uint32_t seed = 1;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(streams) / sizeof(streams[0]); i++) {
+		compare_cut_everywhere((const uint8_t *)streams[i],
+		    strlen(streams[i]), false);
+		compare_cut_everywhere((const uint8_t *)streams[i],
+		    strlen(streams[i]), true);
+	}
+	/* Lines of 997 to 1000 bytes with CRLF: the limit is 998 before it. */
+	for (size_t len = 996; len <= 1000; len++) {
+		memset(buf, 'x', sizeof(buf));
+		memcpy(buf + len - 2, "\r\n", 2);
+		memcpy(buf + len, "y\r\n.\r\n", 6);
+		compare_cut_everywhere(buf, len + 6, false);
+	}
+	/* Random streams of the bytes that matter. */
+	for (int round = 0; round < 300; round++) {
+		static const uint8_t alphabet[] = "xx.\r\n\r\n";
+		size_t n = 1 + round % 200;
+
+		for (size_t k = 0; k < n; k++) {
+			seed = seed * 1103515245u + 12345u;
+			buf[k] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+		}
+		compare_cut_everywhere(buf, n, round & 1);
+	}
+}
+
 static bool
 is_example(const char *domain, void *arg)
 {
@@ -327,6 +434,7 @@ main(void)
 		cmocka_unit_test(test_split_and_base64),
 		cmocka_unit_test(test_data_reader),
 		cmocka_unit_test(test_data_reader_long_line_and_bdat),
+		cmocka_unit_test(test_data_reader_against_reference),
 		cmocka_unit_test(test_header_from),
 	};
 
