@@ -667,7 +667,9 @@ session_plain_read_end(struct session *s, bool timeout)
  * before every read). When nothing was waiting, the session's input just
  * refers to that buffer while it is used (a message's body is mostly
  * used at once, without a copy or an allocation); what is left is
- * copied before the next read.
+ * copied before the next read. So nothing may move chains out of s->in
+ * by reference (evbuffer_remove_buffer, evbuffer_add_buffer): they would
+ * point into the next read. Input is only copied out or drained.
  */
 static void
 session_plain_read_cb(evutil_socket_t fd, short what, void *arg)
