@@ -28,6 +28,9 @@
 #define CLOSE_POLL_MS		20
 /* Input a plain session buffers at most while it waits for cleanup. */
 #define READ_HIGH_WATER		(256 * 1024)
+/* Replies a session holds for a client that does not read them; past
+ * this it reads no more commands until they are written. */
+#define OUTPUT_HIGH_WATER	(64 * 1024)
 /* One read() of a plain session takes at most this much. */
 #define READ_MAX		(128 * 1024)
 
@@ -47,6 +50,7 @@ static const char *const state_names[] = {
 static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_plain_read_cb(evutil_socket_t fd, short what, void *arg);
 static void session_write_cb(struct bufferevent *bev, void *arg);
+static bool session_output_full(struct session *s);
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
 static void session_process(struct session *s);
 static void session_drain_if_idle(struct session *s);
@@ -588,6 +592,8 @@ session_process_input(struct session *s)
 		default:
 			break;
 		}
+		if (session_output_full(s))
+			return;
 		r = session_read_line(s, &line);
 		if (r == 0)
 			return;
@@ -731,6 +737,29 @@ session_write_cb(struct bufferevent *bev, void *arg)
 	(void)bev;
 	if (s->closing)
 		evtimer_add(s->ev_timer, &now);	/* free outside callbacks */
+	else if (s->wait == W_OUTPUT)
+		session_resume(s);		/* the replies are written */
+}
+
+/*
+ * A client that pipelines commands and never reads the replies would make
+ * them pile up here without end. Past OUTPUT_HIGH_WATER the session stops
+ * reading until the bufferevent has written them all (session_write_cb);
+ * the write timeout ends a client that never reads.
+ */
+static bool
+session_output_full(struct session *s)
+{
+	if (evbuffer_get_length(s->replies) +
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) <
+	    OUTPUT_HIGH_WATER)
+		return false;
+	session_flush_replies(s);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) <
+	    OUTPUT_HIGH_WATER)
+		return false;
+	session_wait(s, W_OUTPUT);
+	return true;
 }
 
 static void

@@ -92,6 +92,7 @@ enum session_wait {
 	W_AUTH,			/* the password check of the worker thread */
 	W_DELAY,		/* a deliberate delay (AUTH failure) */
 	W_BACKPRESSURE,		/* cleanup's connection is full */
+	W_OUTPUT,		/* the client to read its replies */
 };
 
 struct session {

@@ -515,6 +515,39 @@ def test_commands_pipelined_past_the_read_limit_while_cleanup_commits(tern):
     assert len(cleanup_commits(t)) == 1
 
 
+def test_a_client_that_never_reads_its_replies_is_not_buffered(tern):
+    """Commands pipelined by a client that never reads the replies: past
+    64 KiB of replies held, tern-smtpd reads no more commands, so the
+    client's sending stalls once the socket buffers are full (without the
+    limit all 64 MB would go through and 150 MB of replies pile up in
+    tern-smtpd). Other sessions go on meanwhile."""
+    t = make(tern)
+    port = t.ports["submission"]
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.settimeout(10)
+    assert s.recv(4096).startswith(b"220")
+    chunk = b"NOOP\r\n" * 10000
+    sent = 0
+    s.settimeout(3)
+    try:
+        while sent < 64 << 20:
+            s.sendall(chunk)
+            sent += len(chunk)
+    except socket.timeout:
+        pass
+    assert sent < 32 << 20, sent
+    pid = t.pids_of("smtpd")[0]
+    with open(f"/proc/{pid}/status") as f:
+        rss_kb = int(next(l for l in f if l.startswith("VmRSS")).split()[1])
+    assert rss_kb < 200 * 1024, rss_kb
+    other = Raw(port)
+    assert other.greeting.startswith("220")
+    assert other.cmd("NOOP").startswith("250")
+    s.close()
+
+
 def test_pregreeting_talk_is_cut_off(tern):
     t = make(tern, smtpd={"greeting_delay": "1s"})
     c = Raw(t.ports["submission"], greet=False)
