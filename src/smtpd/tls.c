@@ -8,6 +8,7 @@
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
 #include <openssl/err.h>
 #include <stdio.h>
 
@@ -57,6 +58,10 @@ tls_filter_new(struct listener *l, struct bufferevent *plain)
 
 	if (ssl == NULL)
 		log_fatal("SSL_new failed");
+	/* The filter encrypts no more while this much waits for the socket,
+	 * so replies a client does not read stay in the filter's output,
+	 * where the session's limit sees them (session_output_full). */
+	bufferevent_setwatermark(plain, EV_WRITE, 0, 64 * 1024);
 	filter = bufferevent_openssl_filter_new(smtpd.d.base, plain, ssl,
 	    BUFFEREVENT_SSL_ACCEPTING,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);

@@ -4,6 +4,7 @@ and the hardening the issue lists. Clients: smtplib, raw sockets, swaks,
 openssl s_client."""
 import base64
 import os
+import re
 import socket
 import smtplib
 import ssl
@@ -546,6 +547,41 @@ def test_a_client_that_never_reads_its_replies_is_not_buffered(tern):
     assert other.greeting.startswith("220")
     assert other.cmd("NOOP").startswith("250")
     s.close()
+
+
+def test_a_tls_client_that_never_reads_its_replies_is_not_buffered(tern):
+    """The same inside TLS: the filter encrypts only while the socket
+    takes it, so the unread replies stay where the limit sees them."""
+    t = make(tern, tls=True)
+    port = t.ports["submission"]
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", port))
+    raw.settimeout(10)
+    buf = b""
+    for cmd in (None, b"EHLO c.test\r\n", b"STARTTLS\r\n"):
+        if cmd:
+            raw.sendall(cmd)
+        while not re.search(rb"(^|\n)\d{3} [^\n]*\n$", buf):
+            buf += raw.recv(4096)
+        buf = b""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s = ctx.wrap_socket(raw)
+    chunk = b"NOOP\r\n" * 10000
+    sent = 0
+    s.settimeout(3)
+    try:
+        while sent < 64 << 20:
+            s.sendall(chunk)
+            sent += len(chunk)
+    except (socket.timeout, ssl.SSLError):
+        pass
+    assert sent < 32 << 20, sent
+    other = Raw(port)
+    assert other.cmd("NOOP").startswith("250")
+    raw.close()
 
 
 def test_pregreeting_talk_is_cut_off(tern):
