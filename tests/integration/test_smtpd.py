@@ -516,6 +516,21 @@ def test_commands_pipelined_past_the_read_limit_while_cleanup_commits(tern):
     assert len(cleanup_commits(t)) == 1
 
 
+def noop_until_stalled(s):
+    """Sends NOOPs without reading a reply, until 64 MB went or sending
+    stalls for 3 s (the server reads no more); returns the bytes sent."""
+    chunk = b"NOOP\r\n" * 10000
+    sent = 0
+    s.settimeout(3)
+    try:
+        while sent < 64 << 20:
+            s.sendall(chunk)
+            sent += len(chunk)
+    except (socket.timeout, ssl.SSLError):
+        pass
+    return sent
+
+
 def test_a_client_that_never_reads_its_replies_is_not_buffered(tern):
     """Commands pipelined by a client that never reads the replies: past
     64 KiB of replies held, tern-smtpd reads no more commands, so the
@@ -529,16 +544,7 @@ def test_a_client_that_never_reads_its_replies_is_not_buffered(tern):
     s.connect(("127.0.0.1", port))
     s.settimeout(10)
     assert s.recv(4096).startswith(b"220")
-    chunk = b"NOOP\r\n" * 10000
-    sent = 0
-    s.settimeout(3)
-    try:
-        while sent < 64 << 20:
-            s.sendall(chunk)
-            sent += len(chunk)
-    except socket.timeout:
-        pass
-    assert sent < 32 << 20, sent
+    assert noop_until_stalled(s) < 32 << 20
     pid = t.pids_of("smtpd")[0]
     with open(f"/proc/{pid}/status") as f:
         rss_kb = int(next(l for l in f if l.startswith("VmRSS")).split()[1])
@@ -568,17 +574,7 @@ def test_a_tls_client_that_never_reads_its_replies_is_not_buffered(tern):
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    s = ctx.wrap_socket(raw)
-    chunk = b"NOOP\r\n" * 10000
-    sent = 0
-    s.settimeout(3)
-    try:
-        while sent < 64 << 20:
-            s.sendall(chunk)
-            sent += len(chunk)
-    except (socket.timeout, ssl.SSLError):
-        pass
-    assert sent < 32 << 20, sent
+    assert noop_until_stalled(ctx.wrap_socket(raw)) < 32 << 20
     other = Raw(port)
     assert other.cmd("NOOP").startswith("250")
     raw.close()
