@@ -20,6 +20,7 @@
 
 #include "ipc.h"
 #include "log.h"
+#include "peer_proof.h"
 #include "util.h"
 
 #define IPC_MAX_FDS_QUEUED	16	/* received but not yet claimed */
@@ -580,10 +581,7 @@ ipc_conn_flush(struct ipc_conn *c)
 	while (evbuffer_get_length(c->out) > 0) {
 		struct iovec iov[16];
 		struct msghdr mh;
-		union {
-			struct cmsghdr align;
-			char buf[CMSG_SPACE(sizeof(int))];
-		} ctl;
+		union peer_proof_control ctl;
 		size_t limit = evbuffer_get_length(c->out);
 		int n, nvec;
 		ssize_t w;
@@ -618,18 +616,8 @@ ipc_conn_flush(struct ipc_conn *c)
 		memset(&mh, 0, sizeof(mh));
 		mh.msg_iov = iov;
 		mh.msg_iovlen = (size_t)nvec;
-		if (send_fd) {
-			struct cmsghdr *cm;
-
-			memset(&ctl, 0, sizeof(ctl));
-			mh.msg_control = ctl.buf;
-			mh.msg_controllen = sizeof(ctl.buf);
-			cm = CMSG_FIRSTHDR(&mh);
-			cm->cmsg_level = SOL_SOCKET;
-			cm->cmsg_type = SCM_RIGHTS;
-			cm->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(cm), &c->marks[0].fd, sizeof(int));
-		}
+		if (send_fd)
+			peer_proof_attach(&mh, &ctl, c->marks[0].fd);
 		w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
 		if (w == -1) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {

@@ -62,31 +62,35 @@ peer_proof_open_private(const char *run_dir)
 	return fd;
 }
 
+void
+peer_proof_attach(struct msghdr *mh, union peer_proof_control *ctl, int fd)
+{
+	struct cmsghdr *cm;
+
+	memset(ctl, 0, sizeof(*ctl));
+	mh->msg_control = ctl->buf;
+	mh->msg_controllen = sizeof(ctl->buf);
+	cm = CMSG_FIRSTHDR(mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+}
+
 ssize_t
 peer_proof_sendmsg(int sock, const void *buf, size_t len, int fd)
 {
-	union {
-		struct cmsghdr hdr;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} ctl;
+	union peer_proof_control ctl;
 	struct msghdr mh;
 	struct iovec iov;
-	struct cmsghdr *cm;
 	ssize_t w;
 
 	iov.iov_base = (void *)buf;
 	iov.iov_len = len;
 	memset(&mh, 0, sizeof(mh));
-	memset(&ctl, 0, sizeof(ctl));
 	mh.msg_iov = &iov;
 	mh.msg_iovlen = 1;
-	mh.msg_control = ctl.buf;
-	mh.msg_controllen = sizeof(ctl.buf);
-	cm = CMSG_FIRSTHDR(&mh);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	peer_proof_attach(&mh, &ctl, fd);
 	do
 		w = sendmsg(sock, &mh, MSG_NOSIGNAL);
 	while (w == -1 && errno == EINTR);

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "ipc.h"
@@ -35,6 +36,15 @@ int peer_proof_which(struct ipc_msg *m, const struct stat *wants, size_t n);
  * programs. -1 with errno when it cannot. */
 int peer_proof_open_private(const char *run_dir);
 
+/* Control data that passes one descriptor. */
+union peer_proof_control {
+	struct cmsghdr align;
+	char buf[CMSG_SPACE(sizeof(int))];
+};
+
+/* Makes mh pass fd (SCM_RIGHTS), with ctl as its control data. */
+void peer_proof_attach(struct msghdr *mh, union peer_proof_control *ctl,
+    int fd);
 /* One sendmsg of buf[0..len) with fd attached (SCM_RIGHTS) on a blocking
  * or non-blocking socket: the bytes written (the descriptor went with
  * the first), or -1 with errno. The caller writes the rest. */

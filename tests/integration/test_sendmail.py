@@ -770,6 +770,20 @@ def test_bs_through_the_real_cleanup_is_the_users_submission(tern):
     t.wait_log(r"sender=<app@example\.test> set by uid=65534 user=nobody")
 
 
+def slow_nss(t):
+    """Builds the stand-in NSS library (tests/tools/slow_nss.c) that holds
+    a user look-up until its gate file exists; returns (library, gate).
+    The gates directory is writable for the tern user, which marks it."""
+    shim = os.path.join(t.dir, "slow_nss.so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", shim,
+                    os.path.join(ternlib.SRC_DIR, "tests/tools/slow_nss.c"),
+                    "-ldl"], check=True)
+    gates = os.path.join(t.dir, "gates")
+    os.mkdir(gates)
+    os.chmod(gates, 0o777)
+    return shim, os.path.join(gates, "nss-gate")
+
+
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to become another user")
 def test_a_slow_user_name_look_up_does_not_stall_other_submissions(tern):
     """tern-cleanup names a local user with getpwuid_r, which may wait on
@@ -778,14 +792,7 @@ def test_a_slow_user_name_look_up_does_not_stall_other_submissions(tern):
     private/cleanup is still answered; then the user's message is queued
     under the right name."""
     t = tern({"domain example.test": {}})
-    shim = os.path.join(t.dir, "slow_nss.so")
-    subprocess.run(["cc", "-shared", "-fPIC", "-o", shim,
-                    os.path.join(ternlib.SRC_DIR, "tests/tools/slow_nss.c"),
-                    "-ldl"], check=True)
-    gates = os.path.join(t.dir, "gates")
-    os.mkdir(gates)
-    os.chmod(gates, 0o777)  # tern-cleanup (the tern user) marks it
-    gate = os.path.join(gates, "nss-gate")
+    shim, gate = slow_nss(t)
     env = ternlib.daemon_env()
     from test_cleanup import _queue_ready
     os.chmod(t.dir, 0o755)
@@ -852,14 +859,7 @@ def test_a_slow_owner_look_up_does_not_stall_the_maildrop(tern):
     assert slow == files[:1], files
     os.chown(os.path.join(md, slow[0]), 65534, 65534)
 
-    shim = os.path.join(t.dir, "slow_nss.so")
-    subprocess.run(["cc", "-shared", "-fPIC", "-o", shim,
-                    os.path.join(ternlib.SRC_DIR, "tests/tools/slow_nss.c"),
-                    "-ldl"], check=True)
-    gates = os.path.join(t.dir, "gates")
-    os.mkdir(gates)
-    os.chmod(gates, 0o777)  # tern-pickup (the tern user) marks it
-    gate = os.path.join(gates, "nss-gate")
+    shim, gate = slow_nss(t)
     env = ternlib.daemon_env()
     try:
         t.start(extra_env={
