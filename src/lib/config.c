@@ -114,6 +114,7 @@ static const struct key_spec key_specs[] = {
 	{ SECT_SMTPD, "max_sessions_per_client", K_UINT, CF(smtpd.max_sessions_per_client), 0, 1, 1000000, NULL, "100" },
 	{ SECT_SMTPD, "max_recipients", K_UINT, CF(smtpd.max_recipients), 0, 100, 100000, NULL, "1000" },
 	{ SECT_SMTPD, "max_errors", K_UINT, CF(smtpd.max_errors), 0, 1, 1000, NULL, "10" },
+	{ SECT_SMTPD, "max_junk_commands", K_UINT, CF(smtpd.max_junk_commands), 0, 1, 1000000, NULL, "100" },
 	{ SECT_SMTPD, "timeout", K_DURATION, CF(smtpd.timeout), 0, 1, 3600, NULL, "5m" },
 	{ SECT_SMTPD, "greeting_delay", K_DURATION, CF(smtpd.greeting_delay), 0, 0, 300, NULL, "0s" },
 	{ SECT_SMTPD, "auth_failure_delay", K_DURATION, CF(smtpd.auth_failure_delay), 0, 0, 60, NULL, "1s" },

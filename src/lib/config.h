@@ -111,6 +111,7 @@ struct tern_config {
 		unsigned max_sessions_per_client;
 		unsigned max_recipients;
 		unsigned max_errors;
+		unsigned max_junk_commands;	/* NOOP/RSET/VRFY/HELP per message */
 		int64_t timeout;		/* command and data timeout, s */
 		int64_t greeting_delay;		/* wait before 220; talkers are cut */
 		int64_t auth_failure_delay;	/* per failed AUTH of the client, s */

@@ -60,6 +60,21 @@ static const struct smtp_command_def commands[] = {
 	{ "HELP", cmd_help, ST_ANY, NULL },
 };
 
+/*
+ * NOOP, RSET, VRFY and HELP move no mail. A client may send
+ * max_junk_commands of them per message; past that each one counts as an
+ * error, so that a client cannot hold a session open for ever with
+ * commands that do nothing (as Postfix's smtpd_junk_command_limit).
+ */
+static void
+session_reply_junk(struct session *s, const char *reply)
+{
+	if (++s->junk > smtpd.d.cfg->smtpd.max_junk_commands)
+		session_reply_error(s, "%s", reply);
+	else
+		session_reply(s, "%s", reply);
+}
+
 static bool
 is_submission(const struct session *s)
 {
@@ -629,6 +644,7 @@ session_cleanup_reply(struct session *s, uint16_t code, const char *enhanced,
 			    s->auth_user ? ", sasl_username=" : "",
 			    s->auth_user ? s->auth_user : "");
 			session_reply(s, "250 2.0.0 Ok: queued as %s", queue_id);
+			s->junk = 0;
 		} else if (ok) {
 			log_warn("cleanup accepted without a queue id");
 			session_reply_error(s, "451 4.3.0 Error: queue did not "
@@ -656,7 +672,7 @@ cmd_rset(struct session *s, char *args)
 	session_reset_transaction(s);
 	if (s->state != S_HELO)
 		session_enter_state(s, S_READY);
-	session_reply(s, "250 2.0.0 Ok");
+	session_reply_junk(s, "250 2.0.0 Ok");
 }
 
 static void
@@ -664,7 +680,7 @@ cmd_noop(struct session *s, char *args)
 {
 	(void)args;
 	s->n_noop++;
-	session_reply(s, "250 2.0.0 Ok");
+	session_reply_junk(s, "250 2.0.0 Ok");
 }
 
 static void
@@ -681,8 +697,8 @@ cmd_vrfy(struct session *s, char *args)
 {
 	(void)args;
 	s->n_vrfy++;
-	session_reply(s, "252 2.5.2 Cannot VRFY user, but will accept message "
-	    "and attempt delivery");
+	session_reply_junk(s, "252 2.5.2 Cannot VRFY user, but will accept "
+	    "message and attempt delivery");
 }
 
 static void
@@ -690,6 +706,6 @@ cmd_help(struct session *s, char *args)
 {
 	(void)args;
 	s->n_help++;
-	session_reply(s, "214 2.0.0 Commands: EHLO HELO STARTTLS AUTH MAIL RCPT "
-	    "DATA BDAT RSET NOOP QUIT VRFY HELP");
+	session_reply_junk(s, "214 2.0.0 Commands: EHLO HELO STARTTLS AUTH MAIL "
+	    "RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
 }

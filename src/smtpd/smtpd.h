@@ -115,6 +115,7 @@ struct session {
 	int auth_step;
 	void *auth_job;
 	unsigned errors;
+	unsigned junk;			/* NOOP/RSET/VRFY/HELP since the last message */
 	bool discard_line;		/* skipping the rest of an over-long line */
 	struct transaction *tx;
 	/* Counts for the disconnect line, Postfix-style. */

@@ -537,7 +537,7 @@ def test_a_client_that_never_reads_its_replies_is_not_buffered(tern):
     client's sending stalls once the socket buffers are full (without the
     limit all 64 MB would go through and 150 MB of replies pile up in
     tern-smtpd). Other sessions go on meanwhile."""
-    t = make(tern)
+    t = make(tern, smtpd={"max_junk_commands": "1000000"})
     port = t.ports["submission"]
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -558,7 +558,7 @@ def test_a_client_that_never_reads_its_replies_is_not_buffered(tern):
 def test_a_tls_client_that_never_reads_its_replies_is_not_buffered(tern):
     """The same inside TLS: the filter encrypts only while the socket
     takes it, so the unread replies stay where the limit sees them."""
-    t = make(tern, tls=True)
+    t = make(tern, tls=True, smtpd={"max_junk_commands": "1000000"})
     port = t.ports["submission"]
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -713,6 +713,29 @@ def test_timeout_and_max_errors(tern):
     r = c.cmd("RCPT TO:<a@b.test>")
     assert r.startswith("503") and "421 4.7.0" in c.reply()
     assert c.closed()
+
+
+def test_junk_commands_past_the_limit_count_as_errors(tern):
+    """NOOP, RSET, VRFY and HELP are answered, but past max_junk_commands
+    per message each one is an error, so a client that only keeps the
+    session alive is cut off at max_errors; an accepted message starts
+    the count again."""
+    t = make(tern, smtpd={"max_junk_commands": "4", "max_errors": "3"})
+    c = Raw(t.ports["submission"])
+    c.cmd("EHLO c.test")
+    for cmd in ("NOOP", "RSET", "VRFY x", "HELP"):
+        assert c.cmd(cmd).startswith(("250", "252", "214")), cmd
+    c.cmd("MAIL FROM:<app@example.test>")
+    c.cmd("RCPT TO:<u@dest.test>")
+    assert c.cmd("DATA").startswith("354")
+    assert c.cmd(msg() + ".").startswith("250 2.0.0 Ok: queued as")
+    for _ in range(4 + 2):
+        assert c.cmd("NOOP").startswith("250")
+    # The third junk command past the limit is the third error.
+    assert c.cmd("NOOP").startswith("250")
+    assert "421 4.7.0" in c.reply()
+    assert c.closed()
+    t.wait_log(r"too many errors from unknown\[127\.0\.0\.1\]")
 
 
 def test_sessions_per_client_limit(tern):
