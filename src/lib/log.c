@@ -18,6 +18,9 @@
 #include "log.h"
 
 static char log_ident[64] = "tern";
+/* The host field of a stderr line, as syslog and Postfix's maillog_file
+ * write it: log tools (pflogsumm) expect "Mmm dd hh:mm:ss host ident[pid]:". */
+static char log_host[256] = "localhost";
 static enum log_target log_target = LOG_TARGET_STDERR;
 static bool log_verbose;
 /* getpid() once, not per line (a system call each time since glibc 2.25);
@@ -38,6 +41,9 @@ log_init(const char *ident, enum log_target target, bool verbose)
 	if (!registered && pthread_atfork(NULL, NULL, log_after_fork) == 0)
 		registered = true;
 	log_pid = getpid();
+	if (gethostname(log_host, sizeof(log_host)) != 0 || log_host[0] == '\0')
+		snprintf(log_host, sizeof(log_host), "localhost");
+	log_host[sizeof(log_host) - 1] = '\0';
 	snprintf(log_ident, sizeof(log_ident), "tern/%s", ident);
 	log_verbose = verbose;
 	log_set_target(target);
@@ -78,7 +84,7 @@ log_sanitize(char *s)
 static void
 log_emit(int priority, const char *prefix, const char *fmt, va_list ap)
 {
-	char msg[4096], line[4400], stamp[32];
+	char msg[4096], line[4700], stamp[32];
 	int saved_errno = errno;
 	struct tm tm;
 	time_t now;
@@ -92,9 +98,9 @@ log_emit(int priority, const char *prefix, const char *fmt, va_list ap)
 		now = time(NULL);
 		localtime_r(&now, &tm);
 		strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
-		n = snprintf(line, sizeof(line), "%s %s[%ld]: %s%s\n", stamp,
-		    log_ident, (long)(log_pid != 0 ? log_pid : getpid()), prefix,
-		    msg);
+		n = snprintf(line, sizeof(line), "%s %s %s[%ld]: %s%s\n",
+		    stamp, log_host, log_ident,
+		    (long)(log_pid != 0 ? log_pid : getpid()), prefix, msg);
 		if (n > (int)sizeof(line) - 1)
 			n = (int)sizeof(line) - 1;
 		if (write(STDERR_FILENO, line, (size_t)n) < 0) {

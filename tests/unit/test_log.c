@@ -1,5 +1,6 @@
 /*
- * test_log.c - the log line shape: "Mon dd hh:mm:ss tern/NAME[PID]: text",
+ * test_log.c - the log line shape: "Mon dd hh:mm:ss HOST tern/NAME[PID]: text"
+ * (syslog's, and Postfix's maillog_file's, which pflogsumm reads),
  * control characters replaced, and the pid of the process that writes
  * (the pid is cached, so a forked child must not log its parent's).
  */
@@ -57,21 +58,26 @@ log_in_parent_and_child(void)
 static void
 test_pid_per_process(void **state)
 {
-	char out[4096], want[64];
+	char out[4096], want[400], host[256];
 	const char *child_at;
 	long child;
 
 	(void)state;
 	log_init("test", LOG_TARGET_STDERR, false);
 	capture(log_in_parent_and_child, out, sizeof(out));
-	snprintf(want, sizeof(want), "tern/test[%ld]: parent line?\n",
-	    (long)getpid());
+	assert_int_equal(gethostname(host, sizeof(host)), 0);
+	host[sizeof(host) - 1] = '\0';
+	snprintf(want, sizeof(want), " %s tern/test[%ld]: parent line?\n",
+	    host, (long)getpid());
 	assert_non_null(strstr(out, want));
+	/* "Mmm dd hh:mm:ss " before the host: 16 characters. */
+	assert_ptr_equal(strstr(out, want), out + 15);
 	child_at = strstr(out, "child=");
 	assert_non_null(child_at);
 	child = strtol(child_at + 6, NULL, 10);
 	assert_true(child > 0 && child != (long)getpid());
-	snprintf(want, sizeof(want), "tern/test[%ld]: child line\n", child);
+	snprintf(want, sizeof(want), " %s tern/test[%ld]: child line\n", host,
+	    child);
 	assert_non_null(strstr(out, want));
 }
 
