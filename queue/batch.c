@@ -51,7 +51,7 @@ queue_msg_new(const struct queue_msg_info *e)
 {
 	struct queue_msg *m = xcalloc(1, sizeof(*m));
 
-	m->info.qid = qid_next();
+	m->info.qid = e->qid != 0 ? e->qid : qid_next();
 	m->info.arrival_ms = queue_now_ms();
 	m->info.body = e->body;
 	m->info.source = e->source;

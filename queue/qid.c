@@ -42,6 +42,12 @@ qid_next(void)
 	return id;
 }
 
+uint64_t
+queue_qid_new(void)
+{
+	return qid_next();
+}
+
 void
 qid_seed(uint64_t committed_max)
 {

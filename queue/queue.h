@@ -252,9 +252,14 @@ struct queue_soft_failure {
 
 struct queue_msg;
 
+/* A fresh queue id for a message still to come: tern-cleanup takes it
+ * when a transaction begins, so the client can log it before the commit
+ * (Postfix's "QID: client=" line comes before the message's others). */
+uint64_t queue_qid_new(void);
 /* A new message in memory (all of it is held there until the commit);
- * envelope strings are copied (qid, arrival, size and counters are
- * ignored). Its provisional queue id and arrival time are assigned now. */
+ * envelope strings are copied (arrival, size and counters are ignored).
+ * Its provisional queue id is envelope->qid, one from queue_qid_new(), or
+ * a fresh one when that is 0; its arrival time is now. */
 struct queue_msg *queue_msg_new(const struct queue_msg_info *envelope);
 /* Adds a recipient; -1 (QUEUE_ERR_INVALID) when a field is too long. */
 int queue_msg_add_rcpt(struct queue_msg *m, const char *address,

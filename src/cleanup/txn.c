@@ -382,7 +382,12 @@ on_begin(struct client *cl, struct ipc_msg *m)
 	t->next = cl->txns;
 	cl->txns = t;
 	cleanup.n_open++;
-	reply(cl, m->reqid, 250, "2.1.0", "Ok", "");
+	/* The queue id now, as Postfix's when its queue file is opened: the
+	 * client logs it with the first recipient, before this message's
+	 * other lines (pflogsumm counts a message received only so). */
+	t->provisional_qid = queue_qid_new();
+	queue_id_format(t->provisional_qid, t->qid_text);
+	reply(cl, m->reqid, 250, "2.1.0", "Ok", t->qid_text);
 }
 
 /* ---- RCPT ---- */
@@ -634,9 +639,8 @@ on_headers(void *arg, struct header_list *h)
 	/* The queue id goes into the Received field: the message is
 	 * created now that its Message-ID is known. */
 	info.message_id = t->fix.message_id;
+	info.qid = t->provisional_qid;
 	t->qm = queue_msg_new(&info);
-	t->provisional_qid = queue_msg_id(t->qm);
-	queue_id_format(t->provisional_qid, t->qid_text);
 	env.queue_id = t->qid_text;
 	t->fix.prepend = fixup_received(&env);
 	for (size_t i = 0; i < t->n_rcpts; i++) {

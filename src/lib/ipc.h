@@ -90,8 +90,10 @@ enum ipc_type {
 					 * transaction (RSET, QUIT, lost client) */
 	IPC_CLEANUP_REPLY = 0x0106,	/* cleanup -> client: u16 SMTP code,
 					 * str enhanced status ("2.0.0"), str text,
-					 * str queue id ("" unless the message was
-					 * committed by this END) */
+					 * str queue id: to an accepted BEGIN the
+					 * provisional one (for the client's log),
+					 * to END the committed one if this END
+					 * committed the message, else "" */
 
 	/*
 	 * -- tern-cleanup to tern-signer (src/signer). One connection carries

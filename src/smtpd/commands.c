@@ -602,6 +602,23 @@ smtp_message_end(struct session *s)
 	session_reset_transaction(s);
 }
 
+/* Postfix's "QID: client=host[addr]" line, once per transaction: at the
+ * first accepted recipient, when the queue id is known from BEGIN, so it
+ * comes before the message's lines from cleanup and qmgr (pflogsumm counts
+ * a message received, with its sender and size, only in that order). */
+static void
+log_client(struct session *s, const char *queue_id)
+{
+	struct transaction *tx = s->tx;
+
+	if (tx->client_logged || *queue_id == '\0')
+		return;
+	tx->client_logged = true;
+	log_info("%s: client=unknown[%s]%s%s", queue_id, s->addr,
+	    s->auth_user ? ", sasl_username=" : "",
+	    s->auth_user ? s->auth_user : "");
+}
+
 void
 session_cleanup_reply(struct session *s, uint16_t code, const char *enhanced,
     const char *text, const char *queue_id)
@@ -616,6 +633,8 @@ session_cleanup_reply(struct session *s, uint16_t code, const char *enhanced,
 	switch (pending) {
 	case P_BEGIN:
 		if (ok) {
+			tern_strlcpy(tx->queue_id, queue_id,
+			    sizeof(tx->queue_id));
 			session_enter_state(s, S_MAIL);
 			session_reply(s, "250 2.1.0 Ok");
 		} else {
@@ -628,6 +647,7 @@ session_cleanup_reply(struct session *s, uint16_t code, const char *enhanced,
 	case P_RCPT:
 		if (ok) {
 			tx->n_rcpts++;
+			log_client(s, tx->queue_id);
 			session_enter_state(s, S_RCPT);
 			session_reply(s, "250 2.1.5 Ok");
 		} else {
@@ -640,9 +660,8 @@ session_cleanup_reply(struct session *s, uint16_t code, const char *enhanced,
 		tx->begun = false;
 		/* Only cleanup's word that the message is on disk makes a 250. */
 		if (code == 250 && *queue_id != '\0') {
-			log_info("%s: client=unknown[%s]%s%s", queue_id, s->addr,
-			    s->auth_user ? ", sasl_username=" : "",
-			    s->auth_user ? s->auth_user : "");
+			/* Here only if BEGIN named no queue id. */
+			log_client(s, queue_id);
 			session_reply(s, "250 2.0.0 Ok: queued as %s", queue_id);
 			s->junk = 0;
 		} else if (ok) {

@@ -76,6 +76,8 @@ struct transaction {
 	bool too_big;
 	bool lost;			/* cleanup went away meanwhile */
 	bool begun;			/* BEGIN was sent to cleanup */
+	char queue_id[32];		/* cleanup's answer to BEGIN ("" none) */
+	bool client_logged;		/* "QID: client=" was logged */
 	bool bdat_used;			/* CHUNKING: DATA is no longer allowed */
 	struct smtp_rcpt rcpt;		/* the RCPT cleanup is asked about */
 	char *hdr;			/* the header block so far (submission) */
