@@ -94,6 +94,7 @@ struct txn {
 
 	/* The first refusal; further content is then ignored. */
 	unsigned fail_code;
+	bool fail_logged;		/* its reject line is written already */
 	const char *fail_status;
 	char *fail_text;
 
@@ -630,10 +631,11 @@ on_headers(void *arg, struct header_list *h)
 	if (t->fix.code != 0) {
 		char label[300];
 
-		log_info("NOQUEUE: reject: header from %s: %u %s %s; from=<%s>",
-		    client_label(t, label, sizeof(label)), t->fix.code,
-		    t->fix.status, t->fix.text, t->sender);
+		log_info("%s: reject: header from %s: %u %s %s; from=<%s>",
+		    t->qid_text, client_label(t, label, sizeof(label)),
+		    t->fix.code, t->fix.status, t->fix.text, t->sender);
 		txn_fail(t, t->fix.code, t->fix.status, t->fix.text);
+		t->fail_logged = true;
 		return;
 	}
 	/* The queue id goes into the Received field: the message is
@@ -738,10 +740,13 @@ refuse_end(struct txn *t, unsigned code, const char *status, const char *text)
 {
 	char label[300];
 
-	log_info("%s: reject: END from %s: %u %s %s; from=<%s>",
-	    *t->qid_text ? t->qid_text : "NOQUEUE",
-	    client_label(t, label, sizeof(label)), code, status, text,
-	    t->sender);
+	/* Postfix's word for the end of the data, which pflogsumm counts;
+	 * one reject line per message (a header's is written already). */
+	if (!t->fail_logged)
+		log_info("%s: reject: END-OF-MESSAGE from %s: %u %s %s; "
+		    "from=<%s>", *t->qid_text ? t->qid_text : "NOQUEUE",
+		    client_label(t, label, sizeof(label)), code, status, text,
+		    t->sender);
 	reply(t->client, t->reqid, code, status, text, "");
 	txn_free(t);
 }
