@@ -1,8 +1,9 @@
 /*
  * cleanup_client - a small blocking client of tern-cleanup for tests: it
  * speaks the CLEANUP_* conversation of ipc.h over run_dir/private/cleanup
- * and prints every reply, one line each:
- *   BEGIN 250 2.1.0 Ok
+ * and prints every reply, one line each (BEGIN's queue id is provisional,
+ * END's the committed one):
+ *   BEGIN 250 2.1.0 Ok provisional=0190F3A1C2B40123
  *   RCPT <a@b> 550 5.7.1 <a@b>: Recipient address rejected: ...
  *   END 250 2.0.0 Ok: queued as 0190F3A1C2B40123 qid=0190F3A1C2B40123
  *
@@ -142,7 +143,8 @@ read_reply(const char *label, uint32_t reqid)
 			exit(2);
 		}
 		printf("%s %u %s %s%s%s\n", label, code, status, text,
-		    *qid ? " qid=" : "", qid);
+		    !*qid ? "" : strcmp(label, "BEGIN") == 0 ? " provisional=" :
+		    " qid=", qid);
 		fflush(stdout);
 		free(p);
 		return code;
