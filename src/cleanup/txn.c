@@ -907,7 +907,9 @@ txn_answer(struct txn *t, bool *queued)
 			log_info("%s: sender=<%s> set by %s", qid, t->sender,
 			    t->auth_user);
 	}
-	log_info("%s: message-id=%s", qid, t->fix.message_id);
+	/* Postfix writes <> for a message without one. */
+	log_info("%s: message-id=%s", qid, t->fix.message_id != NULL &&
+	    t->fix.message_id[0] != '\0' ? t->fix.message_id : "<>");
 	log_info("%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu (queue active)",
 	    qid, t->sender, t->committed_size, t->n_rcpts);
 	snprintf(text, sizeof(text), "Ok: queued as %s", qid);

@@ -198,6 +198,8 @@ def test_pflogsumm_counts_what_tern_did(tern, sinks, test_dir):
     sizes = sizes_by_qid(log)
     received = qids + [fid]
     assert set(received) <= set(sizes), (received, sizes)
+    # Postfix's cleanup line for a message without a Message-ID field.
+    assert re.search(rf"(?m) {fid}: message-id=<>$", log), log
     # The DSNs tern made: their queue IDs from the delivery lines.
     dsn_qids = {m.group(1) for m in re.finditer(
         r"([0-9A-F]+): to=<app@example\.test>, .*status=sent", log)}
