@@ -98,7 +98,7 @@ test_batch_roundtrip(void **state)
 	struct queue_loaded_msg *l;
 	struct queue_stats st;
 	struct content_acc a;
-	uint64_t qid[4];
+	uint64_t qid[4], taken;
 	size_t i, big = 3 * QUEUE_CHUNK_SIZE + 100;
 	struct queue_msg_info env;
 
@@ -111,7 +111,11 @@ test_batch_roundtrip(void **state)
 	env.ret = CLEANUP_RET_FULL;
 	env.envid = "ENV42";
 	env.smtputf8 = true;
+	/* An id taken before the message exists (tern-cleanup at BEGIN) is
+	 * the one it is committed under. */
+	env.qid = taken = queue_qid_new();
 	m[2] = queue_msg_new(&env);
+	assert_true(queue_msg_id(m[2]) == taken);
 	assert_int_equal(queue_msg_add_rcpt(m[2], "held@c.test",
 	    "rfc822;held@c.test", CLEANUP_NOTIFY_SUCCESS), 0);
 	queue_msg_append(m[2], "x", 1);
