@@ -215,6 +215,12 @@ class Tern:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             pass
+        # The children die on their own time: until the last one is gone
+        # its copy of a listening socket keeps the port (a new ternd on it
+        # would get "Address already in use").
+        deadline = time.monotonic() + 10
+        while self.group_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def group_pids(self):
         """Every live process in ternd's process group."""

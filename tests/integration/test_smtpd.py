@@ -497,7 +497,8 @@ def test_commands_pipelined_past_the_read_limit_while_cleanup_commits(tern):
     """While a plain session waits for cleanup's commit it reads on, up to
     256 KiB, then stops; when the 250 comes it answers everything that
     waited, in order, and reads the rest."""
-    t = make(tern, rules="end_delay 1.0\n")
+    t = make(tern, rules="end_delay 1.0\n",
+             smtpd={"max_junk_commands": "1000000"})
     c = Raw(t.ports["submission"], timeout=30)
     c.cmd("EHLO c.test")
     assert c.cmd("MAIL FROM:<app@example.test>").startswith("250")
