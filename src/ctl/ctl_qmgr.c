@@ -177,9 +177,17 @@ ctl_qmgr_request(const struct tern_config *cfg, struct ipc_out *req,
 		uint8_t status;
 		uint64_t n;
 
+		errno = 0;
 		if (read_all(fd, hdrb, sizeof(hdrb)) == -1 ||
 		    ipc_header_decode(hdrb, sizeof(hdrb), &hdr, &why) != 1) {
-			fprintf(stderr, "ternctl: no answer from tern-qmgr\n");
+			/* tern-qmgr holds changes while the queue is full. */
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				fprintf(stderr, "ternctl: no answer from tern-qmgr "
+				    "within %ld s (is the queue full? see the "
+				    "log)\n", (long)tv.tv_sec);
+			else
+				fprintf(stderr, "ternctl: no answer from "
+				    "tern-qmgr\n");
 			close(fd);
 			return 1;
 		}
