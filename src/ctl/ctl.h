@@ -6,6 +6,7 @@
 #ifndef TERN_CTL_H
 #define TERN_CTL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,12 @@ struct queue *ctl_open_queue(const struct tern_config *cfg);
  * reply's text. Returns the exit status: 0 ok, 1 refused or failed. */
 int ctl_qmgr_request(const struct tern_config *cfg, struct ipc_out *req,
     uint64_t *count);
+/* The change type (IPC_CTL_DELETE, _HOLD, _RELEASE) for each queue id in
+ * ids, over one connection with up to 64 requests ahead of their replies;
+ * prints each reply's text. 0 when all went through (with quiet_notfound,
+ * a message gone meanwhile is no failure and not reported), else 1. */
+int ctl_qmgr_each(const struct tern_config *cfg, uint16_t type, char **ids,
+    size_t n, bool quiet_notfound);
 /* "451 4.3.0 try later" from a reply's parts; the text alone when it
  * already starts with the code (some agents give the whole line). */
 void ctl_format_reply(char *buf, size_t size, uint16_t code,

@@ -141,13 +141,21 @@ send_request(int fd, const struct tern_config *cfg, struct ipc_out *req)
 	return w == (ssize_t)len ? 0 : -1;
 }
 
-int
-ctl_qmgr_request(const struct tern_config *cfg, struct ipc_out *req,
-    uint64_t *count)
+/* How long ternctl waits for an answer of tern-qmgr. */
+#define QMGR_ANSWER_SECONDS	120
+/* Changes sent ahead of their answers on one connection: enough to keep
+ * qmgr's group commits full, few enough that its replies never fill the
+ * socket while ternctl is still writing. */
+#define QMGR_WINDOW		64
+
+/* A blocking connection to tern-qmgr's control socket, HELLO sent; -1
+ * after printing why. */
+static int
+qmgr_connect(const struct tern_config *cfg)
 {
 	char path[4096];
 	struct ipc_out *hello;
-	struct timeval tv = { 120, 0 };
+	struct timeval tv = { QMGR_ANSWER_SECONDS, 0 };
 	int fd, fl;
 
 	snprintf(path, sizeof(path), "%s/private/qmgr", cfg->server.run_dir);
@@ -155,8 +163,7 @@ ctl_qmgr_request(const struct tern_config *cfg, struct ipc_out *req,
 	if (fd == -1) {
 		fprintf(stderr, "ternctl: cannot reach tern-qmgr at %s: %s (is ternd "
 		    "running?)\n", path, strerror(errno));
-		ipc_out_free(req);
-		return 1;
+		return -1;
 	}
 	fl = fcntl(fd, F_GETFL);
 	fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
@@ -164,18 +171,31 @@ ctl_qmgr_request(const struct tern_config *cfg, struct ipc_out *req,
 	hello = ipc_out_new(IPC_HELLO, 0);
 	ipc_put_u32(hello, IPC_VERSION);
 	ipc_put_str(hello, "ternctl");
-	if (send_frame(fd, hello) == -1 || send_request(fd, cfg, req) == -1) {
+	if (send_frame(fd, hello) == -1) {
 		fprintf(stderr, "ternctl: sending to tern-qmgr: %s\n", strerror(errno));
 		close(fd);
-		return 1;
+		return -1;
 	}
+	return fd;
+}
+
+struct qmgr_reply {
+	uint32_t reqid;
+	uint8_t status;			/* enum ctl_status */
+	uint64_t count;
+	uint8_t *payload;		/* holds text */
+	const char *text;
+};
+
+/* The next CTL_REPLY on fd (free its payload); -1 after printing why. */
+static int
+qmgr_read_reply(int fd, struct qmgr_reply *r)
+{
 	for (;;) {
-		uint8_t hdrb[IPC_HEADER_SIZE], *payload;
+		uint8_t hdrb[IPC_HEADER_SIZE];
 		struct ipc_header hdr;
 		struct ipc_msg m;
-		const char *why, *text;
-		uint8_t status;
-		uint64_t n;
+		const char *why;
 
 		errno = 0;
 		if (read_all(fd, hdrb, sizeof(hdrb)) == -1 ||
@@ -183,46 +203,113 @@ ctl_qmgr_request(const struct tern_config *cfg, struct ipc_out *req,
 			/* tern-qmgr holds changes while the queue is full. */
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				fprintf(stderr, "ternctl: no answer from tern-qmgr "
-				    "within %ld s (is the queue full? see the "
-				    "log)\n", (long)tv.tv_sec);
+				    "within %d s (is the queue full? see the "
+				    "log)\n", QMGR_ANSWER_SECONDS);
 			else
 				fprintf(stderr, "ternctl: no answer from "
 				    "tern-qmgr\n");
-			close(fd);
-			return 1;
+			return -1;
 		}
-		payload = xmalloc(hdr.length + 1);
-		if (read_all(fd, payload, hdr.length) == -1) {
+		r->payload = xmalloc(hdr.length + 1);
+		if (read_all(fd, r->payload, hdr.length) == -1) {
 			fprintf(stderr, "ternctl: tern-qmgr closed the connection\n");
-			free(payload);
-			close(fd);
-			return 1;
+			free(r->payload);
+			return -1;
 		}
 		if (hdr.type != IPC_CTL_REPLY) {
-			free(payload);
+			free(r->payload);
 			continue;
 		}
 		memset(&m, 0, sizeof(m));
 		m.type = hdr.type;
 		m.reqid = hdr.reqid;
-		m.data = payload;
+		m.data = r->payload;
 		m.len = hdr.length;
 		m.fd = -1;
-		if (ipc_get_u8(&m, &status) == -1 || ipc_get_u64(&m, &n) == -1 ||
-		    ipc_get_str(&m, &text) == -1 || ipc_msg_end(&m) == -1) {
+		r->reqid = hdr.reqid;
+		if (ipc_get_u8(&m, &r->status) == -1 ||
+		    ipc_get_u64(&m, &r->count) == -1 ||
+		    ipc_get_str(&m, &r->text) == -1 || ipc_msg_end(&m) == -1) {
 			fprintf(stderr, "ternctl: malformed reply from tern-qmgr\n");
-			free(payload);
+			free(r->payload);
+			return -1;
+		}
+		return 0;
+	}
+}
+
+int
+ctl_qmgr_request(const struct tern_config *cfg, struct ipc_out *req,
+    uint64_t *count)
+{
+	struct qmgr_reply r;
+	int fd = qmgr_connect(cfg);
+
+	if (fd == -1) {
+		ipc_out_free(req);
+		return 1;
+	}
+	if (send_request(fd, cfg, req) == -1) {
+		fprintf(stderr, "ternctl: sending to tern-qmgr: %s\n", strerror(errno));
+		close(fd);
+		return 1;
+	}
+	if (qmgr_read_reply(fd, &r) == -1) {
+		close(fd);
+		return 1;
+	}
+	if (r.status == CTL_OK)
+		printf("%s\n", r.text);
+	else
+		fprintf(stderr, "ternctl: %s\n", r.text);
+	if (count != NULL)
+		*count = r.count;
+	free(r.payload);
+	close(fd);
+	return r.status == CTL_OK ? 0 : 1;
+}
+
+int
+ctl_qmgr_each(const struct tern_config *cfg, uint16_t type, char **ids,
+    size_t n, bool quiet_notfound)
+{
+	size_t sent = 0, answered = 0;
+	int fd, rc = 0;
+
+	if (n == 0)
+		return 0;
+	if ((fd = qmgr_connect(cfg)) == -1)
+		return 1;
+	while (answered < n) {
+		struct qmgr_reply r;
+
+		/* The first request carries the proof, the rest follow it. */
+		while (sent < n && sent - answered < QMGR_WINDOW) {
+			struct ipc_out *o = ipc_out_new(type, (uint32_t)sent + 1);
+
+			ipc_put_str(o, ids[sent]);
+			if ((sent == 0 ? send_request(fd, cfg, o)
+			    : send_frame(fd, o)) == -1) {
+				fprintf(stderr, "ternctl: sending to tern-qmgr: "
+				    "%s\n", strerror(errno));
+				close(fd);
+				return 1;
+			}
+			sent++;
+		}
+		if (qmgr_read_reply(fd, &r) == -1) {
 			close(fd);
 			return 1;
 		}
-		if (status == CTL_OK)
-			printf("%s\n", text);
-		else
-			fprintf(stderr, "ternctl: %s\n", text);
-		if (count != NULL)
-			*count = n;
-		free(payload);
-		close(fd);
-		return status == CTL_OK ? 0 : 1;
+		answered++;
+		if (r.status == CTL_OK)
+			printf("%s\n", r.text);
+		else if (!(quiet_notfound && r.status == CTL_NOTFOUND)) {
+			fprintf(stderr, "ternctl: %s\n", r.text);
+			rc = 1;
+		}
+		free(r.payload);
 	}
+	close(fd);
+	return rc;
 }

@@ -55,7 +55,7 @@ static const struct ctl_command commands[] = {
 	    "[--bits N] [--out FILE]\n  dkim check [DOMAIN]", cmd_dkim },
 	{ "domain", "domain check [DOMAIN] [--ip ADDRESS]...", cmd_domain },
 	{ "user", "user add NAME (password on stdin)", ctl_user },
-	{ "queue", "queue [list] | show ID | flush [ID] | delete ID | hold ID | release ID", cmd_queue },
+	{ "queue", "queue [list] | show ID | flush [ID] | delete|hold|release ID...|-|ALL", cmd_queue },
 	{ "suppression", "suppression list [--reason TEXT] "
 	    "[--source bounce|complaint|manual]\n"
 	    "  suppression add ADDRESS [REASON] [--expires DURATION] | "

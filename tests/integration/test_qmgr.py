@@ -261,6 +261,47 @@ def test_hold_release_delete_flush(tern):
         agent.stop()
 
 
+def test_many_at_once_named_from_stdin_and_all(tern):
+    """delete/hold/release take several ids, "-" (ids from standard input,
+    as postsuper -d -: the queue listing itself can be fed in) and ALL;
+    one bad id changes nothing; ALL over 300 messages goes through."""
+    t = start(tern, retry_schedule="1h")
+    agent = FakeAgent(t, {"default": "451 4.3.0 later"})
+    try:
+        a, b, c = qmgr_fill(t, ["x@ok.test"], n=3)
+        wait_for(lambda: len(agent.jobs()) == 3, 10, what="three attempts")
+        r = t.ternctl("queue", "hold", a, b, "nonsense")
+        assert r.returncode == 2 and "bad queue id 'nonsense'" in r.stderr
+        assert "!" not in t.ternctl("queue").stdout, "nothing was held"
+
+        r = t.ternctl("queue", "hold", a, b)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.count("\n") == 2, r.stdout
+        listing = t.ternctl("queue").stdout
+        assert f"{a}!" in listing and f"{b}!" in listing and f"{c}!" not in listing
+        # release ALL takes the held ones only: c is not held, no failure
+        r = t.ternctl("queue", "release", "ALL")
+        assert r.returncode == 0 and r.stdout.count("\n") == 2, r
+        assert "!" not in t.ternctl("queue").stdout
+
+        # The listing fed back in: every message deleted, with its event.
+        r = t.ternctl("queue", "delete", "-", input=t.ternctl("queue").stdout)
+        assert r.returncode == 0, r.stderr
+        assert "Mail queue is empty" in t.ternctl("queue").stdout
+        assert rcpt_events(t, b, "x@ok.test")[-1] == "deleted"
+        r = t.ternctl("queue", "delete", "-", input=f"{a}\n\n")
+        assert r.returncode == 1 and "not found" in r.stderr
+
+        ids = qmgr_fill(t, ["y@ok.test"], n=300, hold=True)
+        r = t.ternctl("queue", "delete", "ALL")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.count("\n") == 300
+        assert "Mail queue is empty" in t.ternctl("queue").stdout
+        assert rcpt_events(t, ids[-1], "y@ok.test")[-1] == "deleted"
+    finally:
+        agent.stop()
+
+
 def test_agent_crash_and_job_timeout_defer_never_lose(tern):
     t = start(tern, job_timeout="2s")
     crashing = FakeAgent(t, {"domains": {"boom.test": "crash"}}, name="a1")
