@@ -532,6 +532,54 @@ class QmgrDouble:
 
 # ---- the queue (tern-qmgr tests) ----
 
+def verp_pipeline(tern, sinks, test_dir, rcpt_reply=None, inbound=False,
+                  bounce=None, retry_schedule="1s", delivery=None, queue=None,
+                  return_path="bounces.example.test",
+                  dest_host="127.0.0.3", sender_host="127.0.0.4"):
+    """tern with a submission listener (and an inbound one), example.test
+    returning to return_path (None: no VERP), and two sinks as MXs:
+    dest.test's on dest_host (rcpt_reply as Sink's) and example.test's on
+    sender_host, where DSNs go. Returns t, submission port, inbound port
+    or None, the two sinks and the Dns."""
+    port = free_port_on([dest_host, sender_host])
+    dest = sinks(host=dest_host, port=port, rcpt_reply=rcpt_reply)
+    home = sinks(host=sender_host, port=port)
+    dns = Dns(["mx-host=dest.test,mx.dest.test,10",
+               f"host-record=mx.dest.test,{dest_host}",
+               "mx-host=example.test,mx.example.test,10",
+               f"host-record=mx.example.test,{sender_host}"], test_dir)
+    t = tern({
+        "delivery": {"dns_servers": dns.server, "smtp_port": str(port),
+                     "tls": "none", "retry_schedule": retry_schedule,
+                     **(delivery or {})},
+        "domain example.test":
+            {"return_path": return_path} if return_path else {},
+        **({"bounce": bounce} if bounce else {}),
+        **({"queue": queue} if queue else {}),
+    })
+    sub = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
+    inb = t.listen("inbound", "inbound") if inbound else None
+    t.start()
+    return t, sub, inb, dest, home, dns
+
+
+def rfc3464(verp, rcpt):
+    """A remote MX's RFC 3464 report of a late 5.1.1 failure of rcpt,
+    sent to the return path verp."""
+    return (f"From: Mail Delivery System <MAILER-DAEMON@mx.dest.test>\r\n"
+            f"To: {verp}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+            f"MIME-Version: 1.0\r\n"
+            f"Content-Type: multipart/report; report-type=delivery-status;"
+            f" boundary=\"BB\"\r\n\r\n"
+            f"--BB\r\nContent-Type: text/plain\r\n\r\nIt failed later.\r\n"
+            f"--BB\r\nContent-Type: message/delivery-status\r\n\r\n"
+            f"Reporting-MTA: dns; mx.dest.test\r\n\r\n"
+            f"Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\n"
+            f"Status: 5.1.1\r\n"
+            f"Diagnostic-Code: smtp; 550 5.1.1 mailbox gone after all\r\n"
+            f"\r\n--BB--\r\n")
+
+
 def qmgr_fill(t, rcpts=(), n=1, sender="sender@example.test", notify=None,
                hold=False, extra=(), tell_qmgr=True):
     """Commits n messages to t's queue with tests/tools/qmgr_fill (as

@@ -15,7 +15,7 @@ import time
 import lmdb
 import pytest
 
-from ternlib import Dns, free_port_on, wait_for
+from ternlib import Dns, free_port_on, rfc3464, verp_pipeline, wait_for
 
 DEST_HOST = "127.0.0.3"		# MX of dest.test, the recipients
 SENDER_HOST = "127.0.0.4"	# MX of example.test, the sender's domain
@@ -23,23 +23,11 @@ SENDER_HOST = "127.0.0.4"	# MX of example.test, the sender's domain
 
 def pipeline(tern, sinks, test_dir, rcpt_reply=None, delivery=None,
              bounce=None, queue=None):
-    port = free_port_on([DEST_HOST, SENDER_HOST])
-    dest = sinks(host=DEST_HOST, port=port, rcpt_reply=rcpt_reply)
-    home = sinks(host=SENDER_HOST, port=port)
-    dns = Dns(["mx-host=dest.test,mx.dest.test,10",
-               f"host-record=mx.dest.test,{DEST_HOST}",
-               "mx-host=example.test,mx.example.test,10",
-               f"host-record=mx.example.test,{SENDER_HOST}"], test_dir)
-    t = tern({
-        "delivery": {"dns_servers": dns.server, "smtp_port": str(port),
-                     "tls": "none", "retry_schedule": "1s",
-                     **(delivery or {})},
-        "domain example.test": {},
-        **({"bounce": bounce} if bounce else {}),
-        **({"queue": queue} if queue else {}),
-    })
-    sub = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
-    t.start()
+    """Without return paths: DSNs go from <> straight to the sender."""
+    t, sub, _, dest, home, dns = verp_pipeline(
+        tern, sinks, test_dir, rcpt_reply=rcpt_reply, delivery=delivery,
+        bounce=bounce, queue=queue, return_path=None,
+        dest_host=DEST_HOST, sender_host=SENDER_HOST)
     return t, sub, dest, home, dns
 
 
@@ -251,27 +239,6 @@ def test_bounce_of_a_bounce_is_not_sent(tern, sinks, test_dir):
 VERP_RE = re.compile(r"^b-([a-z2-7]{36})@bounces\.example\.test$")
 
 
-def verp_pipeline(tern, sinks, test_dir, rcpt_reply=None, inbound=False,
-                  bounce=None):
-    port = free_port_on([DEST_HOST, SENDER_HOST])
-    dest = sinks(host=DEST_HOST, port=port, rcpt_reply=rcpt_reply)
-    home = sinks(host=SENDER_HOST, port=port)
-    dns = Dns(["mx-host=dest.test,mx.dest.test,10",
-               f"host-record=mx.dest.test,{DEST_HOST}",
-               "mx-host=example.test,mx.example.test,10",
-               f"host-record=mx.example.test,{SENDER_HOST}"], test_dir)
-    t = tern({
-        "delivery": {"dns_servers": dns.server, "smtp_port": str(port),
-                     "tls": "none", "retry_schedule": "1s"},
-        "domain example.test": {"return_path": "bounces.example.test"},
-        **({"bounce": bounce} if bounce else {}),
-    })
-    sub = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
-    inb = t.listen("inbound", "inbound") if inbound else None
-    t.start()
-    return t, sub, inb, dest, home, dns
-
-
 def submit_many(port, rcpts, sender="app@example.test"):
     msg = (f"From: App <{sender}>\r\nTo: undisclosed-recipients:;\r\n"
            f"Subject: news\r\n\r\nNews for everyone.\r\n")
@@ -330,21 +297,6 @@ def send_inbound(port, rcpt, data, sender=""):
         code, text = s.data(data.encode())
         assert code == 250, (code, text)
         return re.search(r"queued as (\S+)", text.decode()).group(1)
-
-
-def rfc3464(verp, rcpt):
-    return (f"From: Mail Delivery System <MAILER-DAEMON@mx.dest.test>\r\n"
-            f"To: {verp}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
-            f"MIME-Version: 1.0\r\n"
-            f"Content-Type: multipart/report; report-type=delivery-status;"
-            f" boundary=\"BB\"\r\n\r\n"
-            f"--BB\r\nContent-Type: text/plain\r\n\r\nIt failed later.\r\n"
-            f"--BB\r\nContent-Type: message/delivery-status\r\n\r\n"
-            f"Reporting-MTA: dns; mx.dest.test\r\n\r\n"
-            f"Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\n"
-            f"Status: 5.1.1\r\n"
-            f"Diagnostic-Code: smtp; 550 5.1.1 mailbox gone after all\r\n"
-            f"\r\n--BB--\r\n")
 
 
 def arf(verp, rcpt):

@@ -10,7 +10,7 @@ import shutil
 import smtplib
 import subprocess
 
-from ternlib import Dns, free_port_on, wait_for
+from ternlib import rfc3464, verp_pipeline, wait_for
 
 DEST_HOST = "127.0.0.3"		# mx.dest.test: the recipients' side
 HOME_HOST = "127.0.0.4"		# mx.example.test: the sender's, DSNs go there
@@ -60,21 +60,6 @@ def relay_attempt(port):
         assert code == 250
         code, text = s.rcpt("user@dest.test")
         assert code == 550 and text.startswith(b"5.7.1"), (code, text)
-
-
-def dsn_report(verp, rcpt):
-    return (f"From: Mail Delivery System <MAILER-DAEMON@mx.dest.test>\r\n"
-            f"To: {verp}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
-            f"MIME-Version: 1.0\r\n"
-            f"Content-Type: multipart/report; report-type=delivery-status;"
-            f" boundary=\"BB\"\r\n\r\n"
-            f"--BB\r\nContent-Type: text/plain\r\n\r\nIt failed later.\r\n"
-            f"--BB\r\nContent-Type: message/delivery-status\r\n\r\n"
-            f"Reporting-MTA: dns; mx.dest.test\r\n\r\n"
-            f"Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\n"
-            f"Status: 5.1.1\r\n"
-            f"Diagnostic-Code: smtp; 550 5.1.1 mailbox gone after all\r\n"
-            f"\r\n--BB--\r\n")
 
 
 def send_null_sender(port, verp, data):
@@ -135,22 +120,10 @@ def sizes_by_qid(log):
 
 
 def test_pflogsumm_counts_what_tern_did(tern, sinks, test_dir):
-    port = free_port_on([DEST_HOST, HOME_HOST])
-    dest = sinks(host=DEST_HOST, port=port, rcpt_reply=refuse)
-    home = sinks(host=HOME_HOST, port=port)
-    dns = Dns(["mx-host=dest.test,mx.dest.test,10",
-               f"host-record=mx.dest.test,{DEST_HOST}",
-               "mx-host=example.test,mx.example.test,10",
-               f"host-record=mx.example.test,{HOME_HOST}"], test_dir)
-    t = tern({
-        "delivery": {"dns_servers": dns.server, "smtp_port": str(port),
-                     "tls": "none", "retry_schedule": "1h"},
-        "domain example.test": {"return_path": "bounces.example.test"},
-    })
-    sub = t.listen("submission", "submission", trusted_networks="127.0.0.0/8")
-    inb = t.listen("inbound", "inbound")
+    t, sub, inb, dest, home, dns = verp_pipeline(
+        tern, sinks, test_dir, rcpt_reply=refuse, inbound=True,
+        retry_schedule="1h", dest_host=DEST_HOST, sender_host=HOME_HOST)
     try:
-        t.start()
         # What is sent: per message its recipients.
         plan = [
             ["ok-1@dest.test"],
@@ -182,7 +155,7 @@ def test_pflogsumm_counts_what_tern_did(tern, sinks, test_dir):
         # A remote MX reports a late failure to a return path of ours:
         # mail from <> that tern-bounce consumes.
         verp = next(m["from"] for m in got if m["to"] == ["ok-5@dest.test"])
-        fid = send_null_sender(inb, verp, dsn_report(verp, "ok-5@dest.test"))
+        fid = send_null_sender(inb, verp, rfc3464(verp, "ok-5@dest.test"))
         t.wait_log(rf"{fid}: feedback: 1 report\(s\)", timeout=20)
         wait_for(lambda: fid not in t.ternctl("queue").stdout, 15,
                  what="the report leaving the queue")
