@@ -278,7 +278,7 @@ each_mailbox(const char *value, bool (*fn)(void *arg, const char *spec,
 				slen = gt != NULL ? (size_t)(gt - spec)
 				    : mlen - (size_t)(spec - m);
 				/* An obsolete route "<@a,@b:x@y>". */
-				colon = memchr(spec, ':', slen);
+				colon = find_unquoted(spec, slen, ':');
 				if (colon != NULL && spec[0] == '@') {
 					slen -= (size_t)(colon + 1 - spec);
 					spec = colon + 1;

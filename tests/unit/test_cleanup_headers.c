@@ -85,6 +85,7 @@ test_mailbox_domain(void **state)
 		{ "\"<x@evil.test>\" <app@example.test>", "example.test", 1 },
 		{ "\"a\\\"<x@evil.test>\" <app@example.test>", "example.test", 1 },
 		{ "<\"a>b\"@example.test>", "example.test", 1 },
+		{ "<@\":@\":a@example.test>", "example.test", 1 },
 		{ "no address here", NULL, 1 },
 		{ "", NULL, 0 },
 	};
