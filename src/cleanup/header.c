@@ -204,6 +204,27 @@ strip_comments(const char *value)
 	return out;
 }
 
+/* The first c in [p, p + n) outside a quoted string, or NULL. */
+static const char *
+find_unquoted(const char *p, size_t n, char c)
+{
+	bool quoted = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if (quoted) {
+			if (p[i] == '\\' && i + 1 < n)
+				i++;
+			else if (p[i] == '"')
+				quoted = false;
+		} else if (p[i] == '"') {
+			quoted = true;
+		} else if (p[i] == c) {
+			return p + i;
+		}
+	}
+	return NULL;
+}
+
 /* Calls fn for each mailbox's addr-spec in an address list, in order;
  * stops when fn returns true. Returns the number of mailboxes seen. */
 static size_t
@@ -245,16 +266,19 @@ each_mailbox(const char *value, bool (*fn)(void *arg, const char *spec,
 			const char *m = s + start, *spec, *lt;
 			size_t mlen = i - start, slen;
 
-			lt = memchr(m, '<', mlen);
+			/* A '<' or '>' in a quoted display name or local part
+			 * is text, not the angle address. */
+			lt = find_unquoted(m, mlen, '<');
 			if (lt != NULL) {
-				const char *gt = memchr(lt, '>', mlen - (size_t)(lt - m));
+				const char *gt = find_unquoted(lt, mlen -
+				    (size_t)(lt - m), '>');
 				const char *colon;
 
 				spec = lt + 1;
 				slen = gt != NULL ? (size_t)(gt - spec)
 				    : mlen - (size_t)(spec - m);
 				/* An obsolete route "<@a,@b:x@y>". */
-				colon = memchr(spec, ':', slen);
+				colon = find_unquoted(spec, slen, ':');
 				if (colon != NULL && spec[0] == '@') {
 					slen -= (size_t)(colon + 1 - spec);
 					spec = colon + 1;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "header_from.h"
+#include "smtp_address.h"
 #include "util.h"
 
 /* Checks one address "local@domain" (already free of comments). */
@@ -17,8 +18,8 @@ static int
 check_address(const char *a, size_t n, domain_pred is_ours, void *arg,
     char *bad, size_t badsize)
 {
-	char addr[512];
-	const char *at;
+	char addr[512], mbox[SMTP_ADDRESS_MAX + 1];
+	const char *domain, *why;
 
 	while (n > 0 && (*a == ' ' || *a == '\t')) {
 		a++;
@@ -34,8 +35,14 @@ check_address(const char *a, size_t n, domain_pred is_ours, void *arg,
 	}
 	memcpy(addr, a, n);
 	addr[n] = '\0';
-	at = strrchr(addr, '@');
-	if (at == NULL || at[1] == '\0' || !is_ours(at + 1, arg)) {
+	/*
+	 * The whole of it must be one mailbox: a domain picked out of
+	 * "evil@other.test ours@example.test" or "evil@other.test@example.test"
+	 * is not the address a mail reader shows.
+	 */
+	if (smtp_mailbox_parse(addr, n, SMTP_PATH_UTF8, mbox, sizeof(mbox),
+	    &why) == -1 || (domain = smtp_address_domain(mbox)) == NULL ||
+	    !is_ours(domain, arg)) {
 		/* It goes into a reply and a log line: printable only. */
 		for (char *p = addr; *p != '\0'; p++)
 			if ((unsigned char)*p < 32 || (unsigned char)*p >= 127)
@@ -125,6 +132,13 @@ check_value(const char *v, size_t n, domain_pred is_ours, void *arg,
 			if (check_address(lt + 1, (size_t)(gt - lt - 1), is_ours, arg,
 			    bad, badsize) == -1)
 				return -1;
+			/* "<ours@example.test> <evil@other.test>": readers that
+			 * take the last angle address would show the second. */
+			for (const char *q = gt + 1; q < end; q++)
+				if (*q != ' ' && *q != '\t') {
+					snprintf(bad, badsize, "bad From: address");
+					return -1;
+				}
 		} else {
 			char *q = p;
 

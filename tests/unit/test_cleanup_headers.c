@@ -81,6 +81,11 @@ test_mailbox_domain(void **state)
 		{ "undisclosed-recipients:;", NULL, 0 },
 		{ "<@route.test:x@real.test>", "real.test", 1 },
 		{ "\"quoted@local\"@q.test", "q.test", 1 },
+		/* Angle brackets inside quotes are display text. */
+		{ "\"<x@evil.test>\" <app@example.test>", "example.test", 1 },
+		{ "\"a\\\"<x@evil.test>\" <app@example.test>", "example.test", 1 },
+		{ "<\"a>b\"@example.test>", "example.test", 1 },
+		{ "<@\":@\":a@example.test>", "example.test", 1 },
 		{ "no address here", NULL, 1 },
 		{ "", NULL, 0 },
 	};

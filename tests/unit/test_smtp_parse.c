@@ -410,6 +410,16 @@ test_header_from(void **state)
 		{ "from\t: app@example.test\r\n", 0 },
 		{ "From-Not: x@other.test\r\n", 0 },
 		{ "From: evil@other.test\0\r\n", -1 },
+		/* One mailbox per element, as a reader would see it. */
+		{ "From: <app@example.test> <evil@other.test>\r\n", -1 },
+		{ "From: A <app@example.test> x\r\n", -1 },
+		{ "From: evil@other.test app@example.test\r\n", -1 },
+		{ "From: evil@other.test@example.test\r\n", -1 },
+		{ "From: evil@other.test:app@example.test\r\n", -1 },
+		{ "From: \"John Doe\"@example.test\r\n", 0 },
+		{ "From: A <app@example.test> (comment)\r\n", 0 },
+		{ "From: app(comment)@EXAMPLE.test\r\n", 0 },
+		{ "From: undisclosed-recipients:;\r\n", 0 },
 	};
 	char bad[128];
 
