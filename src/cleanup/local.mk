@@ -47,3 +47,13 @@ tests_fuzz_fuzz_cleanup_message_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS) \
 	-I$(top_srcdir)/src/cleanup
 tests_fuzz_fuzz_cleanup_message_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_cleanup_message_LDADD = $(CLEANUP_LIBS)
+
+# libFuzzer target: tern-smtpd's From: check and tern-cleanup's From:
+# domain agree on every field smtpd accepts.
+FUZZ_TARGETS += tests/fuzz/fuzz_from_agreement
+tests_fuzz_fuzz_from_agreement_SOURCES = tests/fuzz/fuzz_from_agreement.c \
+	$(SMTPD_PARSER_SOURCES)
+tests_fuzz_fuzz_from_agreement_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS) \
+	-I$(top_srcdir)/src/cleanup -I$(top_srcdir)/src/smtpd
+tests_fuzz_fuzz_from_agreement_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_from_agreement_LDADD = $(CLEANUP_LIBS)
