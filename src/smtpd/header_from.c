@@ -13,10 +13,11 @@
 #include "smtp_address.h"
 #include "util.h"
 
-/* Checks one address "local@domain" (already free of comments). */
+/* Checks one address "local@domain" (already free of comments); an
+ * empty one is a blank list element where empty_ok, else refused. */
 static int
-check_address(const char *a, size_t n, domain_pred is_ours, void *arg,
-    char *bad, size_t badsize)
+check_address(const char *a, size_t n, bool empty_ok, domain_pred is_ours,
+    void *arg, char *bad, size_t badsize)
 {
 	char addr[512], mbox[SMTP_ADDRESS_MAX + 1];
 	const char *domain, *why;
@@ -27,8 +28,13 @@ check_address(const char *a, size_t n, domain_pred is_ours, void *arg,
 	}
 	while (n > 0 && (a[n - 1] == ' ' || a[n - 1] == '\t'))
 		n--;
-	if (n == 0)
+	if (n == 0 && empty_ok)
 		return 0;	/* an empty list element */
+	if (n == 0) {
+		/* "<@route: >": nothing a reader could show. */
+		snprintf(bad, badsize, "empty From: address");
+		return -1;
+	}
 	if (n >= sizeof(addr)) {
 		snprintf(bad, badsize, "address too long");
 		return -1;
@@ -129,8 +135,8 @@ check_value(const char *v, size_t n, domain_pred is_ours, void *arg,
 				snprintf(bad, badsize, "empty From: address");
 				return -1;
 			}
-			if (check_address(lt + 1, (size_t)(gt - lt - 1), is_ours, arg,
-			    bad, badsize) == -1)
+			if (check_address(lt + 1, (size_t)(gt - lt - 1), false,
+			    is_ours, arg, bad, badsize) == -1)
 				return -1;
 			/* "<ours@example.test> <evil@other.test>": readers that
 			 * take the last angle address would show the second. */
@@ -146,8 +152,8 @@ check_value(const char *v, size_t n, domain_pred is_ours, void *arg,
 				q++;
 			if (q < end)
 				(*found)++;
-			if (check_address(p, (size_t)(end - p), is_ours, arg, bad,
-			    badsize) == -1)
+			if (check_address(p, (size_t)(end - p), true, is_ours,
+			    arg, bad, badsize) == -1)
 				return -1;
 		}
 		p = *end != '\0' ? end + 1 : end;

@@ -416,6 +416,8 @@ test_header_from(void **state)
 		{ "From: evil@other.test app@example.test\r\n", -1 },
 		{ "From: evil@other.test@example.test\r\n", -1 },
 		{ "From: evil@other.test:app@example.test\r\n", -1 },
+		{ "From: <@r: >, <app@example.test>\r\n", -1 },
+		{ "From: <@route.test:app@example.test>\r\n", 0 },
 		{ "From: \"John Doe\"@example.test\r\n", 0 },
 		{ "From: A <app@example.test> (comment)\r\n", 0 },
 		{ "From: app(comment)@EXAMPLE.test\r\n", 0 },
