@@ -131,10 +131,7 @@ check_value(const char *v, size_t n, domain_pred is_ours, void *arg,
 			if (lt[1] == '@' && memchr(lt, ':', (size_t)(gt - lt)) != NULL)
 				lt = memchr(lt, ':', (size_t)(gt - lt));
 			(*found)++;
-			if (gt == lt + 1) {
-				snprintf(bad, badsize, "empty From: address");
-				return -1;
-			}
+			/* "<>" and "<@route: >" are empty: refused there. */
 			if (check_address(lt + 1, (size_t)(gt - lt - 1), false,
 			    is_ours, arg, bad, badsize) == -1)
 				return -1;
